@@ -1,0 +1,1 @@
+"""EulerNet FAS library: pure, importable, no work at import time."""

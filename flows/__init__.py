@@ -1,0 +1,1 @@
+"""Thin pipeline stages: read params, call components, write what dvc.yaml declares."""
