@@ -1,0 +1,29 @@
+import pytest
+
+from components.data.clips import clip_indices, clip_span, clip_starts
+
+
+def test_paper_clip_geometry():
+    # 4 frames at interval 3 cover t, t+3, t+6, t+9: a span of 10 frames.
+    assert clip_span(4, 3) == 10
+    assert clip_indices(20, 4, 3) == [20, 23, 26, 29]
+
+
+def test_non_overlapping_starts_fit_inside_the_video():
+    starts = clip_starts(45, 4, 3)
+    assert starts == [0, 10, 20, 30]
+    for a, b in zip(starts, starts[1:]):
+        assert b - a >= clip_span(4, 3)
+    assert clip_indices(starts[-1])[-1] < 45
+
+
+def test_too_short_video_has_no_clip_and_cap_spreads_clips():
+    assert clip_starts(9, 4, 3) == []
+    assert clip_starts(10, 4, 3) == [0]
+    capped = clip_starts(100, 4, 3, max_clips=3)
+    assert len(capped) == 3 and capped[0] == 0 and capped[-1] >= 50
+
+
+def test_bad_geometry_is_rejected():
+    with pytest.raises(ValueError):
+        clip_starts(30, 0, 3)

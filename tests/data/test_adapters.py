@@ -1,0 +1,237 @@
+"""Adapters: the embedded sample, a generic CSV, and an OULU-NPU tree with real naming and protocol files."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from components.data.adapters import from_generic_csv, from_oulu_npu, from_sample, parse_oulu_name
+from components.data.manifest import ManifestError, read_manifest
+from components.data.video import read_frames, write_video
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_video(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("v") / "tiny.avi"
+    frames = np.random.default_rng(0).integers(0, 255, size=(3, 16, 16, 3), dtype=np.uint8)
+    write_video(p, frames, 10)
+    return p
+
+
+def test_from_sample_reads_the_embedded_sample(monkeypatch):
+    monkeypatch.chdir(REPO)
+    df = from_sample("data/sample")
+    assert len(df) == 60 and df["path"].str.startswith("data/sample/videos/").all()
+    assert all(Path(p).is_file() for p in df["path"])
+    assert df.groupby("split")["subject_id"].nunique().to_dict() == {"train": 3, "dev": 1, "test": 1}
+
+
+def test_from_sample_missing_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="manifest.csv not found"):
+        from_sample(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ generic
+def _write_csv(path: Path, text: str) -> Path:
+    path.write_text(text.strip() + "\n")
+    return path
+
+
+def test_generic_csv_columns_aliases_and_default_splits(tmp_path, tiny_video):
+    for name in ("a.avi", "b.avi", "c.avi"):
+        shutil.copy(tiny_video, tmp_path / name)
+    _write_csv(tmp_path / "labels.csv", """
+path,subject_id,device,scene,attack_type,os,label,lamp
+a.avi,u1,pixel_7,indoor,real,android,1,desk
+b.avi,u1,pixel_7,indoor,photo,android,0,
+sub/c.avi,u2,iphone_13,outdoor,replay,ios,,
+""")
+    df = from_generic_csv(tmp_path)
+    assert list(df["attack_type"]) == ["live", "print", "replay"]
+    assert list(df["label"]) == [1, 0, 0]
+    assert list(df["video_id"]) == ["a", "b", "c"]
+    assert df["path"].iloc[2] == (tmp_path / "sub/c.avi").as_posix()
+    assert json.loads(df["meta"].iloc[0]) == {"lamp": "desk", "meta": ""}
+    assert list(df["split"]) == ["train", "train", "train"]  # u1, u2 -> first two slots of 3:1:1
+    assert set(df["source"]) == {"generic:labels.csv"}
+
+
+def test_generic_csv_rejects_unknown_labels_naming_the_line(tmp_path):
+    csv = _write_csv(tmp_path / "x.csv", """
+path,subject_id,device,scene,attack_type,split,label
+a.avi,u1,d,indoor,live,train,1
+b.avi,u1,d,indoor,hologram,train,0
+c.avi,u2,d,indoor,print,test,1
+d.avi,u3,d,indoor,print,validation,0
+""")
+    with pytest.raises(ManifestError) as err:
+        from_generic_csv(tmp_path, csv)
+    msg = str(err.value)
+    assert "3 bad row(s)" in msg
+    assert "line 3: unknown attack_type 'hologram'" in msg
+    assert "line 4: label 1 contradicts attack_type 'print'" in msg
+    assert "line 5: unknown split 'validation'" in msg
+
+
+def test_generic_csv_missing_columns(tmp_path):
+    csv = _write_csv(tmp_path / "x.csv", "path,subject_id\na.avi,u1\n")
+    with pytest.raises(ManifestError, match=r"missing column\(s\) \['device', 'scene', 'attack_type'\]"):
+        from_generic_csv(tmp_path, csv)
+
+
+# ----------------------------------------------------------------------------------------------- OULU-NPU
+PHONES = (1, 2, 3)
+USERS = {"Train": (1, 2), "Dev": (21,), "Test": (36, 37)}
+
+
+def _names(phones, sessions, users, files):
+    return [f"{p}_{s}_{u:02d}_{f}" for p in phones for s in sessions for u in users for f in files]
+
+
+def _line(name: str, test_list: bool) -> str:
+    access = int(name[-1])
+    if access == 1:
+        return f"+1,{name}"
+    return f"{'-2' if test_list and access >= 4 else '-1'},{name}"
+
+
+@pytest.fixture(scope="module")
+def oulu_tree(tmp_path_factory, tiny_video):
+    """Real OULU-NPU layout: {Train,Dev,Test}_files/P_S_UU_F.avi and Protocols/Protocol_N lists."""
+    root = tmp_path_factory.mktemp("oulu")
+    for split, users in USERS.items():
+        d = root / f"{split}_files"
+        d.mkdir()
+        for name in _names(PHONES, (1, 2, 3), users, (1, 2, 3, 4, 5)):
+            shutil.copy(tiny_video, d / f"{name}.avi")
+    expected = {}
+
+    def write(protocol, fname, names, test_list):
+        p = root / "Protocols" / f"Protocol_{protocol}"
+        p.mkdir(parents=True, exist_ok=True)
+        (p / fname).write_text("\n".join(_line(n, test_list) for n in names) + "\n")
+        expected[(protocol, fname)] = names
+
+    # Protocol 1 (illumination): sessions 1,2 for train/dev, session 3 for test; print 1 + replay 1 vs 2.
+    write(1, "Train.txt", _names(PHONES, (1, 2), USERS["Train"], (1, 2, 4)), False)
+    write(1, "Dev.txt", _names(PHONES, (1, 2), USERS["Dev"], (1, 2, 4)), False)
+    write(1, "Test.txt", _names(PHONES, (3,), USERS["Test"], (1, 3, 5)), True)
+    # Protocol 3 (leave one phone out), folds 1..3 over the three phones of this tree.
+    for k in PHONES:
+        rest = tuple(p for p in PHONES if p != k)
+        write(3, f"Train_{k}.txt", _names(rest, (1, 2, 3), USERS["Train"], (1, 2, 3, 4, 5)), False)
+        write(3, f"Dev_{k}.txt", _names(rest, (1, 2, 3), USERS["Dev"], (1, 2, 3, 4, 5)), False)
+        write(3, f"Test_{k}.txt", _names((k,), (1, 2, 3), USERS["Test"], (1, 2, 3, 4, 5)), True)
+    return root, expected
+
+
+def test_oulu_protocol_1_reproduces_split_sizes_and_labels(oulu_tree):
+    root, expected = oulu_tree
+    df = from_oulu_npu(root, protocol=1)
+    for split, fname in (("train", "Train.txt"), ("dev", "Dev.txt"), ("test", "Test.txt")):
+        names = expected[(1, fname)]
+        part = df[df["split"] == split]
+        assert list(part["video_id"]) == names
+        assert list(part["label"]) == [int(n.endswith("_1")) for n in names]
+    assert df.groupby("split").size().to_dict() == {"train": 36, "dev": 18, "test": 18}
+    test = df[df["split"] == "test"]
+    assert test["attack_type"].value_counts().to_dict() == {"live": 6, "print": 6, "replay": 6}
+    assert set(test["scene"]) == {"hall"} and set(df[df["split"] == "train"]["scene"]) == {"office", "meeting_room"}
+    assert set(df["device"]) == {"samsung_galaxy_s6_edge", "htc_desire_eye", "meizu_x5"}
+    assert set(df["os"]) == {"android"}
+    row = df[df["video_id"] == "2_3_36_5"].iloc[0]
+    assert (row["subject_id"], row["attack_type"], row["path"]) == ("oulu_36", "replay",
+                                                                    (root / "Test_files/2_3_36_5.avi").as_posix())
+    assert json.loads(row["meta"])["code"] == "-2"
+    assert read_frames(row["path"]).shape == (3, 16, 16, 3)
+
+
+@pytest.mark.parametrize("fold", [1, 2, 3])
+def test_oulu_protocol_3_folds_leave_one_phone_out(oulu_tree, fold):
+    root, expected = oulu_tree
+    df = from_oulu_npu(root, protocol=3, fold=fold)
+    assert df.groupby("split").size().to_dict() == {"train": 60, "dev": 30, "test": 30}
+    test_phones = {int(v.split("_")[0]) for v in df[df["split"] == "test"]["video_id"]}
+    train_phones = {int(v.split("_")[0]) for v in df[df["split"] == "train"]["video_id"]}
+    assert test_phones == {fold} and fold not in train_phones
+    assert (df["label"] == (df["attack_type"] == "live")).all()
+    assert set(df["source"]) == {f"oulu-npu/P3-{fold}"}
+
+
+def test_oulu_errors_name_the_problem(oulu_tree, tmp_path):
+    root, _ = oulu_tree
+    with pytest.raises(ValueError, match="six folds"):
+        from_oulu_npu(root, protocol=3)
+    with pytest.raises(ValueError, match="no folds"):
+        from_oulu_npu(root, protocol=1, fold=2)
+    with pytest.raises(ManifestError, match="Protocol_3/Train_4.txt not found"):
+        from_oulu_npu(root, protocol=3, fold=4)
+    with pytest.raises(ManifestError, match="Protocol_2/Train.txt not found"):
+        from_oulu_npu(root, protocol=2)
+    bad = tmp_path / "oulu"
+    shutil.copytree(root / "Test_files", bad / "Test_files")
+    (bad / "Protocols" / "Protocol_2").mkdir(parents=True)
+    (bad / "Protocols" / "Protocol_2" / "Train.txt").write_text("+1,1_1_36_2\n-2,1_1_36_2\n+1,1_1_99_1\n")
+    (bad / "Protocols" / "Protocol_2" / "Dev.txt").write_text("bogus line\n")
+    (bad / "Protocols" / "Protocol_2" / "Test.txt").write_text("")
+    with pytest.raises(ManifestError) as err:
+        from_oulu_npu(bad, protocol=2)
+    msg = str(err.value)
+    assert "Train.txt line 1: +1 contradicts access type 2 (print)" in msg
+    assert "Train.txt line 2: -2 marks replay but access type 2 is print" in msg
+    assert "Dev.txt line 1: expected" in msg
+    assert "1 listed video(s) not found" in msg and "1_1_99_1" in msg
+
+
+def test_oulu_protocol_files_naming(tmp_path):
+    from components.data.adapters import oulu_protocol_files
+
+    base = tmp_path / "Protocols"
+    assert oulu_protocol_files(tmp_path, 2) == {"train": base / "Protocol_2/Train.txt",
+                                                "dev": base / "Protocol_2/Dev.txt",
+                                                "test": base / "Protocol_2/Test.txt"}
+    assert oulu_protocol_files(tmp_path, 4, 6)["test"] == base / "Protocol_4/Test_6.txt"
+    with pytest.raises(ValueError, match="protocol must be 1, 2, 3 or 4"):
+        oulu_protocol_files(tmp_path, 5)
+    with pytest.raises(ValueError, match="fold must be 1..6"):
+        oulu_protocol_files(tmp_path, 4, 7)
+
+
+def test_parse_oulu_name():
+    assert parse_oulu_name("6_2_55_4") == {"phone": 6, "session": 2, "user": 55, "access": 4,
+                                           "device": "oppo_n3", "scene": "meeting_room", "attack_type": "replay"}
+    with pytest.raises(ValueError, match="not an OULU-NPU name"):
+        parse_oulu_name("7_1_01")
+
+
+# -------------------------------------------------------------------------------------------- ingest flow
+def test_ingest_flow_writes_repo_relative_manifest(tmp_path, monkeypatch, capsys, oulu_tree):
+    from flows.cli import main
+
+    monkeypatch.chdir(REPO)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"adapter": "sample", "root": "data/sample"}}))
+    out = tmp_path / "manifest.csv"
+    assert main(["ingest", "--params", str(params), "--out", str(out)]) == 0
+    df = read_manifest(out)
+    assert len(df) == 60 and df["path"].iloc[0].startswith("data/sample/videos/")
+    text = capsys.readouterr().out
+    assert "60 videos, 5 subjects" in text and "train" in text
+
+    root, _ = oulu_tree
+    params.write_text(yaml.safe_dump({"data": {"adapter": "oulu", "root": str(root), "protocol": 3, "fold": 2}}))
+    assert main(["ingest", "--params", str(params), "--out", str(out)]) == 0
+    assert len(read_manifest(out)) == 120
+
+    params.write_text(yaml.safe_dump({"data": {"adapter": "oulu", "root": str(root), "protocol": 3}}))
+    assert main(["ingest", "--params", str(params), "--out", str(out)]) == 2
+    assert "six folds" in capsys.readouterr().err
+    params.write_text(yaml.safe_dump({"data": {"adapter": "sample", "root": "data/sample", "colour": 1}}))
+    assert main(["ingest", "--params", str(params), "--out", str(out)]) == 2
+    assert "unknown key(s) ['colour']" in capsys.readouterr().err
