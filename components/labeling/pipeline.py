@@ -1,0 +1,349 @@
+"""Labeling at scale: manifest -> Ray Data ``map_batches`` (one landmark model per actor) -> Parquet shards.
+
+Output folder layout (``out_dir``):
+- ``data/<run>/*.parquet`` — one row per clip (schema in shards.py) written by Ray Data; a video that fails
+  leaves one marker row (``clip_index == -1``, ``status == "skipped"``) so its reason travels with the data;
+- ``ledger.csv`` — every content key ever labeled here: status, reason, clip count and the shard files holding it;
+- ``index.csv`` — the current manifest's videos with their key and files: what ``shards.read_shards`` reads;
+- ``report.csv`` — per current video: ok | skipped, reason, clips made, frames without a face, cached or new.
+
+Content-addressed cache: key = sha256(video bytes, labeling config). A re-run labels only keys missing from the
+ledger, so adding videos to the manifest labels only those; changing the config relabels everything. Manifest
+metadata (split, label, ...) is not part of the key: readers take it from the current index, so re-splitting
+does not relabel.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .clips import LabelingError, extract_clips
+from .landmarks import BACKENDS, make_backend
+
+LABEL_FORMAT = 1  # bump when the row content changes for the same config, to invalidate caches
+META_COLUMNS = ["video_id", "split", "label", "attack_type", "device", "scene", "subject_id"]
+TENSOR_COLUMNS = ["frames", "location_map", "binary_mask", "depth_map", "points"]
+LEDGER_COLUMNS = ["cache_key", "status", "reason", "detail", "clips", "frames_no_face", "max_faces", "n_frames",
+                  "files", "run"]
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    backend: str = "dlib"  # dlib (offline default) | face_alignment
+    backend_options: dict[str, Any] = field(default_factory=dict)  # passed to the backend, e.g. {landmarks: 3d}
+    crop_size: int = 256  # face crop side; label maps are crop_size // 8
+    face_fraction: float = 0.75  # share of the crop side the landmarks' extent fills
+    clip_len: int = 4
+    clip_interval: int = 3
+    clips_per_video: int | None = 8  # None: every non-overlapping clip
+    max_side: int | None = 640  # downscale decoded frames so their longer side is at most this (memory, speed)
+    max_frames: int | None = None  # decode at most this many frames per video
+    allow_multiple_faces: bool = False  # False: a video with two comparable faces is skipped (multiple_faces)
+    depth_source: str = "auto"  # auto (backend 3D landmarks if any, else template) | template | backend
+    concurrency: int = 2  # Ray Data actors, each holding one landmark model
+    batch_size: int = 1  # videos per map_batches call
+    num_cpus_per_worker: float = 1.0
+
+    def __post_init__(self):
+        errors = []
+        if self.backend not in BACKENDS:
+            errors.append(f"backend must be one of {sorted(BACKENDS)}, got {self.backend!r}")
+        if not isinstance(self.backend_options, dict):
+            errors.append("backend_options must be a mapping")
+        if self.crop_size < 32 or self.crop_size % 8:
+            errors.append(f"crop_size must be a multiple of 8 and >= 32 (label maps are crop_size // 8), "
+                          f"got {self.crop_size}")
+        if not 0.1 <= self.face_fraction <= 1.0:
+            errors.append(f"face_fraction must be in [0.1, 1], got {self.face_fraction}")
+        if self.clip_len < 1 or self.clip_interval < 1:
+            errors.append(f"clip_len and clip_interval must be >= 1, got {self.clip_len}, {self.clip_interval}")
+        if self.clips_per_video is not None and self.clips_per_video < 1:
+            errors.append(f"clips_per_video must be >= 1 or null, got {self.clips_per_video}")
+        if self.max_side is not None and self.max_side < 64:
+            errors.append(f"max_side must be >= 64 or null, got {self.max_side}")
+        if self.max_frames is not None and self.max_frames < 1:
+            errors.append(f"max_frames must be >= 1 or null, got {self.max_frames}")
+        if self.depth_source not in ("auto", "template", "backend"):
+            errors.append(f"depth_source must be auto, template or backend, got {self.depth_source!r}")
+        if self.depth_source == "backend" and not (self.backend == "face_alignment"
+                                                   and self.backend_options.get("landmarks") == "3d"):
+            errors.append("depth_source 'backend' needs backend face_alignment with backend_options.landmarks: 3d")
+        if self.concurrency < 1 or self.batch_size < 1:
+            errors.append(f"concurrency and batch_size must be >= 1, got {self.concurrency}, {self.batch_size}")
+        if self.num_cpus_per_worker <= 0:
+            errors.append(f"num_cpus_per_worker must be > 0, got {self.num_cpus_per_worker}")
+        if errors:
+            raise ValueError("invalid label config: " + "; ".join(errors))
+
+    @property
+    def map_size(self) -> int:
+        return self.crop_size // 8
+
+    def fingerprint(self) -> str:
+        """Hash of the settings that change the labels (not the ones that only change speed)."""
+        speed_only = {"concurrency", "batch_size", "num_cpus_per_worker"}
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in speed_only}
+        d["format"] = LABEL_FORMAT
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class LabelReport:
+    report: pd.DataFrame  # per current video: video_id, status, reason, detail, clips, frames_no_face, ...
+    n_new: int  # videos labeled by this run
+    n_cached: int  # videos whose labels were already in out_dir
+    out_dir: Path
+
+    @property
+    def n_ok(self) -> int:
+        return int((self.report["status"] == "ok").sum())
+
+    @property
+    def n_skipped(self) -> int:
+        return int((self.report["status"] != "ok").sum())
+
+    @property
+    def n_clips(self) -> int:
+        return int(self.report["clips"].sum())
+
+    def summary(self) -> str:
+        lines = [f"{len(self.report)} videos: {self.n_ok} ok, {self.n_skipped} skipped, {self.n_clips} clips "
+                 f"({self.n_new} labeled now, {self.n_cached} from cache) -> {self.out_dir}"]
+        skipped = self.report[self.report["status"] != "ok"]
+        for reason, group in skipped.groupby("reason"):
+            ids = ", ".join(group["video_id"].astype(str).head(5)) + (" ..." if len(group) > 5 else "")
+            lines.append(f"  skipped ({reason}): {len(group)} [{ids}]")
+        return "\n".join(lines)
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_key(video_digest: str, cfg: LabelConfig) -> str:
+    return hashlib.sha256(f"{video_digest}:{cfg.fingerprint()}".encode()).hexdigest()[:32]
+
+
+class LabelWorker:
+    """Ray Data callable class: builds the landmark backend once, then labels a batch of manifest rows.
+
+    Usable without Ray too (``LabelWorker(cfg)(df)``): the benchmark's plain-process baseline calls it directly.
+    Every error of one video becomes its marker row; nothing raised here would be worth failing the stage for.
+    """
+
+    def __init__(self, cfg: LabelConfig):
+        import cv2
+
+        # One OpenCV/BLAS thread per worker: parallelism comes from Ray actors. Ray already sets OMP_NUM_THREADS=1
+        # for a 1-CPU actor; outside Ray (plain loop, notebooks) OpenBLAS threads spin on the tiny least-squares
+        # fits of the depth template and cost ~40% more CPU under load (measured).
+        cv2.setNumThreads(1)
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1)
+        except ImportError:
+            pass
+        self.cfg = cfg
+        self.backend = make_backend(cfg.backend, **cfg.backend_options)
+
+    def label_one(self, row) -> tuple[dict[str, list], int]:
+        from components.data.video import VideoError, read_frames
+
+        from .maps import binary_mask, depth_map, location_map
+
+        cfg = self.cfg
+        out = {k: [] for k in ("clip_index", "start_frame", "frames", "location_map", "binary_mask", "depth_map",
+                               "points")}
+        try:
+            frames = read_frames(row["path"], max_frames=cfg.max_frames, max_side=cfg.max_side)  # (F, H, W, 3)
+            clips = extract_clips(frames, self.backend, cfg.crop_size, cfg.clip_len, cfg.clip_interval,
+                                  cfg.clips_per_video, allow_multiple=cfg.allow_multiple_faces,
+                                  face_fraction=cfg.face_fraction)
+        except (VideoError, LabelingError) as exc:
+            return {"status": "skipped", "reason": exc.reason, "detail": exc.detail[:500]}, 0
+        except Exception as exc:  # a decoder or backend failure on one video must not stop the others
+            return {"status": "skipped", "reason": "error", "detail": f"{type(exc).__name__}: {exc}"[:500]}, 0
+        live = int(row["label"]) == 1
+        use_3d = cfg.depth_source != "template" and clips.points3d is not None
+        m, s = cfg.map_size, cfg.crop_size
+        for c, start in enumerate(clips.starts):
+            pts = clips.points[c]  # (T, 68, 2)
+            out["clip_index"].append(c)
+            out["start_frame"].append(start)
+            out["frames"].append(clips.crops[c])  # (T, S, S, 3)
+            out["points"].append(pts.astype(np.float32))
+            out["location_map"].append(np.stack([location_map(p, s, m, live) for p in pts]))  # (T, M, M)
+            out["binary_mask"].append(np.stack([binary_mask(m, live) for _ in pts]))  # (T, M, M)
+            out["depth_map"].append(np.stack([
+                depth_map(p, s, m, live, clips.points3d[c, t] if use_3d else None) for t, p in enumerate(pts)]))
+        return {"status": "ok", "reason": "", "detail": "", "frames_no_face": clips.n_frames_no_face,
+                "max_faces": clips.max_faces, "n_frames": len(frames), **out}, len(clips.starts)
+
+    def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
+        cfg = self.cfg
+        t, s, m = cfg.clip_len, cfg.crop_size, cfg.map_size
+        cols: dict[str, list] = {k: [] for k in ["cache_key", *META_COLUMNS, "clip_index", "start_frame", "status",
+                                                 "reason", "detail", "frames_no_face", "max_faces", "n_frames",
+                                                 "cpu_s", *TENSOR_COLUMNS]}
+        for _, row in batch.iterrows():
+            cpu0 = time.process_time()
+            res, n = self.label_one(row)
+            cols["cpu_s"].extend([time.process_time() - cpu0] * max(n, 1))  # labeling cost of this video
+            if n == 0:  # marker row: zero tensors of the fixed shapes keep the columns' tensor type uniform
+                res = {**res, "clip_index": [-1], "start_frame": [-1],
+                       "frames": [np.zeros((t, s, s, 3), np.uint8)], "points": [np.zeros((t, 68, 2), np.float32)],
+                       **{k: [np.zeros((t, m, m), np.float32)] for k in ("location_map", "binary_mask", "depth_map")}}
+                n = 1
+            for k in ("clip_index", "start_frame", *TENSOR_COLUMNS):
+                cols[k].extend(res[k])
+            for k in ("status", "reason", "detail"):
+                cols[k].extend([res[k]] * n)
+            for k in ("frames_no_face", "max_faces", "n_frames"):
+                cols[k].extend([int(res.get(k, 0))] * n)
+            cols["cache_key"].extend([row["cache_key"]] * n)
+            for k in META_COLUMNS:
+                cols[k].extend([row[k]] * n)
+        out = {k: np.stack(v) for k, v in cols.items() if k in TENSOR_COLUMNS}
+        out["frames"] = out["frames"].astype(np.uint8)  # (N, T, S, S, 3)
+        for k in ("location_map", "binary_mask", "depth_map", "points"):
+            out[k] = out[k].astype(np.float32)  # (N, T, M, M) / (N, T, 68, 2)
+        for k in ("clip_index", "start_frame", "label", "frames_no_face", "max_faces", "n_frames"):
+            out[k] = np.asarray(cols[k], dtype=np.int64)
+        out["cpu_s"] = np.asarray(cols["cpu_s"], dtype=np.float64)
+        for k in ("cache_key", "video_id", "split", "attack_type", "device", "scene", "subject_id", "status",
+                  "reason", "detail"):
+            out[k] = np.asarray([str(v) for v in cols[k]], dtype=str)  # unicode, not object: stays an Arrow string
+        return out
+
+
+def _read_ledger(out: Path) -> pd.DataFrame:
+    path = out / "ledger.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=LEDGER_COLUMNS)
+    led = pd.read_csv(path, dtype={"cache_key": str, "files": str, "reason": str, "detail": str},
+                      keep_default_na=False)
+    # A cached "ok" whose shard files were deleted is not a cache hit.
+    ok_missing = [st == "ok" and not all((out / f).is_file() for f in str(fs).split(";") if f)
+                  for st, fs in zip(led["status"], led["files"])]
+    return led[~np.asarray(ok_missing, dtype=bool)].drop_duplicates("cache_key", keep="last")
+
+
+def _summarise_run(out: Path, run_dir: Path, run: str) -> pd.DataFrame:
+    """Per-key ledger rows from the small columns of the files this run wrote (tensors are not read)."""
+    import pyarrow.parquet as pq
+
+    cols = ["cache_key", "clip_index", "status", "reason", "detail", "frames_no_face", "max_faces", "n_frames"]
+    parts = []
+    for f in sorted(run_dir.glob("*.parquet")):
+        t = pq.read_table(f, columns=cols).to_pandas()
+        t["file"] = str(f.relative_to(out))
+        parts.append(t)
+    if not parts:
+        return pd.DataFrame(columns=LEDGER_COLUMNS)
+    rows = pd.concat(parts, ignore_index=True)
+    recs = []
+    for key, g in rows.groupby("cache_key", sort=False):
+        ok = g[g["status"] == "ok"]
+        first = (ok if len(ok) else g).iloc[0]
+        recs.append({"cache_key": key, "status": "ok" if len(ok) else "skipped", "reason": first["reason"],
+                     "detail": first["detail"], "clips": int(len(ok)), "frames_no_face": int(first["frames_no_face"]),
+                     "max_faces": int(first["max_faces"]), "n_frames": int(first["n_frames"]),
+                     "files": ";".join(sorted(set(ok["file"]))), "run": run})
+    return pd.DataFrame(recs, columns=LEDGER_COLUMNS)
+
+
+def _run_ray(todo: pd.DataFrame, out: Path, cfg: LabelConfig, progress: bool) -> pd.DataFrame:
+    import ray.data
+
+    run = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_dir = out / "data" / run
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.enable_progress_bars
+    ctx.enable_progress_bars = progress
+    try:
+        # One input block per batch: an actor pool only spreads work over actors block by block.
+        blocks = [todo.iloc[i:i + cfg.batch_size].reset_index(drop=True) for i in range(0, len(todo), cfg.batch_size)]
+        ds = ray.data.from_pandas(blocks).map_batches(
+            LabelWorker, fn_constructor_kwargs={"cfg": cfg}, batch_size=cfg.batch_size, batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(size=min(cfg.concurrency, len(blocks))),
+            num_cpus=cfg.num_cpus_per_worker)
+        # Writes reserve no CPU: with one actor per core (the usual sizing) a 1-CPU write task would wait for
+        # every actor to finish, holding all labeled blocks in the object store meanwhile. Parquet encoding
+        # is cheap next to landmarking, so sharing the cores costs little.
+        ds.write_parquet(str(run_dir), ray_remote_args={"num_cpus": 0},
+                         concurrency=min(cfg.concurrency, len(blocks)))
+    finally:
+        ctx.enable_progress_bars = saved
+    return _summarise_run(out, run_dir, run)
+
+
+def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfig,
+                 progress: bool = True) -> LabelReport:
+    """Label the manifest's videos (``path`` absolute or relative to the current directory) into ``out_dir``.
+
+    Needs a Ray cluster (Ray Data connects to or starts one). Videos already labeled with the same bytes and
+    config are reused. Never raises for a bad video: it is reported with its reason in ``report.csv``.
+    """
+    from components.data.manifest import check_manifest
+
+    df = check_manifest(manifest_df)
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    df["path"] = [str(Path(p).resolve()) for p in df["path"]]
+    keys = []
+    for p in df["path"]:
+        try:
+            keys.append(cache_key(file_digest(p), cfg))
+        except OSError:
+            keys.append("")  # missing/unreadable file: reported below, nothing to label
+    df["cache_key"] = keys
+
+    ledger = _read_ledger(out)
+    known = set(ledger["cache_key"])
+    todo = df[(df["cache_key"] != "") & ~df["cache_key"].isin(known)].drop_duplicates("cache_key")
+    if len(todo):
+        new = _run_ray(todo[["cache_key", "path", *META_COLUMNS]], out, cfg, progress)
+        ledger = pd.concat([ledger, new], ignore_index=True).drop_duplicates("cache_key", keep="last")
+        ledger.to_csv(out / "ledger.csv", index=False)
+    led = ledger.set_index("cache_key")
+
+    rows = []
+    labeled_now = set(todo["cache_key"])
+    for r in df.itertuples(index=False):
+        base = {"video_id": r.video_id, "cache_key": r.cache_key, "cached": r.cache_key not in labeled_now}
+        if r.cache_key == "":
+            rec = {"status": "skipped", "reason": "missing", "detail": f"{r.path} cannot be read", "clips": 0,
+                   "frames_no_face": 0, "max_faces": 0, "files": ""}
+            base["cached"] = False
+        elif r.cache_key in led.index:
+            rec = led.loc[r.cache_key].to_dict()
+        else:  # the run produced nothing for it (worker crash): not cached, retried next run
+            rec = {"status": "skipped", "reason": "error", "detail": "no output from the labeling worker",
+                   "clips": 0, "frames_no_face": 0, "max_faces": 0, "files": ""}
+        rows.append({**base, **{k: rec.get(k, "") for k in ("status", "reason", "detail", "clips",
+                                                             "frames_no_face", "max_faces", "files")}})
+    status = pd.DataFrame(rows)
+    index = df[["video_id", "cache_key", "path", *[c for c in META_COLUMNS if c != "video_id"]]].merge(
+        status[["video_id", "status", "reason", "clips", "files"]], on="video_id")
+    index.to_csv(out / "index.csv", index=False)
+    report = status[["video_id", "status", "reason", "detail", "clips", "frames_no_face", "max_faces", "cached",
+                     "cache_key"]].copy()
+    for k in ("clips", "frames_no_face", "max_faces"):
+        report[k] = pd.to_numeric(report[k], errors="coerce").fillna(0).astype(int)
+    report.to_csv(out / "report.csv", index=False)
+    n_new = int((~report["cached"]).sum() - (report["reason"] == "missing").sum())
+    return LabelReport(report=report, n_new=n_new, n_cached=int(report["cached"].sum()), out_dir=out)

@@ -1,0 +1,156 @@
+"""Checkpoint evaluation: score every dev and test clip through the Predictor, average per video, choose the
+threshold on dev, apply it to test, and write metrics, curves, plots and Grad-CAM figures.
+
+The checkpoint file itself is never modified (it is the train stage's DVC output): the chosen threshold is
+written to ``threshold.json`` for the register stage to put into the registered model.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+META_COLUMNS = ["video_id", "clip_index", "label", "attack_type", "device", "scene", "subject_id"]
+
+
+class EvaluationError(ValueError):
+    """Evaluation cannot produce a result (no dev split, or a dev split without both classes)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """``threshold_rule``: how the dev set picks the operating point (eer | min_acer).
+    ``expected_attack_types``: types that should appear (a missing one is reported, not an error); None = the
+    types present in dev or test. ``gradcam_clips``: Grad-CAM figures per class (0 turns them off)."""
+
+    threshold_rule: Literal["eer", "min_acer"] = "eer"
+    batch_size: int = 16
+    expected_attack_types: list[str] | None = None
+    breakdown_by: list[str] = field(default_factory=lambda: ["device", "scene", "attack_type"])
+    gradcam_clips: int = 2
+
+    def __post_init__(self) -> None:
+        if self.threshold_rule not in ("eer", "min_acer"):
+            raise ValueError(f"threshold_rule must be 'eer' or 'min_acer', got {self.threshold_rule!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.gradcam_clips < 0:
+            raise ValueError(f"gradcam_clips must be >= 0, got {self.gradcam_clips}")
+
+
+def score_split(predictor, shards_dir: str | os.PathLike, split: str) -> tuple[pd.DataFrame, dict]:
+    """Clip table (metadata + ``score``) of one split, and the loaded clips (for Grad-CAM). Empty if absent."""
+    from components.labeling.shards import ShardsError, load_clips
+
+    try:
+        clips = load_clips(shards_dir, split=split, columns=META_COLUMNS + ["frames"])
+    except ShardsError:
+        return pd.DataFrame(columns=META_COLUMNS + ["score"]), {}
+    table = pd.DataFrame({c: clips[c] for c in META_COLUMNS})
+    table["label"] = table["label"].astype(int)
+    table["score"] = predictor.score_clips(clips["frames"])
+    return table, clips
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                        cfg: EvalConfig = EvalConfig()) -> dict:
+    """Evaluate ``checkpoint`` on the shards' dev and test splits; write everything under ``out_dir``.
+
+    Writes metrics.json, threshold.json, video_scores.csv, roc.csv, det.csv and figures/{roc,det,
+    score_hist}.png + figures/gradcam/*.png. Returns the metrics dict.
+    """
+    from components.metrics import plots
+    from components.metrics.rates import det_curve, roc_curve, video_scores
+    from components.metrics.report import evaluate_splits, json_safe
+    from components.model import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, batch_size=cfg.batch_size)
+    dev_clips, _ = score_split(predictor, shards_dir, "dev")
+    test_clips, test_data = score_split(predictor, shards_dir, "test")
+    if dev_clips.empty:
+        raise EvaluationError("the shards have no dev split: the threshold must be chosen on dev, never on test")
+    dev_v = video_scores(dev_clips)
+    if dev_v["label"].nunique() < 2:
+        missing = "live" if 1 not in set(dev_v["label"]) else "attack"
+        raise EvaluationError(f"the dev split has no {missing} videos: no threshold can be chosen on it")
+    test_v = video_scores(test_clips) if not test_clips.empty else dev_v.iloc[:0]
+    expected = cfg.expected_attack_types
+    if expected is None:
+        both = pd.concat([dev_v, test_v])
+        expected = sorted(set(both.loc[both["label"] == 0, "attack_type"].astype(str)))
+
+    report = evaluate_splits(dev_v, test_v, cfg.threshold_rule, expected, tuple(cfg.breakdown_by)) \
+        if not test_v.empty else _dev_only(dev_v, cfg, expected)
+    t = report["threshold"]
+    report.update(checkpoint=str(checkpoint), variant=predictor.variant, label_type=predictor.label_type,
+                  n_clips={"dev": int(len(dev_clips)), "test": int(len(test_clips))},
+                  checkpoint_threshold=predictor.threshold)
+
+    out = Path(out_dir)
+    figs = out / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
+    (out / "threshold.json").write_text(json.dumps(json_safe({
+        "threshold": t, "rule": cfg.threshold_rule, "source": "dev", "checkpoint": str(checkpoint),
+        "dev_acer": report["dev"]["acer"], "dev_eer": report["dev"]["eer"]}), indent=2) + "\n")
+    pd.concat([dev_v, test_v], ignore_index=True).to_csv(out / "video_scores.csv", index=False)
+
+    curves_roc, curves_det = {}, {}
+    for name, v in (("dev", dev_v), ("test", test_v)):
+        if v["label"].nunique() == 2:
+            fpr, tpr, thr = roc_curve(v["score"], v["label"])
+            apcer, bpcer, dthr = det_curve(v["score"], v["label"])
+            curves_roc[f"{name} (AUC {report[name]['auc']:.3f})"] = (fpr, tpr)
+            curves_det[name] = (apcer, bpcer)
+            if name == "test":  # the DVC plots: test curves only (the dev ones only chose the threshold)
+                pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr}).to_csv(out / "roc.csv", index=False)
+                pd.DataFrame({"apcer": apcer, "bpcer": bpcer, "threshold": dthr}).to_csv(out / "det.csv",
+                                                                                       index=False)
+    for name in ("roc.csv", "det.csv"):  # declared DVC plots must exist even when test lacks a class
+        if not (out / name).exists():
+            cols = ["fpr", "tpr", "threshold"] if name == "roc.csv" else ["apcer", "bpcer", "threshold"]
+            pd.DataFrame(columns=cols).to_csv(out / name, index=False)
+    if curves_roc:
+        plots.plot_roc(curves_roc, figs / "roc.png")
+        plots.plot_det(curves_det, figs / "det.png")
+    shown = test_v if not test_v.empty else dev_v
+    plots.plot_score_histograms(shown["score"], shown["label"], t, figs / "score_hist.png",
+                                title=f"{'test' if not test_v.empty else 'dev'} video scores")
+    if cfg.gradcam_clips:
+        _gradcams(predictor, test_data or {}, test_clips, cfg.gradcam_clips, figs / "gradcam")
+    return report
+
+
+def _dev_only(dev_v: pd.DataFrame, cfg: EvalConfig, expected) -> dict:
+    from components.metrics.rates import choose_threshold
+    from components.metrics.report import json_safe, split_summary
+
+    t = choose_threshold(dev_v["score"], dev_v["label"], cfg.threshold_rule)
+    dev = split_summary(dev_v, t, expected)
+    return json_safe({"threshold": t, "threshold_rule": cfg.threshold_rule, "threshold_source": "dev",
+                      "acer": None, "apcer": None, "bpcer": None, "hter": None, "auc": None, "dev": dev,
+                      "test": None, "breakdown": [],
+                      "note": "the shards have no test split: only dev metrics are reported"})
+
+
+def _gradcams(predictor, data: dict, clips: pd.DataFrame, per_class: int, out: Path) -> list[Path]:
+    """Grad-CAM figures of the first clip of ``per_class`` live and ``per_class`` attack test videos."""
+    from components.metrics.gradcam import plot_gradcam
+
+    if not data:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    first = clips.reset_index(drop=True).groupby("video_id", sort=True).head(1)
+    for label in (1, 0):
+        for i, row in first[first["label"] == label].head(per_class).iterrows():
+            kind = "live" if label else str(row["attack_type"])
+            name = f"{kind}_{row['video_id']}".replace("/", "_")
+            paths.append(plot_gradcam(predictor, np.asarray(data["frames"][i]), bool(label), out / f"{name}.png",
+                                      title=f"{row['video_id']} ({kind}), clip score {row['score']:.3f}"))
+    return paths

@@ -1,0 +1,66 @@
+"""The evaluation protocol in one place: threshold chosen on dev, applied unchanged to test (paper IV, OULU-NPU).
+
+``evaluate_splits`` sees the test scores only after the threshold is fixed, so the test split can never leak
+into the operating point. Its output is JSON-safe (NaN becomes None) and says plainly when a split lacks a class.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from components.metrics.rates import auc, breakdown, choose_threshold, eer, error_rates
+
+
+def json_safe(obj):
+    """Replace NaN/inf with None and numpy scalars with Python ones, recursively (json.dump rejects NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def split_summary(video_df: pd.DataFrame, threshold: float,
+                  expected_attack_types: Iterable[str] | None = None) -> dict:
+    """Error rates, AUC and EER of one split at a given threshold; notes instead of errors for missing classes."""
+    s, y = video_df["score"].to_numpy(), video_df["label"].to_numpy()
+    types = video_df["attack_type"].to_numpy() if "attack_type" in video_df else None
+    out = error_rates(s, y, threshold, types, expected_attack_types)
+    both = out["n_live"] > 0 and out["n_attack"] > 0
+    out["auc"] = auc(s, y) if both else float("nan")
+    out["eer"] = eer(s, y) if both else float("nan")
+    out["n_videos"] = int(len(video_df))
+    if not both:
+        out["note"] = (f"this split has no {' and no '.join(out['missing'])} videos: "
+                       "rates that need them (and AUC/EER/ACER) are null")
+    return out
+
+
+def evaluate_splits(dev_videos: pd.DataFrame, test_videos: pd.DataFrame, rule: str = "eer",
+                    expected_attack_types: Iterable[str] | None = None,
+                    by: Sequence[str] = ("device", "scene", "attack_type")) -> dict:
+    """Choose the threshold on ``dev_videos`` by ``rule``, then report dev and test at that threshold.
+
+    Both tables have one row per video with ``score``, ``label`` and optionally ``attack_type``/``device``/``scene``.
+    The returned dict has ``threshold``, ``threshold_rule``, ``dev`` and ``test`` summaries and ``breakdown``
+    (test, long format records); the test summary's keys are also copied to the top level (``acer``, ...)
+    for ``dvc metrics show``.
+    """
+    threshold = choose_threshold(dev_videos["score"].to_numpy(), dev_videos["label"].to_numpy(), rule)
+    dev = split_summary(dev_videos, threshold, expected_attack_types)
+    test = split_summary(test_videos, threshold, expected_attack_types)
+    bd = breakdown(test_videos, threshold, by)
+    top = {k: test[k] for k in ("acer", "apcer", "bpcer", "hter", "auc", "eer", "apcer_worst", "acer_worst",
+                                "worst_attack_type", "apcer_per_attack")}
+    report = {"threshold": threshold, "threshold_rule": rule, "threshold_source": "dev", **top,
+              "dev": dev, "test": test, "breakdown": bd.to_dict(orient="records")}
+    if "note" in test:
+        report["note"] = "test: " + test["note"]
+    return json_safe(report)

@@ -1,0 +1,224 @@
+"""The training driver: shards -> Ray Data streams -> TorchTrainer (Ray Train V2) -> best Predictor checkpoint.
+
+The caller owns the Ray connection (flows call ``ray.init``); this module never initialises Ray and never
+sets a global MLflow tracking URI: it talks to the given ``tracking_uri`` through an explicit client.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from components.training.config import TrainConfig, TrainResult
+from components.training.loop import PREDICTOR_FILE, train_loop_per_worker
+
+RUN_PATH_TAG = "eulernet.ray_run_path"
+
+
+class TrainingError(RuntimeError):
+    """Training could not start or did not finish (bad shards, failed run)."""
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """Workers run in other directories: make relative SQLite / file-store URIs absolute."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    if "://" not in uri:
+        return str(Path(uri).resolve())
+    return uri
+
+
+def _split_dataset(shards_dir: str, split: str, columns: list[str]):
+    from components.labeling.shards import ShardsError, read_shards
+
+    try:
+        return read_shards(shards_dir, split=split, columns=columns)
+    except ShardsError as exc:
+        raise TrainingError(f"no {split} clips to train with: {exc}") from exc
+
+
+def _check_dev(shards_dir: str) -> None:
+    # pyarrow reads only the label column: no Ray Data job just to look at a few hundred integers.
+    from components.labeling.shards import ShardsError, load_clips
+
+    try:
+        labels = set(int(v) for v in load_clips(shards_dir, split="dev", columns=["label"])["label"])
+    except ShardsError as exc:
+        raise TrainingError(f"no dev split: {exc}") from exc
+    if labels != {0, 1}:
+        missing = "live" if 1 not in labels else "attack"
+        raise TrainingError(f"the dev split has no {missing} clips: it is needed to choose the threshold "
+                            "and to rank checkpoints by dev ACER")
+
+
+def _data_meta(train_ds, meta: dict | None) -> dict:
+    """Crop size and clip length as the shards hold them; a caller's differing value is an error."""
+    frames = train_ds.take(1)[0]["frames"]  # (T, S, S, 3)
+    found = {"clip_len": int(frames.shape[0]), "crop_size": int(frames.shape[1])}
+    meta = dict(meta or {})
+    for k, v in found.items():
+        if k in meta and int(meta[k]) != v:
+            raise TrainingError(f"{k}={meta[k]} was given but the shards hold clips with {k}={v}")
+    return {**meta, **found}
+
+
+def _start_run(client, experiment: str, run_name: str, run_path: str, tags: dict,
+               artifact_location: str | None) -> str:
+    """The MLflow run for this Ray run: the one already tagged with the same Ray run path is continued."""
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location=artifact_location)
+    found = client.search_runs([exp_id], filter_string=f"tags.`{RUN_PATH_TAG}` = '{run_path}'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    if found:  # the Ray run continues (resume), so its MLflow run does too
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    run = client.create_run(exp_id, run_name=run_name, tags={RUN_PATH_TAG: run_path, **tags})
+    return run.info.run_id
+
+
+def _local_dir(checkpoint, dest: Path) -> Path:
+    # A local-filesystem checkpoint is used in place; remote storage (s3://...) is downloaded first.
+    if checkpoint.filesystem.type_name == "local":
+        return Path(checkpoint.path)
+    return Path(checkpoint.to_directory(str(dest)))
+
+
+def fit(cfg: TrainConfig, shards_dir: str | os.PathLike, storage_path: str, run_name: str,
+        experiment: str = "eulernet", tracking_uri: str | None = None, tags: dict[str, str] | None = None,
+        resume_from: str | None = None, meta: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
+        artifact_location: str | None = None, fault: dict | None = None) -> TrainResult:
+    """Train ``cfg`` on the ``train`` shards with ``cfg.num_workers`` Ray Train workers; rank by dev ACER.
+
+    ``storage_path``/``run_name``: where Ray Train keeps checkpoints. Calling ``fit`` again with the same
+    pair continues that run from its latest checkpoint (an interrupted run resumes rather than restarts).
+    ``resume_from``: a checkpoint directory (holding ``train_state.pt``) to start from when the run has no
+    checkpoint of its own. ``meta``: keyword arguments for ``build_meta`` describing the data (crop_size,
+    clip_len, clip_interval, clips_per_video, landmark_backend, mean, std). ``tracking_uri=None`` disables
+    MLflow. ``fault`` is test-only (see ``train_loop_per_worker``).
+    """
+    import ray
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not ray.is_initialized():
+        raise TrainingError("Ray is not initialised: the caller (a flow or a test) must call ray.init first")
+    shards_dir = str(Path(shards_dir).resolve())
+    _check_dev(shards_dir)
+    train_ds = _split_dataset(shards_dir, "train", ["frames", cfg.label_type])
+    dev_ds = _split_dataset(shards_dir, "dev", ["frames", "video_id", "label", "attack_type"])
+    if cfg.cache_data:
+        train_ds, dev_ds = train_ds.materialize(), dev_ds.materialize()
+    meta = _data_meta(train_ds, meta)
+
+    use_gpu = cfg.use_gpu
+    if use_gpu == "auto":
+        use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    per_worker = cfg.cpus_per_worker or min(1.0, max(cpus - 1.0, cpus / 2.0) / cfg.num_workers)
+    storage_path = str(Path(storage_path).resolve()) if "://" not in storage_path else storage_path
+    run_path = f"{storage_path.rstrip('/')}/{run_name}"
+
+    client, run_id = None, None
+    if tracking_uri:
+        from mlflow.tracking import MlflowClient
+
+        tracking_uri = absolute_tracking_uri(tracking_uri)
+        client = MlflowClient(tracking_uri=tracking_uri)
+        run_id = _start_run(client, experiment, run_name, run_path, dict(tags or {}), artifact_location)
+        client.log_dict(run_id, {"train": cfg.to_dict(), "meta": meta or {}, "params": params or {},
+                                 "tags": tags or {}, "use_gpu": use_gpu, "shards_dir": shards_dir,
+                                 "storage_path": storage_path, "run_name": run_name}, "config/resolved.json")
+
+    loop_config = {"train": cfg.to_dict(), "meta": dict(meta), "params": {"data": dict(meta), **(params or {})},
+                   "tags": {**(tags or {}), "use_gpu": str(use_gpu)},
+                   "mlflow": {"tracking_uri": tracking_uri, "run_id": run_id} if run_id else None,
+                   "resume_from": str(resume_from) if resume_from else None, "fault": fault}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=bool(use_gpu),
+                                     resources_per_worker={"CPU": per_worker}),
+        run_config=RunConfig(
+            name=run_name, storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.num_to_keep, checkpoint_score_attribute="dev_acer",
+                                               checkpoint_score_order="min"),
+        ),
+        datasets={"train": train_ds, "dev": dev_ds},
+        # dev is read whole by rank 0 (threshold + ACER need every dev video), train is split over workers.
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:
+        if client:
+            client.set_terminated(run_id, status="FAILED")
+        raise TrainingError(f"training run {run_path} failed: {exc}") from exc
+
+    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if m.get("dev_acer") is not None]
+    if not candidates:
+        raise TrainingError(f"training run {run_path} reported no checkpoint")
+
+    def rank(cm):  # lowest dev ACER; on ties (common on small dev sets) the lower training loss
+        acer = cm[1].get("dev_acer")
+        acer = math.inf if acer is None or (isinstance(acer, float) and math.isnan(acer)) else acer
+        return (acer, cm[1].get("train_loss", math.inf), -cm[1].get("epoch", 0))
+
+    best_ckpt, best_metrics = min(candidates, key=rank)
+    history = pd.DataFrame(result.return_value or _history_from(best_ckpt, result))
+    if run_id is None:
+        run_id = (best_metrics.get("mlflow_run_id") or None)
+    local = _local_dir(best_ckpt, Path(tempfile.mkdtemp(prefix="eulernet-best-")))
+    best_path = local / PREDICTOR_FILE
+    resumed = [int(v) for v in _resumed(best_ckpt, result)]
+
+    if client:
+        from components.metrics.plots import plot_training_curves
+
+        with tempfile.TemporaryDirectory() as tmp:
+            history.to_csv(Path(tmp) / "history.csv", index=False)
+            plot_training_curves({cfg.variant: history}, Path(tmp) / "training_curves.png")
+            (Path(tmp) / "best.json").write_text(json.dumps(_plain(best_metrics), indent=2))
+            for name in ("history.csv", "training_curves.png", "best.json"):
+                client.log_artifact(run_id, str(Path(tmp) / name), "training")
+        client.log_artifact(run_id, str(best_path), "model")
+        client.set_tag(run_id, "best_epoch", str(best_metrics.get("epoch")))
+        client.set_terminated(run_id, status="FINISHED")
+    return TrainResult(best_checkpoint_path=str(best_path), history=history, best=_plain(best_metrics),
+                       run_id=run_id, resumed_from=resumed, run_path=run_path)
+
+
+def _plain(d: dict) -> dict:
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in d.items()
+            if isinstance(v, (int, float, str, bool, list)) or v is None}
+
+
+def _train_state(checkpoint) -> dict:
+    import torch
+
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d) / "train_state.pt", map_location="cpu", weights_only=True)
+
+
+def _history_from(best_ckpt, result) -> list[dict]:
+    # A run that was already complete returns nothing from its workers: read the history the latest
+    # checkpoint carries instead.
+    return list(_train_state(result.checkpoint or best_ckpt)["history"])
+
+
+def _resumed(best_ckpt, result) -> list[int]:
+    return list(_train_state(result.checkpoint or best_ckpt).get("resumed_from", []))
+
+
+def copy_best(result: TrainResult, dest: str | os.PathLike) -> Path:
+    """Copy the best Predictor checkpoint to ``dest`` (e.g. artifacts/model/checkpoint.pt)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(result.best_checkpoint_path, dest)
+    return dest

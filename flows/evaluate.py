@@ -1,0 +1,45 @@
+"""Stage `evaluate`: artifacts/model/checkpoint.pt + artifacts/shards -> artifacts/eval/.
+
+Video-level APCER/BPCER/ACER/HTER/AUC with the threshold chosen on dev (params `evaluate.threshold_rule`) and
+applied to test; per-attack APCER and the worst; breakdowns; ROC/DET; Grad-CAM figures. The checkpoint is not
+modified: the threshold goes to artifacts/eval/threshold.json for `eulernet register`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "video-level APCER/BPCER/ACER with the dev-chosen threshold applied to test"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="params file; reads its `evaluate` section")
+    parser.add_argument("--checkpoint", default="artifacts/model/checkpoint.pt", help="Predictor checkpoint")
+    parser.add_argument("--shards", default="artifacts/shards", help="labeled shards (dev and test splits)")
+    parser.add_argument("--out", default="artifacts/eval", help="output folder")
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%"
+
+
+def run(args: argparse.Namespace) -> int:
+    from components.metrics.evaluate import EvalConfig, EvaluationError, evaluate_checkpoint
+    from flows.config import ConfigError, load_section
+
+    try:
+        cfg = load_section(EvalConfig, "evaluate", args.params)
+        if not Path(args.checkpoint).is_file():
+            raise FileNotFoundError(f"{args.checkpoint} not found: run `eulernet train` first")
+        report = evaluate_checkpoint(args.checkpoint, args.shards, args.out, cfg)
+    except (ConfigError, EvaluationError, FileNotFoundError, ValueError) as exc:
+        print(f"eulernet evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(f"threshold {report['threshold']:.4f} ({report['threshold_rule']} on dev); test: "
+          f"ACER {_pct(report['acer'])}, APCER {_pct(report['apcer'])} (worst {_pct(report.get('apcer_worst'))} "
+          f"{report.get('worst_attack_type') or ''}), BPCER {_pct(report['bpcer'])}, AUC {report.get('auc')}")
+    if report.get("note"):
+        print(f"note: {report['note']}")
+    print(f"metrics: {Path(args.out) / 'metrics.json'}")
+    return 0

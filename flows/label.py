@@ -1,0 +1,73 @@
+"""Stage `label`: artifacts/manifest.csv -> landmarks, aligned face clips, label maps -> artifacts/shards/.
+
+Exit 0 when at least one clip was made (skipped videos are listed in artifacts/shards/report.csv),
+1 when no clip at all was made, 2 on a configuration or manifest error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HELP = "landmarks -> face crops -> label maps, as Parquet shards (Ray Data)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="params file; reads its `label` section")
+    parser.add_argument("--manifest", default="artifacts/manifest.csv", help="manifest written by `eulernet ingest`")
+    parser.add_argument("--out", default="artifacts/shards", help="output folder (shards, index, report.csv)")
+    parser.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+
+
+def _resolve(df, manifest: Path, data_root: str | None):
+    """Make paths absolute: relative to the manifest's folder (the manifest contract), else to the current
+    directory (repo-relative), else to params `data.root`; a path found nowhere is kept and reported missing."""
+    bases = [manifest.parent, Path.cwd()] + ([Path(data_root)] if data_root else [])
+    out = []
+    for p in df["path"]:
+        cands = [Path(p)] if Path(p).is_absolute() else [b / p for b in bases]
+        out.append(str(next((c for c in cands if c.is_file()), cands[0]).resolve()))
+    df = df.copy()
+    df["path"] = out
+    return df
+
+
+def run(args: argparse.Namespace) -> int:
+    from components.data.manifest import ManifestError, read_manifest
+    from components.labeling.pipeline import LabelConfig, label_videos
+    from flows.config import ConfigError, load_section, read_params
+
+    try:
+        params = read_params(args.params)
+        cfg = load_section(LabelConfig, "label", params)
+        manifest = Path(args.manifest)
+        if not manifest.is_file():
+            raise ManifestError(f"{manifest} not found: run `eulernet ingest` first")
+        df = _resolve(read_manifest(manifest), manifest, (params.get("data") or {}).get("root"))
+    except (ConfigError, ManifestError) as exc:
+        print(f"eulernet label: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # Load the backend once here: a missing model fails with one clear line instead of inside every actor,
+        # and face-alignment's first-use download lands in the local cache before the actors look for it.
+        from components.labeling.landmarks import make_backend
+
+        make_backend(cfg.backend, **cfg.backend_options)
+    except Exception as exc:  # ImportError, missing weights, bad backend_options (TypeError)
+        print(f"eulernet label: cannot load landmark backend {cfg.backend!r}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 2
+
+    import ray
+
+    if not ray.is_initialized():
+        # RAY_ADDRESS set: join that cluster; unset: start a local one on this machine.
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, configure_logging=False)
+    report = label_videos(df, args.out, cfg, progress=not args.no_progress)
+    print(report.summary())
+    print(f"report: {Path(args.out) / 'report.csv'}")
+    if report.n_clips == 0:
+        print("eulernet label: no clip was made from any video; see the report for the reasons", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,65 @@
+"""`eulernet predict VIDEO`: score one video with a checkpoint or a registered model; prints JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+HELP = "score one video file with a checkpoint or a registered model"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("video", help="video file (mp4, avi, ...)")
+    parser.add_argument("--params", default="params.yaml", help="params file (section `serve` for limits)")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", default=None, help="Predictor checkpoint file")
+    src.add_argument("--model", default=None, help="registered model URI, e.g. models:/eulernet@champion "
+                                                   "(default when no --checkpoint)")
+    parser.add_argument("--max-clips", type=int, default=None, help="clips to score (default: checkpoint's)")
+
+
+def _parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    if not uri.startswith("models:/"):
+        raise ValueError(f"--model must look like models:/<name>@<alias> or models:/<name>/<version>, got {uri!r}")
+    rest = uri[len("models:/"):]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, alias, None
+    name, _, version = rest.partition("/")
+    return name, None, version or None
+
+
+def run(args) -> int:
+    from components.data.video import VideoError, read_frames
+    from components.labeling.clips import LabelingError
+    from mlflow.exceptions import MlflowException
+
+    from components.registry.registry import RegistryError
+    from components.serving.config import ServeConfig
+    from flows.config import ConfigError, load_section
+
+    try:
+        cfg = load_section(ServeConfig, "serve", args.params) if os.path.isfile(args.params) else ServeConfig()
+        if args.checkpoint:
+            from components.model.predictor import Predictor
+
+            predictor, info = Predictor.from_checkpoint(args.checkpoint), {"checkpoint": args.checkpoint}
+        else:
+            import mlflow
+
+            from components.registry.registry import load_champion, load_version
+
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+            name, alias, version = _parse_model_uri(args.model or f"models:/{cfg.model_name}@champion")
+            predictor, info = (load_version(name, version) if version else load_champion(name, alias or "champion"))
+            info = {"name": info["name"], "version": info["version"]}
+        frames = read_frames(args.video, max_frames=cfg.max_frames, max_side=cfg.work_side)
+        result = predictor.predict_video(frames, max_clips=args.max_clips)
+    except (ConfigError, ValueError, VideoError, LabelingError, FileNotFoundError, RegistryError,
+            MlflowException) as exc:
+        print(f"eulernet predict: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"video": args.video, "model": info, **result}, indent=2))
+    return 0

@@ -1,0 +1,64 @@
+"""`eulernet serve`: the Ray Serve liveness endpoint for models:/<name>@champion on 127.0.0.1."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+HELP = "run the Ray Serve liveness endpoint for models:/<name>@champion"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="params file (section `serve`)")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default: serve.port)")
+    parser.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
+    parser.add_argument("--model-name", default=None, help="registered model (default: serve.model_name)")
+    parser.add_argument("--checkpoint", default=None, help="serve a local checkpoint instead of the registry")
+    parser.add_argument("--blocking", action="store_true",
+                        help="stay in the foreground until Ctrl-C (always the case on a local Ray cluster)")
+
+
+def run(args) -> int:
+    import dataclasses
+
+    from components.serving.app import build_app, read_serve_config
+    from components.serving.config import ServeConfig
+    from flows.config import ConfigError, load_section
+
+    try:
+        cfg = load_section(ServeConfig, "serve", args.params)
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in (("port", args.port), ("host", args.host),
+                                                           ("model_name", args.model_name)) if v is not None})
+        http, deployment = read_serve_config(cfg.config_file) if os.path.isfile(cfg.config_file) else ({}, {})
+    except (ConfigError, ValueError) as exc:
+        print(f"eulernet serve: {exc}", file=sys.stderr)
+        return 2
+    import mlflow
+    import ray
+    from ray import serve
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    mlflow.set_tracking_uri(tracking_uri)
+    local = not os.environ.get("RAY_ADDRESS")
+    ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=True)
+    serve.start(http_options={**http, "host": cfg.host, "port": cfg.port})
+    # params.yaml is the tracked source of the live knobs (batching, reload, clips); the Serve file adds sizing.
+    deployment.pop("user_config", None)
+    app = build_app(cfg.model_name, tracking_uri, cfg, checkpoint=args.checkpoint, deployment_options=deployment)
+    try:
+        serve.run(app, name="eulernet", route_prefix=cfg.route_prefix)
+    except Exception as exc:  # replica constructor errors (no champion, bad checkpoint) surface here
+        print(f"eulernet serve: the application failed to start: {exc}", file=sys.stderr)
+        return 2
+    url = f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
+    print(f"serving {args.checkpoint or f'models:/{cfg.model_name}@{cfg.alias}'} at {url}/ "
+          f"(POST {url}/v1/liveness, docs at {url}/docs)", flush=True)
+    if args.blocking or local:
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            serve.shutdown()
+    return 0

@@ -1,0 +1,165 @@
+"""The labeling stage on a real local Ray cluster: report, shards, content-addressed re-runs, the flow."""
+from __future__ import annotations
+
+import argparse
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.labeling.pipeline import LabelConfig, label_videos
+from components.labeling.shards import SCHEMA_COLUMNS, ShardsError, load_clips, read_shards
+
+CFG = LabelConfig(crop_size=64, clips_per_video=2, concurrency=2, max_side=256)
+
+
+def _face_frames(img, n, side, cx, cy):
+    frames = []
+    for i in range(n):
+        dx, dy = int(round(3 * np.sin(i / 3))), int(round(2 * np.cos(i / 4)))
+        frames.append(img[cy - side // 2 + dy: cy + side // 2 + dy, cx - side // 2 + dx: cx + side // 2 + dx])
+    return np.stack(frames)  # (n, side, side, 3)
+
+
+def _row(vid, path, label, attack, split="train"):
+    return dict(video_id=vid, path=str(path), subject_id=f"s_{vid}", device="iphone_12", os="ios", scene="indoor",
+                attack_type=attack, label=label, split=split, source="test", meta="")
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory, real_face_rgb, carphone_video_path):
+    """Small real-face videos, a corrupt file and a faceless one, plus a manifest of them (absolute paths)."""
+    import matplotlib.cbook as cbook
+    import matplotlib.image as mimage
+
+    from components.data.video import write_video
+
+    root = tmp_path_factory.mktemp("label_videos")
+    hopper = np.ascontiguousarray(
+        mimage.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))[..., :3]).astype(np.uint8)
+    write_video(root / "live.mp4", _face_frames(real_face_rgb, 22, 200, 220, 130))
+    write_video(root / "print.mp4", _face_frames(hopper, 22, 260, 270, 240))
+    (root / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
+    write_video(root / "noise.mp4", np.random.default_rng(1).integers(0, 256, (22, 96, 96, 3), dtype=np.uint8))
+    shutil.copy(carphone_video_path, root / "carphone.mp4")
+    manifest = pd.DataFrame([
+        _row("live", root / "live.mp4", 1, "live"),
+        _row("print", root / "print.mp4", 0, "print", split="dev"),
+        _row("corrupt", root / "corrupt.mp4", 1, "live"),
+        _row("noise", root / "noise.mp4", 0, "replay"),
+    ])
+    return root, manifest
+
+
+def test_label_pipeline_report_shards_and_cache(ray_session, videos, tmp_path):
+    root, manifest = videos
+    out = tmp_path / "shards"
+    rep = label_videos(manifest, out, CFG, progress=False)
+
+    r = rep.report.set_index("video_id")
+    assert rep.n_new == 4 and rep.n_cached == 0
+    assert r.loc["live", "status"] == "ok" and r.loc["live", "clips"] == 2
+    assert r.loc["print", "status"] == "ok" and r.loc["print", "clips"] == 2
+    assert (r.loc["corrupt", "status"], r.loc["corrupt", "reason"]) == ("skipped", "unreadable")
+    assert (r.loc["noise", "status"], r.loc["noise", "reason"]) == ("skipped", "no_face")
+    assert r.loc["noise", "detail"] == "no face found in the 8 sampled frames"  # 2 clips x 4 frames looked at
+    assert r.loc["live", "frames_no_face"] == 0 and r.loc["live", "max_faces"] == 1
+    on_disk = pd.read_csv(out / "report.csv").set_index("video_id")
+    assert on_disk.loc["corrupt", "reason"] == "unreadable" and on_disk.loc["live", "clips"] == 2
+    assert "skipped (no_face): 1" in rep.summary() and "skipped (unreadable): 1" in rep.summary()
+
+    clips = load_clips(out)
+    assert list(clips) == SCHEMA_COLUMNS
+    assert list(clips["video_id"]) == ["live", "live", "print", "print"]
+    assert clips["frames"].shape == (4, 4, 64, 64, 3) and clips["frames"].dtype == np.uint8
+    for k in ("location_map", "binary_mask", "depth_map"):
+        assert clips[k].shape == (4, 4, 8, 8) and clips[k].dtype == np.float32
+    assert list(clips["label"]) == [1, 1, 0, 0] and list(clips["split"]) == ["train", "train", "dev", "dev"]
+    assert list(clips["start_frame"]) == [0, 10, 0, 10]
+    live, attack = clips["label"] == 1, clips["label"] == 0
+    assert (clips["location_map"][attack] == 0).all() and (clips["depth_map"][attack] == 0).all()
+    assert (clips["binary_mask"][live] == 1).all() and (clips["binary_mask"][attack] == 0).all()
+    assert 0.2 < clips["location_map"][live].mean() < 0.8 and clips["location_map"][live].max() == 1
+    assert clips["frames"][live].mean() > 30  # real face pixels, not the zero tensors of a skipped video
+    assert len(load_clips(out, split="dev")["video_id"]) == 2
+
+    # The same shards through Ray Data, as Ray Train streams them.
+    ds = read_shards(out, split="train")
+    batches = list(ds.select_columns(["frames", "location_map", "label"]).iter_torch_batches(batch_size=8))
+    assert len(batches) == 1
+    b = batches[0]
+    assert tuple(b["frames"].shape) == (2, 4, 64, 64, 3) and str(b["frames"].dtype) == "torch.uint8"
+    assert tuple(b["location_map"].shape) == (2, 4, 8, 8) and b["label"].tolist() == [1, 1]
+    np.testing.assert_array_equal(b["frames"].numpy(), load_clips(out, split="train")["frames"])
+
+    # Second run, one video added: only that one is labeled; the rest comes from the cache.
+    extra = _row("carphone", root / "carphone.mp4", 1, "live", split="test")
+    more = pd.concat([manifest, pd.DataFrame([extra])], ignore_index=True)
+    rep2 = label_videos(more, out, CFG, progress=False)
+    assert rep2.n_new == 1 and rep2.n_cached == 4
+    r2 = rep2.report.set_index("video_id")
+    assert not r2.loc["carphone", "cached"] and r2.loc["carphone", "status"] == "ok" and r2.loc["carphone", "clips"] == 2
+    assert r2.loc["corrupt", "cached"] and r2.loc["corrupt", "reason"] == "unreadable"
+    assert len(list((out / "data").iterdir())) == 2  # one folder of shards per run that labeled something
+    assert sorted(set(load_clips(out)["video_id"])) == ["carphone", "live", "print"]
+
+    # A video dropped from the manifest disappears from the reads; re-splitting needs no relabeling.
+    fewer = more[more["video_id"] != "print"].copy()
+    fewer.loc[fewer["video_id"] == "live", "split"] = "dev"
+    rep3 = label_videos(fewer, out, CFG, progress=False)
+    assert rep3.n_new == 0
+    c3 = load_clips(out)
+    assert sorted(set(c3["video_id"])) == ["carphone", "live"]
+    assert set(c3["split"][c3["video_id"] == "live"]) == {"dev"}
+    assert read_shards(out).count() == 4
+
+
+
+def test_read_errors_and_config_validation(tmp_path):
+    with pytest.raises(ShardsError, match="run the label stage"):
+        load_clips(tmp_path)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        LabelConfig(crop_size=100)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        LabelConfig(backend="mediapipe")
+    with pytest.raises(ValueError, match="depth_source 'backend' needs"):
+        LabelConfig(depth_source="backend")
+    a, b = LabelConfig(concurrency=1), LabelConfig(concurrency=2)
+    assert a.fingerprint() == b.fingerprint() != LabelConfig(crop_size=128).fingerprint()
+
+
+def test_label_flow_succeeds_with_skipped_videos(ray_session, videos, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from flows import label as flow
+
+    root, manifest = videos
+    monkeypatch.chdir(tmp_path)
+    # Paths relative to the manifest's folder, as ingest writes them.
+    art = tmp_path / "artifacts"
+    art.mkdir()
+    rel = manifest.copy()
+    for name in ("live.mp4", "corrupt.mp4"):
+        shutil.copy(root / name, art / name)
+    rel = rel[rel["video_id"].isin(["live", "corrupt"])]
+    rel["path"] = [p.split("/")[-1] for p in rel["path"]]
+    rel.to_csv(art / "manifest.csv", index=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": {"crop_size": 64, "clips_per_video": 1,
+                                                                    "concurrency": 1}}))
+    parser = argparse.ArgumentParser()
+    flow.add_arguments(parser)
+    assert flow.run(parser.parse_args(["--no-progress"])) == 0
+    outp = capsys.readouterr().out
+    assert "1 ok, 1 skipped" in outp and "unreadable" in outp
+    assert (art / "shards" / "report.csv").is_file()
+
+    # Only unusable videos: exit 1. Unknown params key: exit 2.
+    rel[rel["video_id"] == "corrupt"].to_csv(art / "manifest.csv", index=False)
+    assert flow.run(parser.parse_args(["--no-progress", "--out", "artifacts/shards2"])) == 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": {"crop_sz": 64}}))
+    assert flow.run(parser.parse_args([])) == 2
+    assert "unknown key" in capsys.readouterr().err
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": {"backend_options": {"upsampel": 2}}}))
+    assert flow.run(parser.parse_args([])) == 2
+    assert "cannot load landmark backend 'dlib'" in capsys.readouterr().err

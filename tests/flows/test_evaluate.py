@@ -1,0 +1,114 @@
+"""`eulernet evaluate` on tiny shards: dev-chosen threshold applied to test, all declared outputs, no crash
+when test lacks a class, an error when dev does."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from test_train_shards import write_tiny_shards
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    import torch
+
+    from components.model import build_meta, create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("baseline", width=0.125)
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
+    save_checkpoint(path, model, build_meta(variant="baseline", crop_size=32, clip_len=4, clip_interval=3,
+                                            threshold=0.5))
+    return path
+
+
+def _run(tmp_path, checkpoint, shards, rule="eer"):
+    from flows import evaluate as flow
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": {"threshold_rule": rule, "gradcam_clips": 1}}))
+    out = tmp_path / "eval"
+    rc = flow.run(argparse.Namespace(params=str(params), checkpoint=str(checkpoint), shards=str(shards),
+                                     out=str(out)))
+    return rc, out
+
+
+def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_session):
+    from components.labeling.shards import load_clips
+    from components.metrics import choose_threshold, error_rates
+    from components.model import Predictor
+
+    shards = write_tiny_shards(tmp_path / "shards", {"train": 2, "dev": 6, "test": 8}, seed=1)
+    before = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    rc, out = _run(tmp_path, checkpoint, shards, rule="min_acer")
+    assert rc == 0
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == before  # the train stage's output is untouched
+
+    # recompute independently: Predictor clip scores -> per-video mean -> dev threshold -> test rates
+    p = Predictor.from_checkpoint(checkpoint)
+    def videos(split):
+        c = load_clips(shards, split=split)
+        df = pd.DataFrame({"video_id": c["video_id"], "label": c["label"], "score": p.score_clips(c["frames"])})
+        return df.groupby("video_id").agg(score=("score", "mean"), label=("label", "first"))
+    dev, test = videos("dev"), videos("test")
+    t = choose_threshold(dev["score"], dev["label"], "min_acer")
+    expect = error_rates(test["score"], test["label"], t)
+
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["threshold"] == pytest.approx(t) and m["threshold_source"] == "dev"
+    assert m["threshold_rule"] == "min_acer"
+    for k in ("apcer", "bpcer", "acer", "hter"):
+        assert m[k] == pytest.approx(expect[k]), k
+    assert set(m["apcer_per_attack"]) == {"print", "replay"}
+    assert m["apcer_worst"] == pytest.approx(max(m["apcer_per_attack"].values()))
+    assert 0.0 <= m["auc"] <= 1.0 and m["dev"]["n_videos"] == 6 and m["test"]["n_videos"] == 8
+    factors = {(b["factor"], b["value"]) for b in m["breakdown"]}
+    assert {("device", "dev0"), ("device", "dev1"), ("attack_type", "live")} <= factors
+    assert json.loads((out / "threshold.json").read_text())["threshold"] == pytest.approx(t)
+
+    vs = pd.read_csv(out / "video_scores.csv")
+    assert len(vs) == 14 and vs.set_index("video_id").loc[test.index, "score"].to_numpy() == \
+        pytest.approx(test["score"].to_numpy(), abs=1e-6)
+    roc = pd.read_csv(out / "roc.csv")
+    assert roc[["fpr", "tpr"]].iloc[0].tolist() == [0, 0] and roc[["fpr", "tpr"]].iloc[-1].tolist() == [1, 1]
+    assert list(pd.read_csv(out / "det.csv").columns) == ["apcer", "bpcer", "threshold"]
+    for f in ("roc.png", "det.png", "score_hist.png"):
+        assert (out / "figures" / f).read_bytes()[:4] == b"\x89PNG"
+    cams = sorted(p.name for p in (out / "figures" / "gradcam").glob("*.png"))
+    assert len(cams) == 2 and sum(c.startswith("live_") for c in cams) == 1  # one live, one attack
+
+
+def test_gradcam_maps_shapes_and_range(checkpoint):
+    from components.metrics.gradcam import LAYERS, gradcam
+    from components.model import Predictor
+
+    p = Predictor.from_checkpoint(checkpoint)
+    clip = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    cams = gradcam(p, clip, live=True)
+    for name in LAYERS:
+        assert cams[name].shape == (4, 32, 32)
+        assert cams[name].min() >= 0 and cams[name].max() <= 1 + 1e-6
+    assert cams["map"].shape == (4, 4, 4)
+    assert cams["score"] == pytest.approx(float(p.score_clips(clip[None])[0]), abs=1e-5)
+
+
+def test_test_split_without_attacks_is_reported_and_dev_without_a_class_fails(tmp_path, checkpoint, ray_session):
+    # test videos are all even-numbered -> all live
+    shards = write_tiny_shards(tmp_path / "s1", {"dev": 4, "test": 1}, seed=2)
+    rc, out = _run(tmp_path, checkpoint, shards)
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["apcer"] is None and m["acer"] is None and m["bpcer"] is not None
+    assert "no attack" in m["note"]
+    assert pd.read_csv(out / "roc.csv").empty  # declared plot file still exists
+
+    shards2 = write_tiny_shards(tmp_path / "s2", {"dev": 1, "test": 4}, seed=3)
+    (tmp_path / "x").mkdir()
+    rc, _ = _run(tmp_path / "x", checkpoint, shards2)
+    assert rc == 2  # no attack in dev: no threshold can be chosen there, and test is never used instead

@@ -1,0 +1,138 @@
+"""`eulernet register | promote | rollback | predict` against a real MLflow SQLite store in tmp_path."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+NAME = "eulernet-cli"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A repo-shaped folder: checkpoint, eval outputs, params.yaml; MLflow SQLite + artifacts inside it."""
+    import mlflow
+
+    from components.model.eulernet import create_model
+    from components.model.predictor import build_meta, save_checkpoint
+
+    root = tmp_path_factory.mktemp("repo")
+    save_checkpoint(root / "artifacts/model/checkpoint.pt", create_model("c4", width=0.125),
+                    build_meta(variant="c4", crop_size=64, clips_per_video=1))
+    (root / "params.yaml").write_text(
+        "register:\n"
+        f"  model_name: {NAME}\n"
+        "  metric: acer\n"
+        "serve:\n"
+        "  max_frames: 60\n"
+        "  work_side: 480\n"
+    )
+    previous_uri, previous_cwd = mlflow.get_tracking_uri(), os.getcwd()
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    os.chdir(root)
+    yield root
+    os.chdir(previous_cwd)
+    if previous_env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous_env
+    mlflow.set_tracking_uri(previous_uri)
+
+
+def cli(*argv) -> int:
+    from flows.cli import main
+
+    return main(list(argv))
+
+
+def write_eval(root, acer: float, threshold: float) -> None:
+    (root / "artifacts/eval").mkdir(parents=True, exist_ok=True)
+    test = {"acer": acer, "apcer": acer * 1.5, "bpcer": acer * 0.5, "auc": 1 - acer}
+    (root / "artifacts/eval/metrics.json").write_text(json.dumps({"threshold": threshold, **test, "test": test,
+                                                                   "dev": {"acer": 0.0}}))
+    (root / "artifacts/eval/threshold.json").write_text(json.dumps({"threshold": threshold, "rule": "eer"}))
+
+
+def registered(root) -> dict:
+    return json.loads((root / "artifacts/register/registered.json").read_text())
+
+
+def test_register_promote_rollback_cycle(workdir, capsys):
+    from mlflow import MlflowClient
+
+    from components.registry.registry import champion_history, load_champion
+
+    write_eval(workdir, acer=0.20, threshold=0.42)
+    assert cli("register", "--params", "params.yaml") == 0
+    out = capsys.readouterr().out
+    assert "PROMOTED" in out and "no champion yet" in out
+    reg = registered(workdir)
+    assert reg["version"] == "1" and reg["champion_version"] == "1"
+    assert reg["aliases"] == {"candidate": "1", "champion": "1"} and reg["decision"]["promoted"] is True
+
+    # The dev-chosen threshold travels inside the registered checkpoint; metrics are version tags.
+    predictor, info = load_champion(NAME)
+    assert predictor.threshold == pytest.approx(0.42)
+    assert info["metrics"]["acer"] == pytest.approx(0.20) and info["tags"]["threshold_source"] == "dev"
+    reqs = MlflowClient().get_model_version(NAME, "1")
+    assert reqs.run_id
+
+    write_eval(workdir, acer=0.30, threshold=0.40)  # worse: registered as candidate, champion kept
+    assert cli("register", "--params", "params.yaml") == 0
+    out = capsys.readouterr().out
+    assert "KEPT champion" in out and "0.3000 is worse than champion 0.2000" in out
+    reg = registered(workdir)
+    assert reg["version"] == "2" and reg["champion_version"] == "1" and reg["aliases"]["candidate"] == "2"
+
+    assert cli("promote", "--params", "params.yaml") == 0  # still worse: refused again
+    assert "KEPT" in capsys.readouterr().out
+    assert cli("promote", "--params", "params.yaml", "--force") == 0
+    assert "PROMOTED (forced)" in capsys.readouterr().out
+    tags = MlflowClient().get_model_version(NAME, "2").tags
+    assert tags["promoted_by_force"] == "true" and "forced despite" in tags["promotion_reason"]
+    assert champion_history(NAME) == ["1", "2"]
+
+    assert cli("rollback", "--params", "params.yaml") == 0
+    assert "from v2 to v1" in capsys.readouterr().out
+    assert str(MlflowClient().get_model_version_by_alias(NAME, "champion").version) == "1"
+    assert cli("rollback", "--params", "params.yaml") == 2  # nothing older than v1
+    assert "no previous champion" in capsys.readouterr().err
+
+    write_eval(workdir, acer=0.20, threshold=0.45)  # equal counts as "at least as good"
+    assert cli("register", "--params", "params.yaml") == 0
+    assert registered(workdir)["champion_version"] == "3"
+    assert "at least as good" in capsys.readouterr().out
+
+    assert cli("promote", "--params", "params.yaml", "--version", "2", "--metric", "auc") == 0
+    out = capsys.readouterr().out  # auc: higher is better; v2 0.70 < v3 0.80
+    assert "higher is better" in out and "KEPT" in out
+
+
+def test_promote_unknown_model_is_a_clear_error(workdir, capsys):
+    assert cli("promote", "--params", "params.yaml", "--model-name", "nope") == 2
+    assert "no 'candidate' alias" in capsys.readouterr().err
+
+
+def test_register_without_checkpoint_fails_cleanly(workdir, tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(f"register:\n  checkpoint: {tmp_path / 'missing.pt'}\n")
+    assert cli("register", "--params", str(tmp_path / "p.yaml")) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_predict_cli_with_registered_champion(workdir, real_face_rgb, capsys):
+    from components.data.video import write_video
+
+    face = real_face_rgb[20:260, 110:350]  # (240, 240, 3)
+    frames = np.stack([np.roll(face, i, axis=1) for i in range(12)])  # (12, 240, 240, 3) slight motion
+    write_video(workdir / "face.mp4", frames, fps=15)
+    assert cli("predict", "face.mp4", "--params", "params.yaml", "--model", f"models:/{NAME}@champion") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == {"name": NAME, "version": "3"}
+    assert out["threshold"] == pytest.approx(0.45) and out["n_clips"] == 1
+    assert 0.0 <= out["score"] <= 1.0 and out["decision"] in ("live", "spoof")
+    assert cli("predict", "missing.mp4", "--params", "params.yaml",
+               "--checkpoint", "artifacts/model/checkpoint.pt") == 2
+    assert "does not exist" in capsys.readouterr().err
