@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="serve a local checkpoint instead of the registry")
     parser.add_argument("--blocking", action="store_true",
                         help="stay in the foreground until Ctrl-C (always the case on a local Ray cluster)")
+    parser.add_argument("--smoke-test", metavar="VIDEO", default=None,
+                        help="start the service, POST VIDEO to /v1/liveness over HTTP, print the answer, shut down "
+                             "(exit 1 unless the answer is a 200 with a score)")
 
 
 def run(args) -> int:
@@ -33,6 +36,9 @@ def run(args) -> int:
         http, deployment = read_serve_config(cfg.config_file) if os.path.isfile(cfg.config_file) else ({}, {})
     except (ConfigError, ValueError) as exc:
         print(f"eulernet serve: {exc}", file=sys.stderr)
+        return 2
+    if args.smoke_test and not os.path.isfile(args.smoke_test):
+        print(f"eulernet serve: --smoke-test video {args.smoke_test} does not exist", file=sys.stderr)
         return 2
     import mlflow
     import ray
@@ -55,6 +61,8 @@ def run(args) -> int:
     url = f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
     print(f"serving {args.checkpoint or f'models:/{cfg.model_name}@{cfg.alias}'} at {url}/ "
           f"(POST {url}/v1/liveness, docs at {url}/docs)", flush=True)
+    if args.smoke_test:
+        return _smoke_test(url, args.smoke_test)
     if args.blocking or local:
         try:
             while True:
@@ -62,3 +70,23 @@ def run(args) -> int:
         except KeyboardInterrupt:
             serve.shutdown()
     return 0
+
+
+def _smoke_test(url: str, video: str) -> int:
+    """One real request through the HTTP front door, as a client would send it."""
+    import json
+
+    import httpx
+    from ray import serve
+
+    try:
+        with open(video, "rb") as fh:
+            resp = httpx.post(f"{url}/v1/liveness", files={"video": (os.path.basename(video), fh, "video/mp4")},
+                              timeout=120)
+        body = resp.json()
+        print(f"POST {url}/v1/liveness {os.path.basename(video)} -> {resp.status_code}")
+        print(json.dumps({k: body.get(k) for k in ("decision", "score", "threshold", "model", "latency_ms", "error",
+                                                   "detail") if k in body}, indent=2))
+        return 0 if resp.status_code == 200 and "score" in body else 1
+    finally:
+        serve.shutdown()
