@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     # Crop size and clip length come from the shards themselves (fit reads them); the rest of the clip
     # layout and the landmark backend from the label section, so serving crops exactly like labeling did.
     meta = {"clip_interval": label.clip_interval, "clips_per_video": label.clips_per_video,
-            "landmark_backend": label.backend}
+            "landmark_backend": label.backend, "landmark_options": dict(label.backend_options),
+            "face_fraction": label.face_fraction, "max_side": label.max_side}
     tags = {"dvc_data_hash": dvc_data_hash("data.dvc"), "git_commit": git_commit("."), "stage": "train"}
 
     import ray

@@ -59,6 +59,9 @@ def build_meta(
     clips_per_video: int | None = None,
     threshold: float | None = None,
     landmark_backend: str = "dlib",
+    landmark_options: Mapping[str, Any] | None = None,
+    face_fraction: float = 0.75,
+    max_side: int | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict:
     """Everything except the weights and the architecture, in the checkpoint layout.
@@ -88,7 +91,10 @@ def build_meta(
             "clip": {"length": int(clip_len), "interval": int(clip_interval), "per_video": clips_per_video},
             "label_type": label_type,
             "threshold": None if threshold is None else float(threshold),
-            "landmark": {"backend": landmark_backend},
+            # How labeling found and cropped faces: serving must do exactly the same, so it travels here
+            # instead of being repeated in the serving config.
+            "landmark": {"backend": landmark_backend, "options": dict(landmark_options or {}),
+                         "face_fraction": float(face_fraction), "max_side": None if max_side is None else int(max_side)},
             "extra": dict(extra or {}),
         }
     )
@@ -100,13 +106,13 @@ def make_checkpoint(model: EulerNet, meta: Mapping[str, Any]) -> dict:
     missing = [k for k in required if k not in meta]
     if missing:
         raise CheckpointError(f"checkpoint meta lacks {missing}; build it with build_meta(...)")
+    # Unwrap DDP / torch.compile wrappers first: the keys (and .cfg) must be those of a bare EulerNet.
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
     if meta["clip"]["length"] != model.cfg.clip_len:
         raise CheckpointError(
             f"meta clip length {meta['clip']['length']} differs from the model's clip_len {model.cfg.clip_len}"
         )
-    # Unwrap DDP / torch.compile wrappers so the keys match a bare EulerNet.
-    model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model)
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     ckpt = {"format": CHECKPOINT_FORMAT, "model_config": model.cfg.to_dict(), "state_dict": state}
     ckpt.update(_plain({k: v for k, v in meta.items() if k not in ("format", "model_config", "state_dict")}))
@@ -190,7 +196,11 @@ class Predictor:
         self.clip_interval: int = int(clip["interval"])
         self.clips_per_video: int | None = clip.get("per_video")
         self.threshold: float | None = None if checkpoint["threshold"] is None else float(checkpoint["threshold"])
-        self.landmark_backend: str = (checkpoint.get("landmark") or {}).get("backend", "dlib")
+        landmark = checkpoint.get("landmark") or {}
+        self.landmark_backend: str = landmark.get("backend", "dlib")
+        self.landmark_options: dict = dict(landmark.get("options") or {})
+        self.face_fraction: float = float(landmark.get("face_fraction", 0.75))
+        self.max_side: int | None = landmark.get("max_side")  # longest frame side labeling decoded at
         self.extra: dict = dict(checkpoint.get("extra") or {})
         self._backends: dict[str, Any] = {}
 
@@ -274,8 +284,36 @@ class Predictor:
         if name not in self._backends:
             from components.labeling.landmarks import make_backend
 
-            self._backends[name] = make_backend(name)
+            options = self.landmark_options if name == self.landmark_backend else {}
+            self._backends[name] = make_backend(name, **options)
         return self._backends[name]
+
+    def extract_clips(self, frames: np.ndarray, backend: Any = None, max_clips: int | None = None):
+        """Face clips cut exactly as labeling cut the training data (same backend, crop, clip layout).
+
+        Frames larger than the labeling decode size are downscaled first, as labeling did.
+        Raises ``components.labeling.clips.LabelingError`` (too short, no face, several faces).
+        """
+        from components.labeling.clips import extract_clips
+
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (F, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
+        if self.max_side and max(frames.shape[1:3]) > self.max_side:
+            import cv2
+
+            s = self.max_side / max(frames.shape[1:3])
+            size = (round(frames.shape[2] * s), round(frames.shape[1] * s))
+            frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+        return extract_clips(
+            frames,
+            self.get_backend(backend),
+            crop_size=self.crop_size,
+            clip_len=self.clip_len,
+            clip_interval=self.clip_interval,
+            max_clips=max_clips if max_clips is not None else self.clips_per_video,
+            face_fraction=self.face_fraction,
+        )
 
     def predict_video(self, frames: np.ndarray, backend: Any = None, max_clips: int | None = None) -> dict:
         """Score a whole video: find the face, cut clips exactly as labeling did, average the clip scores.
@@ -284,19 +322,7 @@ class Predictor:
         ``max_clips``: None uses the checkpoint's clips per video (all clips when that is unset).
         Errors from face finding (no face, too few frames) propagate to the caller.
         """
-        from components.labeling.clips import extract_clips
-
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be (F, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
-        clips = extract_clips(
-            frames,
-            self.get_backend(backend),
-            crop_size=self.crop_size,
-            clip_len=self.clip_len,
-            clip_interval=self.clip_interval,
-            max_clips=max_clips if max_clips is not None else self.clips_per_video,
-        )
+        clips = self.extract_clips(frames, backend, max_clips)
         clip_scores = self.score_clips(clips.crops)
         if len(clip_scores) == 0:
             raise ValueError("no clips could be cut from the video (too short or no face)")

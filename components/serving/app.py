@@ -157,10 +157,10 @@ class LivenessService:
         """Load one landmark model in every preprocessing thread now (~2 s each), not in the first requests
         that happen to land on a fresh thread. The barrier makes each thread take exactly one warm-up task."""
         barrier = threading.Barrier(n_threads)
-        name = self._state.predictor.landmark_backend
+        predictor = self._state.predictor
 
         def warm() -> None:
-            self._backend(name)
+            self._backend(predictor)
             barrier.wait(timeout=300)
 
         for f in [self._pre_pool.submit(warm) for _ in range(n_threads)]:
@@ -202,18 +202,19 @@ class LivenessService:
             self._stop.set()
 
     # ---------------------------------------------------------------- request path
-    def _backend(self, name: str):
+    def _backend(self, predictor):
+        # One landmark model per preprocessing thread (dlib detectors are not shared across threads).
         backends = getattr(self._local, "backends", None)
         if backends is None:
             backends = self._local.backends = {}
-        if name not in backends:
+        key = (predictor.landmark_backend, repr(sorted(predictor.landmark_options.items())))
+        if key not in backends:
             from components.labeling.landmarks import make_backend
 
-            backends[name] = make_backend(name)
-        return backends[name]
+            backends[key] = make_backend(predictor.landmark_backend, **predictor.landmark_options)
+        return backends[key]
 
     def _clips(self, frames: np.ndarray, state: _Loaded):
-        from components.labeling.clips import extract_clips
         from components.data.clips import clip_span
 
         p = state.predictor
@@ -221,8 +222,7 @@ class LivenessService:
         if len(frames) < need:
             raise InputError(422, "too_short", f"{len(frames)} frames; one clip needs {need} "
                                                f"({p.clip_len} frames at interval {p.clip_interval})")
-        return extract_clips(frames, self._backend(p.landmark_backend), crop_size=p.crop_size,
-                             clip_len=p.clip_len, clip_interval=p.clip_interval, max_clips=self._max_clips)
+        return p.extract_clips(frames, backend=self._backend(p), max_clips=self._max_clips)
 
     async def _score(self, crops: np.ndarray, state: _Loaded):
         """Queue for the model only while it is idle.

@@ -71,7 +71,8 @@ def test_checkpoint_is_plain_and_self_describing(tmp_path):
     assert ckpt["model_config"]["fusion"] == "concat" and ckpt["model_config"]["width"] == TEST_WIDTH
     assert ckpt["preprocess"] == {"crop_size": S, "mean": [0.4, 0.45, 0.5], "std": [0.2, 0.25, 0.3]}
     assert ckpt["clip"] == {"length": 4, "interval": 3, "per_video": 2}
-    assert ckpt["threshold"] == 0.42 and ckpt["landmark"] == {"backend": "dlib"}
+    assert ckpt["threshold"] == 0.42
+    assert ckpt["landmark"] == {"backend": "dlib", "options": {}, "face_fraction": 0.75, "max_side": None}
     assert ckpt["extra"] == {"epoch": 3, "dev_acer": 0.125}
     assert all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values())
     pred = Predictor.from_checkpoint(path)
@@ -168,3 +169,22 @@ def test_predict_video_scores_the_clips_labeling_would_cut(carphone_video_path):
     assert one["n_clips"] == 1
     with pytest.raises(ValueError, match="uint8"):
         pred.predict_video(frames.astype(np.float32))
+
+
+def test_predictor_crops_like_labeling_from_checkpoint_settings(tmp_path, real_face_rgb):
+    """Face fraction and decode size travel in the checkpoint, and extract_clips applies them."""
+    import cv2
+
+    from components.labeling.clips import extract_clips
+    from components.labeling.landmarks import make_backend
+
+    meta = build_meta(variant="c3", crop_size=S, clip_len=4, clip_interval=3, face_fraction=0.6, max_side=256)
+    path = save_checkpoint(tmp_path / "c.pt", _trained_like(), meta)
+    pred = Predictor.from_checkpoint(path)
+    assert (pred.face_fraction, pred.max_side) == (0.6, 256)
+    frames = np.repeat(real_face_rgb[None], 10, axis=0)  # (10, 512, 512, 3): larger than max_side
+    got = pred.extract_clips(frames)
+    small = np.stack([cv2.resize(f, (256, 256), interpolation=cv2.INTER_AREA) for f in frames])
+    want = extract_clips(small, make_backend("dlib"), crop_size=S, clip_len=4, clip_interval=3, face_fraction=0.6)
+    np.testing.assert_array_equal(got.crops, want.crops)
+    assert got.box[2] <= 256
