@@ -1,5 +1,8 @@
 """Stage `label`: artifacts/manifest.csv -> landmarks, aligned face clips, label maps -> artifacts/shards/.
 
+With EULERNET_STORAGE set the Parquet shards go to $EULERNET_STORAGE/shards/ (index, ledger and report stay in
+artifacts/shards/ and name them by URI).
+
 Exit 0 when at least one clip was made (skipped videos are listed in artifacts/shards/report.csv),
 1 when no clip at all was made, 2 on a configuration or manifest error.
 """
@@ -64,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     if not ray.is_initialized():
         # RAY_ADDRESS set: join that cluster; unset: start a local one on this machine.
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, configure_logging=False)
-    report = label_videos(df, args.out, cfg, progress=not args.no_progress)
+    # EULERNET_STORAGE (e.g. s3://bucket/prefix): shards go where every node can read them; unset: in --out.
+    storage = os.environ.get("EULERNET_STORAGE") or None
+    report = label_videos(df, args.out, cfg, progress=not args.no_progress, storage=storage)
     print(report.summary())
     print(f"report: {Path(args.out) / 'report.csv'}")
     if report.n_clips == 0:

@@ -1,9 +1,11 @@
 """Labeling at scale: manifest -> Ray Data ``map_batches`` (one landmark model per actor) -> Parquet shards.
 
-Output folder layout (``out_dir``):
+Output folder layout (``out_dir``; with a ``storage`` location the Parquet files live at
+``<storage>/shards/data/<run>/`` instead, e.g. ``s3://bucket/prefix/shards/...``, and the three CSVs stay local):
 - ``data/<run>/*.parquet`` — one row per clip (schema in shards.py) written by Ray Data; a video that fails
   leaves one marker row (``clip_index == -1``, ``status == "skipped"``) so its reason travels with the data;
-- ``ledger.csv`` — every content key ever labeled here: status, reason, clip count and the shard files holding it;
+- ``ledger.csv`` — every content key ever labeled here: status, reason, clip count and the shard files holding it
+  (paths relative to ``out_dir``, or absolute paths / URIs when the shards live elsewhere);
 - ``index.csv`` — the current manifest's videos with their key and files: what ``shards.read_shards`` reads;
 - ``report.csv`` — per current video: ok | skipped, reason, clips made, frames without a face, cached or new.
 
@@ -11,6 +13,11 @@ Content-addressed cache: key = sha256(video bytes, labeling config). A re-run la
 ledger, so adding videos to the manifest labels only those; changing the config relabels everything. Manifest
 metadata (split, label, ...) is not part of the key: readers take it from the current index, so re-splitting
 does not relabel.
+
+Nothing here assumes the driver's disk is visible to the Ray workers once ``storage`` is a URI: the driver copies
+each local video once to ``<storage>/videos/<sha256>/<name>`` (content-addressed, so re-runs upload nothing),
+the workers read it from there and write the shards there, and the driver lists and reads them back through
+pyarrow filesystems. Without ``storage`` (single machine, or a shared mount) workers open the local paths.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ import pandas as pd
 
 from .clips import LabelingError, extract_clips
 from .landmarks import BACKENDS, make_backend
+from .shards import is_uri, join, storage_fs
 
 LABEL_FORMAT = 1  # bump when the row content changes for the same config, to invalidate caches
 META_COLUMNS = ["video_id", "split", "label", "attack_type", "device", "scene", "subject_id"]
@@ -126,11 +134,40 @@ class LabelReport:
 
 
 def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
+    """sha256 of a local file or of a storage URI's object."""
     h = hashlib.sha256()
+    if is_uri(path):
+        fs, p = storage_fs(path)
+        with fs.open_input_stream(p) as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+        return h.hexdigest()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _stage_videos(paths: list[str], digests: list[str], storage: str) -> list[str]:
+    """Local videos -> ``<storage>/videos/<digest>/<name>`` URIs the workers can read from any node.
+
+    Content-addressed: an object already there is not uploaded again. The name is kept so that a decode
+    error still names the user's file.
+    """
+    import pyarrow.fs as pafs
+
+    out = []
+    for path, digest in zip(paths, digests):
+        if is_uri(path):
+            out.append(path)
+            continue
+        dest = join(storage, "videos", digest, Path(path).name)
+        fs, dpath = storage_fs(dest)
+        if fs.get_file_info(dpath).type == pafs.FileType.NotFound:
+            fs.create_dir(dpath.rsplit("/", 1)[0], recursive=True)
+            pafs.copy_files(path, dpath, destination_filesystem=fs)
+        out.append(dest)
+    return out
 
 
 def cache_key(video_digest: str, cfg: LabelConfig) -> str:
@@ -160,8 +197,25 @@ class LabelWorker:
         self.cfg = cfg
         self.backend = make_backend(cfg.backend, **cfg.backend_options)
 
+    def _read(self, path: str) -> np.ndarray:
+        from components.data.video import read_frames
+
+        cfg = self.cfg
+        if not is_uri(path):
+            return read_frames(path, max_frames=cfg.max_frames, max_side=cfg.max_side)
+        import tempfile
+
+        import pyarrow.fs as pafs
+
+        # OpenCV decodes files, not streams: a stored video is copied to this worker's temp space first.
+        fs, src = storage_fs(path)
+        with tempfile.TemporaryDirectory(prefix="eulernet-video-") as tmp:
+            local = Path(tmp) / src.rsplit("/", 1)[-1]
+            pafs.copy_files(src, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+            return read_frames(local, max_frames=cfg.max_frames, max_side=cfg.max_side)
+
     def label_one(self, row) -> tuple[dict[str, list], int]:
-        from components.data.video import VideoError, read_frames
+        from components.data.video import VideoError
 
         from .maps import binary_mask, depth_map, location_map
 
@@ -169,7 +223,7 @@ class LabelWorker:
         out = {k: [] for k in ("clip_index", "start_frame", "frames", "location_map", "binary_mask", "depth_map",
                                "points")}
         try:
-            frames = read_frames(row["path"], max_frames=cfg.max_frames, max_side=cfg.max_side)  # (F, H, W, 3)
+            frames = self._read(row["path"])  # (F, H, W, 3)
             clips = extract_clips(frames, self.backend, cfg.crop_size, cfg.clip_len, cfg.clip_interval,
                                   cfg.clips_per_video, allow_multiple=cfg.allow_multiple_faces,
                                   face_fraction=cfg.face_fraction)
@@ -230,27 +284,49 @@ class LabelWorker:
         return out
 
 
+def _exists(location: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = storage_fs(location)
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
 def _read_ledger(out: Path) -> pd.DataFrame:
     path = out / "ledger.csv"
     if not path.is_file():
         return pd.DataFrame(columns=LEDGER_COLUMNS)
     led = pd.read_csv(path, dtype={"cache_key": str, "files": str, "reason": str, "detail": str},
                       keep_default_na=False)
-    # A cached "ok" whose shard files were deleted is not a cache hit.
-    ok_missing = [st == "ok" and not all((out / f).is_file() for f in str(fs).split(";") if f)
+    # A cached "ok" whose shard files were deleted is not a cache hit. Many keys share a file: one lookup each
+    # (a round trip on object storage).
+    where = {f: f if is_uri(f) else str(out / f) for fs in led["files"] for f in str(fs).split(";") if f}
+    present = {f: _exists(loc) for f, loc in where.items()}
+    ok_missing = [st == "ok" and not all(present[f] for f in str(fs).split(";") if f)
                   for st, fs in zip(led["status"], led["files"])]
     return led[~np.asarray(ok_missing, dtype=bool)].drop_duplicates("cache_key", keep="last")
 
 
-def _summarise_run(out: Path, run_dir: Path, run: str) -> pd.DataFrame:
+def _entry(out: Path, location: str) -> str:
+    """How the ledger names a shard file: relative to ``out`` when inside it (the folder can move), else as is."""
+    if not is_uri(location):
+        p = Path(location)
+        if p.is_relative_to(out):
+            return str(p.relative_to(out))
+    return location
+
+
+def _summarise_run(out: Path, run_dir: str, run: str) -> pd.DataFrame:
     """Per-key ledger rows from the small columns of the files this run wrote (tensors are not read)."""
+    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     cols = ["cache_key", "clip_index", "status", "reason", "detail", "frames_no_face", "max_faces", "n_frames"]
+    fs, base = storage_fs(run_dir)
+    infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
     parts = []
-    for f in sorted(run_dir.glob("*.parquet")):
-        t = pq.read_table(f, columns=cols).to_pandas()
-        t["file"] = str(f.relative_to(out))
+    for name in sorted(i.base_name for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")):
+        t = pq.read_table(f"{base}/{name}", columns=cols, filesystem=fs).to_pandas()
+        t["file"] = _entry(out, join(run_dir, name))
         parts.append(t)
     if not parts:
         return pd.DataFrame(columns=LEDGER_COLUMNS)
@@ -266,11 +342,11 @@ def _summarise_run(out: Path, run_dir: Path, run: str) -> pd.DataFrame:
     return pd.DataFrame(recs, columns=LEDGER_COLUMNS)
 
 
-def _run_ray(todo: pd.DataFrame, out: Path, cfg: LabelConfig, progress: bool) -> pd.DataFrame:
+def _run_ray(todo: pd.DataFrame, out: Path, shard_root: str, cfg: LabelConfig, progress: bool) -> pd.DataFrame:
     import ray.data
 
     run = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    run_dir = out / "data" / run
+    run_dir = join(shard_root, "data", run)
     ctx = ray.data.DataContext.get_current()
     saved = ctx.enable_progress_bars
     ctx.enable_progress_bars = progress
@@ -284,7 +360,7 @@ def _run_ray(todo: pd.DataFrame, out: Path, cfg: LabelConfig, progress: bool) ->
         # Writes reserve no CPU: with one actor per core (the usual sizing) a 1-CPU write task would wait for
         # every actor to finish, holding all labeled blocks in the object store meanwhile. Parquet encoding
         # is cheap next to landmarking, so sharing the cores costs little.
-        ds.write_parquet(str(run_dir), ray_remote_args={"num_cpus": 0},
+        ds.write_parquet(run_dir, ray_remote_args={"num_cpus": 0},
                          concurrency=min(cfg.concurrency, len(blocks)))
     finally:
         ctx.enable_progress_bars = saved
@@ -292,31 +368,42 @@ def _run_ray(todo: pd.DataFrame, out: Path, cfg: LabelConfig, progress: bool) ->
 
 
 def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfig,
-                 progress: bool = True) -> LabelReport:
-    """Label the manifest's videos (``path`` absolute or relative to the current directory) into ``out_dir``.
+                 progress: bool = True, storage: str | None = None) -> LabelReport:
+    """Label the manifest's videos (``path`` absolute, relative to the current directory, or a URI) into ``out_dir``.
 
     Needs a Ray cluster (Ray Data connects to or starts one). Videos already labeled with the same bytes and
     config are reused. Never raises for a bad video: it is reported with its reason in ``report.csv``.
+    ``storage``: where the Parquet shards go (``<storage>/shards/data/<run>``), a URI such as
+    ``s3://bucket/prefix`` or a local folder every node mounts; None keeps them in ``out_dir``. With a URI, local
+    videos travel to the workers through ``<storage>/videos/`` rather than by path.
     """
     from components.data.manifest import check_manifest
 
     df = check_manifest(manifest_df)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    df["path"] = [str(Path(p).resolve()) for p in df["path"]]
-    keys = []
+    df["path"] = [p if is_uri(p) else str(Path(p).resolve()) for p in df["path"]]
+    keys, digests = [], []
     for p in df["path"]:
         try:
-            keys.append(cache_key(file_digest(p), cfg))
-        except OSError:
+            digests.append(file_digest(p))
+            keys.append(cache_key(digests[-1], cfg))
+        except OSError:  # pyarrow raises FileNotFoundError / OSError for a missing object too
+            digests.append("")
             keys.append("")  # missing/unreadable file: reported below, nothing to label
     df["cache_key"] = keys
+    df["_digest"] = digests
 
     ledger = _read_ledger(out)
     known = set(ledger["cache_key"])
     todo = df[(df["cache_key"] != "") & ~df["cache_key"].isin(known)].drop_duplicates("cache_key")
     if len(todo):
-        new = _run_ray(todo[["cache_key", "path", *META_COLUMNS]], out, cfg, progress)
+        todo = todo[["cache_key", "path", "_digest", *META_COLUMNS]].copy()
+        if storage is not None and is_uri(storage):
+            todo["path"] = _stage_videos(list(todo["path"]), list(todo["_digest"]), storage)
+        shard_root = str(out) if storage is None else join(storage if is_uri(storage) else Path(storage).resolve(),
+                                                            "shards")
+        new = _run_ray(todo.drop(columns="_digest"), out, shard_root, cfg, progress)
         ledger = pd.concat([ledger, new], ignore_index=True).drop_duplicates("cache_key", keep="last")
         ledger.to_csv(out / "ledger.csv", index=False)
     led = ledger.set_index("cache_key")

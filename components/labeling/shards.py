@@ -8,6 +8,7 @@ from the extension's storage (a flat list + the shape in the field metadata), so
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -22,6 +23,45 @@ _META = ["video_id", "split", "label", "attack_type", "device", "scene", "subjec
 
 class ShardsError(FileNotFoundError):
     """No labeled clips to read (the label stage has not run, or every video was skipped)."""
+
+
+def is_uri(location: str | Path) -> bool:
+    return "://" in str(location)
+
+
+@functools.lru_cache(maxsize=16)
+def _fs_for_root(root: str):
+    # One filesystem object per bucket: building an S3FileSystem may cost a region lookup round trip.
+    from pyarrow.fs import FileSystem
+
+    return FileSystem.from_uri(root)
+
+
+def storage_fs(location: str | Path):
+    """``(pyarrow filesystem, path in it)`` for a local path or a URI (``s3://bucket/key``, ``gs://``, ``file://``).
+
+    Credentials come from the usual chain of each store (for S3: ``AWS_*`` variables, instance role, ...).
+    """
+    from pyarrow.fs import LocalFileSystem
+
+    loc = str(location)
+    if not is_uri(loc):
+        return LocalFileSystem(), str(Path(loc).resolve())
+    scheme, rest = loc.split("://", 1)
+    netloc, _, key = rest.partition("/")
+    if scheme == "file":
+        return LocalFileSystem(), rest
+    fs, root_path = _fs_for_root(f"{scheme}://{netloc}")
+    if not key:
+        return fs, root_path
+    return fs, f"{root_path.rstrip('/')}/{key}".rstrip("/")
+
+
+def join(location: str | Path, *parts: str) -> str:
+    """``location/part/...`` for a local path or a URI (a URI keeps its scheme)."""
+    if is_uri(location):
+        return "/".join([str(location).rstrip("/"), *parts])
+    return str(Path(location).joinpath(*parts))
 
 
 def _current(out_dir: str | Path, split: str | None) -> tuple[Path, pd.DataFrame]:
@@ -45,7 +85,17 @@ def _meta_by_key(idx: pd.DataFrame) -> dict[str, dict]:
 
 
 def _files(out: Path, idx: pd.DataFrame) -> list[str]:
-    return sorted({str(out / f) for fs in idx["files"] for f in fs.split(";") if f})
+    # Ledger entries are relative to out_dir (shards next to the index), absolute paths, or storage URIs.
+    return sorted({f if is_uri(f) else str(out / f) for fs in idx["files"] for f in fs.split(";") if f})
+
+
+def _by_filesystem(files: list[str]) -> dict[str, list[str]]:
+    """Files grouped by store (local disk, each bucket): one Ray Data read cannot span two filesystems."""
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        root = f.split("://", 1)[0] + "://" + f.split("://", 1)[1].split("/", 1)[0] if is_uri(f) else ""
+        groups.setdefault(root, []).append(f)
+    return groups
 
 
 def _select(table, meta: dict[str, dict], columns: list[str]):
@@ -73,7 +123,10 @@ def read_shards(out_dir: str | Path, split: str | None = None, columns: list[str
     meta = _meta_by_key(idx)
     cols = list(columns or SCHEMA_COLUMNS)
     read_cols = sorted(set(cols) | {"cache_key", "clip_index"})
-    ds = ray.data.read_parquet(_files(out, idx), columns=read_cols)
+    # URIs are read by the Ray Data workers themselves (any node, with the store's credentials); local paths
+    # assume the single machine or a shared mount, as before.
+    parts = [ray.data.read_parquet(group, columns=read_cols) for group in _by_filesystem(_files(out, idx)).values()]
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     return ds.map_batches(_select, fn_kwargs={"meta": meta, "columns": cols}, batch_format="pyarrow",
                           batch_size=None)
 
@@ -108,8 +161,11 @@ def load_clips(out_dir: str | Path, split: str | None = None, columns: list[str]
     meta = _meta_by_key(idx)
     cols = list(columns or SCHEMA_COLUMNS)
     read_cols = sorted(set(cols) | {"cache_key", "clip_index"})
-    tables = [_select(pq.read_table(f, columns=read_cols), meta, cols + ["cache_key"] * ("cache_key" not in cols))
-              for f in _files(out, idx)]
+    tables = []
+    for f in _files(out, idx):
+        fs, path = storage_fs(f)
+        tables.append(_select(pq.read_table(path, columns=read_cols, filesystem=fs), meta,
+                              cols + ["cache_key"] * ("cache_key" not in cols)))
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     if "video_id" in cols and "clip_index" in cols:
         table = table.sort_by([("video_id", "ascending"), ("clip_index", "ascending")])

@@ -163,3 +163,31 @@ def test_label_flow_succeeds_with_skipped_videos(ray_session, videos, tmp_path, 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": {"backend_options": {"upsampel": 2}}}))
     assert flow.run(parser.parse_args([])) == 2
     assert "cannot load landmark backend 'dlib'" in capsys.readouterr().err
+
+
+def test_label_pipeline_with_storage_uri(ray_session, videos, tmp_path):
+    """Shards and staged videos under a storage URI, read back through pyarrow filesystems (S3 works the same)."""
+    root, manifest = videos
+    out, store = tmp_path / "shards", tmp_path / "store"
+    small = manifest[manifest["video_id"].isin(["live", "corrupt"])].copy()
+    cfg = LabelConfig(crop_size=64, clips_per_video=1, concurrency=1, max_side=256)
+    rep = label_videos(small, out, cfg, progress=False, storage=f"file://{store}")
+    r = rep.report.set_index("video_id")
+    assert (r.loc["live", "status"], r.loc["live", "clips"]) == ("ok", 1)
+    assert r.loc["corrupt", "reason"] == "unreadable"  # decoded by the worker from its staged copy
+    assert not (out / "data").exists()  # only index, ledger and report stay in out_dir
+    files = pd.read_csv(out / "index.csv", keep_default_na=False).set_index("video_id").loc["live", "files"]
+    assert files.startswith(f"file://{store}/shards/data/") and files.endswith(".parquet")
+    staged = sorted(p.name for p in (store / "videos").rglob("*.mp4"))
+    assert staged == ["corrupt.mp4", "live.mp4"]
+
+    clips = load_clips(out)
+    assert list(clips["video_id"]) == ["live"] and clips["frames"].shape == (1, 4, 64, 64, 3)
+    assert read_shards(out).count() == 1
+
+    # Cached: nothing relabeled. Shards gone from storage: relabeled, not a stale cache hit.
+    assert label_videos(small, out, cfg, progress=False, storage=f"file://{store}").n_new == 0
+    shutil.rmtree(store / "shards")
+    rep3 = label_videos(small, out, cfg, progress=False, storage=f"file://{store}")
+    assert rep3.report.set_index("video_id").loc["live", "cached"] == False  # noqa: E712 (numpy bool)
+    assert len(load_clips(out)["video_id"]) == 1

@@ -182,6 +182,8 @@ def test_pipeline_runs_on_the_cluster(cluster_harness, cluster_env, project):
     # Ray Train checkpoints went to EULERNET_STORAGE on S3, MLflow artifacts to the server's S3 destination.
     storage_keys = h.s3.list_keys(h.bucket, "storage/")
     assert any("checkpoint" in k for k in storage_keys), storage_keys[:50]
+    # Labeled shards too (train and evaluate read them back from there).
+    assert any(k.startswith("storage/shards/data/") and k.endswith(".parquet") for k in storage_keys), storage_keys[:50]
     train = json.loads((project / "artifacts" / "model" / "train_metrics.json").read_text())
     assert train["ray_run"].startswith(h.storage_uri + "/"), train["ray_run"]
     run = h.mlflow.api_get("runs/get", run_id=train["mlflow_run_id"])["run"]

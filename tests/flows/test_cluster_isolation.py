@@ -24,13 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 BUCKET = "eulernet"
 
-LABEL_GAP = (
-    "label stage is not storage-URI clean yet: components.labeling.pipeline.label_videos gives Ray workers "
-    "driver-local video paths (LabelWorker.label_one -> read_frames(row['path'])) and writes shards with "
-    "ds.write_parquet(<local out_dir>/data/<run>), then lists them with Path.glob on the driver; flows/label.py "
-    "ignores EULERNET_STORAGE"
-)
-
 
 @pytest.fixture(scope="module")
 def isolated(tmp_path_factory):
@@ -77,7 +70,6 @@ RESULT = ray.get(look.remote({str(marker)!r}))
     assert exists is False and marker.is_file()
 
 
-@pytest.mark.xfail(reason=LABEL_GAP, strict=False)
 def test_label_stage_needs_no_driver_disk(isolated):
     project, env = isolated["project"], isolated["env"]
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -101,5 +93,15 @@ def test_label_stage_needs_no_driver_disk(isolated):
     assert (report["status"] == "ok").all(), report[["video_id", "status", "reason"]].to_string()
     # The shards live under the storage URI, where every node (and the train stage's workers) can read them.
     keys = isolated["s3"].list_keys(BUCKET, "storage/")
-    assert any(k.endswith(".parquet") for k in keys), keys
+    assert any(k.startswith("storage/shards/data/") and k.endswith(".parquet") for k in keys), keys
+    index = pd.read_csv(project / "artifacts" / "shards" / "index.csv", keep_default_na=False)
+    assert all(f.startswith(f"s3://{BUCKET}/storage/shards/") for f in index["files"]), index["files"].tolist()
+    # Training's read path: Ray Data tasks on the worker node stream the clips back from S3.
+    shards = project / "artifacts" / "shards"
+    counted = isolated["ray"].run_driver(f"""
+from components.labeling.shards import read_shards
+ds = read_shards({str(shards)!r}, columns=["video_id", "frames"])
+RESULT = [ds.count(), list(ds.take(1)[0]["frames"].shape)]
+""", timeout_s=180)
+    assert counted == [4, [4, 64, 64, 3]]
     shutil.rmtree(project / "artifacts", ignore_errors=True)
