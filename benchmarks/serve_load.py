@@ -49,25 +49,31 @@ def percentile(xs: list[float], q: float) -> float:
 
 
 class Direct:
-    """The same work as one request, in this process: Predictor.predict_video on the decoded frames."""
+    """The same work as one request, in this process: decode the same mp4 bytes with the service's decoder,
+    then Predictor.predict_video. What is left between this and the HTTP figure is the cost of serving: upload,
+    proxy, routing, the thread hops and the batch queue."""
 
-    def __init__(self, checkpoint: Path, frames: np.ndarray, torch_threads: int):
+    def __init__(self, checkpoint: Path, body: bytes, torch_threads: int):
         import cv2
         import torch
 
         from components.labeling.landmarks import make_backend
         from components.model.predictor import Predictor
+        from components.serving.inputs import Limits
 
         torch.set_num_threads(torch_threads)  # same settings as the replica, or the comparison is of thread pools
         cv2.setNumThreads(1)
-        self.frames = frames
+        self.body, self.limits = body, Limits()
         self.predictor = Predictor.from_checkpoint(checkpoint)
         self.backend = make_backend(self.predictor.landmark_backend)
         self()  # warm-up
 
     def __call__(self) -> float:
+        from components.serving.inputs import decode_video
+
         t = time.perf_counter()
-        self.predictor.predict_video(self.frames, backend=self.backend, max_clips=1)
+        frames = decode_video(self.body, self.limits)  # (T, H, W, 3)
+        self.predictor.predict_video(frames, backend=self.backend, max_clips=1)
         return (time.perf_counter() - t) * 1000
 
 
@@ -161,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]}; cpus {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
-    direct = Direct(checkpoint, frames, args.torch_threads)
+    direct = Direct(checkpoint, body, args.torch_threads)
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     with __import__("socket").socket() as s:
