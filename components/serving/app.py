@@ -116,6 +116,7 @@ class LivenessService:
         self._last_poll: float | None = None
         self._batches = {"count": 0, "requests": 0, "clips": 0, "max_requests": 0}
         self._model_idle: asyncio.Event | None = None  # created on the replica's event loop at first use
+        self._in_flight = 0  # liveness requests inside this replica, any stage
         # dlib objects are not documented thread-safe: one landmark backend per preprocessing thread.
         self._local = threading.local()
         self._pre_pool = concurrent.futures.ThreadPoolExecutor(preprocess_threads, thread_name_prefix="prep")
@@ -236,6 +237,13 @@ class LivenessService:
             self._model_idle = asyncio.Event()
             self._model_idle.set()
         await self._model_idle.wait()
+        if self._in_flight == 1 and self._model_idle.is_set():
+            # Alone in the replica: no request could join a batch, so the batch window would only add latency.
+            self._model_idle.clear()
+            try:
+                return (await self._run_batch([crops], [state]))[0]
+            finally:
+                self._model_idle.set()
         return await self._score_batch(crops, state)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
@@ -294,9 +302,16 @@ class LivenessService:
     @api.post("/v1/liveness")
     async def liveness(self, request: Request, heatmap: bool = False):
         """Score a short video. Query `heatmap=true` adds a PNG overlay of the predicted map (demo page)."""
+        t0 = time.perf_counter()
+        self._in_flight += 1
+        try:
+            return await self._liveness(request, heatmap, t0)
+        finally:
+            self._in_flight -= 1
+
+    async def _liveness(self, request: Request, heatmap: bool, t0: float):
         from components.labeling.clips import LabelingError
 
-        t0 = time.perf_counter()
         try:
             frames = await self._read_frames(request)
             t1 = time.perf_counter()
