@@ -59,20 +59,18 @@ class Direct:
 
         from components.labeling.landmarks import make_backend
         from components.model.predictor import Predictor
-        from components.serving.inputs import Limits
+        from components.serving.inputs import Limits, decode_video
 
         torch.set_num_threads(torch_threads)  # same settings as the replica, or the comparison is of thread pools
         cv2.setNumThreads(1)
-        self.body, self.limits = body, Limits()
+        self.body, self.limits, self.decode = body, Limits(), decode_video
         self.predictor = Predictor.from_checkpoint(checkpoint)
         self.backend = make_backend(self.predictor.landmark_backend)
         self()  # warm-up
 
     def __call__(self) -> float:
-        from components.serving.inputs import decode_video
-
         t = time.perf_counter()
-        frames = decode_video(self.body, self.limits)  # (T, H, W, 3)
+        frames = self.decode(self.body, self.limits)  # (T, H, W, 3)
         self.predictor.predict_video(frames, backend=self.backend, max_clips=1)
         return (time.perf_counter() - t) * 1000
 

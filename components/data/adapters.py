@@ -51,7 +51,7 @@ def from_sample(root: str | Path) -> pd.DataFrame:
     path = Path(root) / "manifest.csv"
     if not path.is_file():
         raise ManifestError(f"{path} not found: a 'sample' dataset is a folder with manifest.csv and its videos "
-                            f"(make one with `eulernet generate --out {root}`)")
+                            f"(the embedded sample: `dvc pull data.dvc`; your own: `eulernet generate --out {root}`)")
     df = read_manifest(path)
     df["path"] = [_join(root, p) for p in df["path"]]
     return df

@@ -136,13 +136,8 @@ class LabelReport:
 def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
     """sha256 of a local file or of a storage URI's object."""
     h = hashlib.sha256()
-    if is_uri(path):
-        fs, p = storage_fs(path)
-        with fs.open_input_stream(p) as fh:
-            while block := fh.read(chunk):
-                h.update(block)
-        return h.hexdigest()
-    with open(path, "rb") as fh:
+    fs, p = storage_fs(path)
+    with fs.open_input_stream(p) as fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()

@@ -93,8 +93,8 @@ def _by_filesystem(files: list[str]) -> dict[str, list[str]]:
     """Files grouped by store (local disk, each bucket): one Ray Data read cannot span two filesystems."""
     groups: dict[str, list[str]] = {}
     for f in files:
-        root = f.split("://", 1)[0] + "://" + f.split("://", 1)[1].split("/", 1)[0] if is_uri(f) else ""
-        groups.setdefault(root, []).append(f)
+        scheme, _, rest = f.partition("://")
+        groups.setdefault(f"{scheme}://{rest.split('/', 1)[0]}" if rest else "", []).append(f)
     return groups
 
 

@@ -237,8 +237,9 @@ class LivenessService:
             self._model_idle = asyncio.Event()
             self._model_idle.set()
         await self._model_idle.wait()
+        # Alone in the replica: no request could join a batch, so the batch window would only add latency.
+        # is_set() still matters: a cancelled request leaves the count while its batch may still be running.
         if self._in_flight == 1 and self._model_idle.is_set():
-            # Alone in the replica: no request could join a batch, so the batch window would only add latency.
             self._model_idle.clear()
             try:
                 return (await self._run_batch([crops], [state]))[0]
