@@ -4,6 +4,7 @@ Plots live in ``components.metrics.plots`` (imports matplotlib on first use).
 """
 from components.metrics.rates import (
     THRESHOLD_RULES,
+    acer_bootstrap_ci,
     auc,
     breakdown,
     choose_threshold,
@@ -14,5 +15,5 @@ from components.metrics.rates import (
     video_scores,
 )
 
-__all__ = ["THRESHOLD_RULES", "auc", "breakdown", "choose_threshold", "det_curve", "eer", "error_rates",
+__all__ = ["THRESHOLD_RULES", "acer_bootstrap_ci", "auc", "breakdown", "choose_threshold", "det_curve", "eer", "error_rates",
            "roc_curve", "video_scores"]

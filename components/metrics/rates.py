@@ -205,3 +205,31 @@ def breakdown(video_df: pd.DataFrame, threshold: float,
                          "n_attack": r["n_attack"], "apcer": r["apcer"], "bpcer": r["bpcer"],
                          "acer": r["acer"]})
     return pd.DataFrame(rows, columns=["factor", "value", "n_live", "n_attack", "apcer", "bpcer", "acer"])
+
+
+def acer_bootstrap_ci(scores, labels, thresholds, n_boot: int = 2000, level: float = 0.95,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the ACER, resampling test videos within each class.
+
+    ``scores``: ``(n,)`` for one model or ``(k, n)`` for k models (e.g. seeds) scoring the same n videos;
+    ``thresholds``: one per model, chosen beforehand on dev. Each resample draws the same videos for every
+    model and takes the mean ACER over the k models, so the interval is that of the seed-mean ACER under
+    test-set sampling: what another draw of test identities and videos of the same kind could give.
+    """
+    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))  # (k, n)
+    y = np.asarray(labels).reshape(-1)
+    t = np.asarray(thresholds, dtype=np.float64).reshape(-1, 1)  # (k, 1)
+    if s.shape[1] != len(y) or len(t) != len(s):
+        raise ValueError(f"scores {s.shape}, labels {y.shape} and thresholds {t.shape[0]} do not line up")
+    live, attack = np.flatnonzero(y == LIVE), np.flatnonzero(y == ATTACK)
+    if not len(live) or not len(attack):
+        raise ValueError("a bootstrap ACER needs both live and attack videos")
+    rng = np.random.default_rng(seed)
+    accept = s >= t  # (k, n) decisions at each model's own dev threshold
+    bi = rng.integers(0, len(live), size=(n_boot, len(live)))
+    ai = rng.integers(0, len(attack), size=(n_boot, len(attack)))
+    bpcer = 1.0 - accept[:, live][:, bi].mean(axis=2)  # (k, n_boot)
+    apcer = accept[:, attack][:, ai].mean(axis=2)  # (k, n_boot)
+    acer = ((apcer + bpcer) / 2).mean(axis=0)  # (n_boot,): mean over models
+    lo, hi = np.quantile(acer, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

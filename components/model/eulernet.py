@@ -23,6 +23,7 @@ LABEL_TYPES: tuple[str, ...] = ("location_map", "binary_mask", "depth_map")
 # so even when tanh saturates to exactly +-1 in float32 the poles stay at |p| <= rho, strictly stable.
 # With clips of a few frames nothing useful needs a pole closer to the unit circle.
 MAX_POLE_RADIUS = 0.99
+DIIRF_INITIAL: tuple[str, ...] = ("steady", "zero")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -43,11 +44,16 @@ def _check_denominator(a1: float, a2: float) -> None:
 class DIIRF(nn.Module):
     """Differential IIR filter: a 2nd-order IIR over time, per pixel, in transposed direct form II.
 
-    Eqs. 1-3 with zero initial state h1 = h2 = 0:
+    Eqs. 1-3:
         y[n]  = b0 x[n] + h1[n-1]
         h1[n] = b1 x[n] + h2[n-1] - a1 y[n]
         h2[n] = b2 x[n] - a2 y[n]
-    i.e. ``scipy.signal.lfilter([b0, b1, b2], [1, a1, a2], x)`` along the time axis.
+    i.e. ``scipy.signal.lfilter([b0, b1, b2], [1, a1, a2], x, zi=...)`` along the time axis.
+
+    ``initial="steady"`` (default) starts the state where it would be had the input stood still at x[0]
+    forever (``scipy.signal.lfilter_zi(b, a) * x[0]``): frame 0 then answers "no change" instead of the
+    paper's zero state, whose y[0] = b0 x[0] is a large spurious response to the clip simply starting
+    (docs/model.md, "Frame 0"). ``initial="zero"`` is the paper's h1 = h2 = 0.
 
     b0, b1, b2 are free parameters. a1, a2 are reparametrised from unconstrained (r1, r2) so the poles
     always lie inside the circle of radius rho = MAX_POLE_RADIUS, whatever the optimiser does:
@@ -55,8 +61,12 @@ class DIIRF(nn.Module):
     Input ``(B, T, ...)``; filtering runs along dim 1, vectorised over everything else.
     """
 
-    def __init__(self, b: tuple[float, float, float] = (1.0, -1.0, 0.0), a: tuple[float, float] = (0.0, 0.0)):
+    def __init__(self, b: tuple[float, float, float] = (1.0, -1.0, 0.0), a: tuple[float, float] = (0.0, 0.0),
+                 initial: str = "steady"):
         super().__init__()
+        if initial not in DIIRF_INITIAL:
+            raise ValueError(f"DIIRF initial state must be one of {DIIRF_INITIAL}, got {initial!r}")
+        self.initial = initial
         if len(b) != 3 or len(a) != 2:
             raise ValueError(f"DIIRF needs 3 numerator and 2 denominator coefficients, got b={b}, a={a}")
         a1, a2 = float(a[0]), float(a[1])
@@ -94,6 +104,13 @@ class DIIRF(nn.Module):
             a1, a2 = self.denominator()
             outs = []
             h1 = h2 = None
+            if self.initial == "steady":
+                # lfilter_zi for transposed direct form II: the state a constant input x[0] settles into.
+                # 1 + a1 + a2 > 0 always (poles inside radius rho < 1), so the DC gain is finite.
+                gain = (b0 + b1 + b2) / (1.0 + a1 + a2)
+                x0 = x[:, 0]  # (B, ...)
+                h2 = (b2 - a2 * gain) * x0
+                h1 = (b1 + b2 - (a1 + a2) * gain) * x0
             for t in range(x.shape[1]):
                 xt = x[:, t]  # (B, ...)
                 # The state starts at zero, so the first step is just b0 x[0] (no zero tensors to add).
@@ -117,10 +134,11 @@ class FCAM(nn.Module):
     """Feature-compressed attention module (Fig. 3): Conv3x3 -> 1 channel -> DIIRF over time -> sigmoid,
     multiplied back onto the input features."""
 
-    def __init__(self, channels: int, diirf_b: tuple[float, float, float], diirf_a: tuple[float, float]):
+    def __init__(self, channels: int, diirf_b: tuple[float, float, float], diirf_a: tuple[float, float],
+                 diirf_initial: str = "steady"):
         super().__init__()
         self.compress = nn.Conv2d(channels, 1, kernel_size=3, padding=1)  # holds the weights; see compressed()
-        self.diirf = DIIRF(diirf_b, diirf_a)
+        self.diirf = DIIRF(diirf_b, diirf_a, diirf_initial)
         self.register_buffer("taps", _tap_kernel(), persistent=False)
 
     def compressed(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, 1, H, W)
@@ -146,11 +164,11 @@ class FCAM(nn.Module):
 class ConvUnit(nn.Module):
     """Conv3x3-BN-ReLU, followed by an FCAM when enabled (one "FCAM" box of Fig. 2)."""
 
-    def __init__(self, cin: int, cout: int, fcam: bool, diirf_b, diirf_a):
+    def __init__(self, cin: int, cout: int, fcam: bool, diirf_b, diirf_a, diirf_initial: str = "steady"):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
-        self.fcam = FCAM(cout, diirf_b, diirf_a) if fcam else None
+        self.fcam = FCAM(cout, diirf_b, diirf_a, diirf_initial) if fcam else None
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:  # (B*T, Cin, H, W)
         x = F.relu(self.bn(self.conv(x)), inplace=True)  # (B*T, Cout, H, W)
@@ -162,10 +180,12 @@ class ConvUnit(nn.Module):
 class Stage(nn.Module):
     """Three ConvUnits then max pooling (CDCN block): halves the resolution."""
 
-    def __init__(self, cin: int, chans: tuple[int, int, int], fcam: bool, diirf_b, diirf_a):
+    def __init__(self, cin: int, chans: tuple[int, int, int], fcam: bool, diirf_b, diirf_a,
+                 diirf_initial: str = "steady"):
         super().__init__()
         c = (cin, *chans)
-        self.units = nn.ModuleList(ConvUnit(c[i], c[i + 1], fcam, diirf_b, diirf_a) for i in range(3))
+        self.units = nn.ModuleList(ConvUnit(c[i], c[i + 1], fcam, diirf_b, diirf_a, diirf_initial)
+                                   for i in range(3))
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -212,6 +232,34 @@ class ConcatFusion(nn.Module):
         return torch.cat([_down(f128, size), _down(f64, size), f32], dim=1)  # (B*T, 3C, S/8, S/8)
 
 
+class EulerianInput(nn.Module):
+    """An Eulerian-magnification input stage (a documented deviation from the paper, off in its variants).
+
+    Eulerian video magnification (Wu et al., SIGGRAPH 2012) makes a faint colour change over time visible by
+    low-passing each frame in space, taking the change over time and amplifying it. Here: area-average each
+    frame over ``blur x blur`` pixel blocks (the pulse is spatially smooth, sensor and JPEG noise is not:
+    averaging 8x8 px raises a per-pixel SNR of ~0.1 to ~1), subtract the clip's temporal mean, multiply by
+    ``alpha`` and hand the result to the network as extra channels beside the frame itself. Every frame of the
+    clip, frame 0 included, thereby carries the clip's temporal deviation from its first layer on, which the
+    FCAM/DIIRF gates alone find only slowly at CPU scale (docs/model.md, "Eulerian input").
+    """
+
+    def __init__(self, alpha: float, blur: int):
+        super().__init__()
+        self.alpha = float(alpha)
+        self.blur = int(blur)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C, S, S) -> (B, T, 2C, S, S)
+        b, t, c, h, w = x.shape
+        z = x.reshape(b * t, c, h, w)
+        if self.blur > 1:
+            low = F.avg_pool2d(z, self.blur, ceil_mode=True)  # (B*T, C, S/k, S/k)
+            z = F.interpolate(low, size=(h, w), mode="nearest")  # (B*T, C, S, S)
+        z = z.reshape(b, t, c, h, w)
+        dev = (z - z.mean(dim=1, keepdim=True)) * self.alpha  # (B, T, C, S, S)
+        return torch.cat([x, dev], dim=2)  # (B, T, 2C, S, S)
+
+
 # --------------------------------------------------------------------------------------------------
 # Config and model
 # --------------------------------------------------------------------------------------------------
@@ -236,6 +284,11 @@ class EulerNetConfig:
     # "differential" filter: at start each gate reacts to frame-to-frame change, as in Eulerian magnification.
     diirf_b: tuple[float, float, float] = (1.0, -1.0, 0.0)
     diirf_a: tuple[float, float] = (0.0, 0.0)
+    diirf_initial: str = "steady"  # "steady" (lfilter_zi at frame 0) | "zero" (the paper's eqs. 1-3 as printed)
+    # Eulerian input stage (EulerianInput): 0 = off (the paper); > 0 = amplification of the blurred temporal
+    # deviation fed as extra input channels. euler_blur: side of the spatial averaging block, in pixels.
+    euler_alpha: float = 0.0
+    euler_blur: int = 8
 
     def __post_init__(self):
         # Checkpoints and YAML round-trip tuples as lists: accept both, store tuples (hashable, frozen).
@@ -265,6 +318,14 @@ class EulerNetConfig:
         if not all(isinstance(c, (int, float)) and math.isfinite(c) for c in (*self.diirf_b, *self.diirf_a)):
             raise ValueError(f"EulerNetConfig.diirf_b/diirf_a must be finite numbers, got {self.diirf_b}, {self.diirf_a}")
         _check_denominator(float(self.diirf_a[0]), float(self.diirf_a[1]))
+        if self.diirf_initial not in DIIRF_INITIAL:
+            raise ValueError(f"EulerNetConfig.diirf_initial must be one of {DIIRF_INITIAL}, got {self.diirf_initial!r}")
+        if isinstance(self.euler_alpha, int) and not isinstance(self.euler_alpha, bool):
+            object.__setattr__(self, "euler_alpha", float(self.euler_alpha))
+        if not isinstance(self.euler_alpha, float) or not (0.0 <= self.euler_alpha < 1e4):
+            raise ValueError(f"EulerNetConfig.euler_alpha must be a float in [0, 1e4), got {self.euler_alpha!r}")
+        if not isinstance(self.euler_blur, int) or isinstance(self.euler_blur, bool) or self.euler_blur < 1:
+            raise ValueError(f"EulerNetConfig.euler_blur must be a positive int, got {self.euler_blur!r}")
 
     def to_dict(self) -> dict:
         """Plain python types only (lists for tuples), safe for ``torch.load(weights_only=True)`` and JSON."""
@@ -276,6 +337,9 @@ class EulerNetConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown EulerNetConfig fields: {sorted(unknown)}")
+        d = dict(d)
+        # Checkpoints written before the field existed ran the paper's zero initial state.
+        d.setdefault("diirf_initial", "zero")
         return cls(**d)
 
 
@@ -293,20 +357,50 @@ class EulerNet(nn.Module):
         cfg = cfg or EulerNetConfig()
         self.cfg = cfg
         w = cfg.width
-        kw = dict(fcam=cfg.fcam, diirf_b=cfg.diirf_b, diirf_a=cfg.diirf_a)
+        kw = dict(fcam=cfg.fcam, diirf_b=cfg.diirf_b, diirf_a=cfg.diirf_a, diirf_initial=cfg.diirf_initial)
         stem = scaled(cfg.stem_channels, w)
         blocks = tuple(scaled(c, w) for c in cfg.block_channels)
         head = tuple(scaled(c, w) for c in cfg.head_channels)
         c_out = blocks[-1]
-        self.stem = ConvUnit(cfg.in_channels, stem, **kw)
+        self.euler = EulerianInput(cfg.euler_alpha, cfg.euler_blur) if cfg.euler_alpha > 0 else None
+        c_in = cfg.in_channels * (2 if self.euler is not None else 1)
+        self.stem = ConvUnit(c_in, stem, **kw)
         self.stage1 = Stage(stem, blocks, **kw)
         self.stage2 = Stage(c_out, blocks, **kw)
         self.stage3 = Stage(c_out, blocks, **kw)
-        self.pre_fusion_fcam = FCAM(c_out, cfg.diirf_b, cfg.diirf_a) if cfg.fcam else None
+        self.pre_fusion_fcam = FCAM(c_out, cfg.diirf_b, cfg.diirf_a, cfg.diirf_initial) if cfg.fcam else None
         self.fusion = ResidualPyramid(c_out) if cfg.fusion == "residual_pyramid" else ConcatFusion()
         self.head1 = ConvUnit(3 * c_out, head[0], **kw)
         self.head2 = ConvUnit(head[0], head[1], **kw)
         self.out = nn.Conv2d(head[1], 1, kernel_size=3, padding=1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Kaiming (fan_out) for the ReLU convolutions, unit-variance FCAM compressors, BN at identity.
+
+        PyTorch's default conv init gives conv outputs of variance ~0.04 while BN's running variance starts at
+        1: through ~14 BN layers in series the eval-mode activations then shrink by orders of magnitude after a
+        short run and every input scores sigmoid(bias). Kaiming keeps each layer's output variance near 1, so
+        train- and eval-mode statistics agree from the start. Each FCAM compressor is initialised to a
+        unit-variance output (fan_in), so its gate sigmoid(DIIRF(s)) moves visibly with s over time at step 0
+        instead of sitting at 0.5 +- 0.01.
+        """
+        fcam_convs = {id(m.compress) for m in self.fcam_modules()}
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and m is not self.out:
+                if id(m) in fcam_convs:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear")
+                else:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        # The output layer starts small: the map begins near sigmoid(0) = 0.5 everywhere, the midpoint of
+        # both label values, instead of a random per-pixel offset the loss must first undo.
+        nn.init.normal_(self.out.weight, std=1e-3)
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, 3, S, S)
         cfg = self.cfg
@@ -317,7 +411,9 @@ class EulerNet(nn.Module):
             raise ValueError(f"EulerNet was built for clips of {cfg.clip_len} frames, got T={t}")
         if h != w or h % 8 != 0 or h < 8:
             raise ValueError(f"EulerNet needs square frames with side divisible by 8, got {h}x{w}")
-        z = x.reshape(b * t, c, h, w)  # (B*T, 3, S, S)
+        if self.euler is not None:
+            x = self.euler(x)  # (B, T, 6, S, S)
+        z = x.reshape(b * t, -1, h, w)  # (B*T, 3 or 6, S, S)
         z = self.stem(z, t)  # (B*T, C0, S, S)
         f128 = self.stage1(z, t)  # (B*T, C, S/2, S/2)
         f64 = self.stage2(f128, t)  # (B*T, C, S/4, S/4)
@@ -417,6 +513,8 @@ def create_model(variant: str = "baseline", **overrides) -> EulerNet:
 __all__ = [
     "DIIRF",
     "FCAM",
+    "EulerianInput",
+    "DIIRF_INITIAL",
     "ConvUnit",
     "Stage",
     "ResidualPyramid",

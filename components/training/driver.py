@@ -135,7 +135,12 @@ def fit(cfg: TrainConfig, shards_dir: str | os.PathLike, storage_path: str, run_
                                  "tags": tags or {}, "use_gpu": use_gpu, "shards_dir": shards_dir,
                                  "storage_path": storage_path, "run_name": run_name}, "config/resolved.json")
 
+    # Optimiser steps of the whole run, for the cosine schedule: each worker sees its equal share of the clips.
+    steps_per_epoch = math.ceil(train_ds.count() / cfg.num_workers / cfg.per_worker_batch)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     loop_config = {"train": cfg.to_dict(), "meta": dict(meta), "params": {"data": dict(meta), **(params or {})},
+                   "total_steps": steps_per_epoch * cfg.epochs,
                    "tags": {**(tags or {}), "use_gpu": str(use_gpu)},
                    "mlflow": {"tracking_uri": tracking_uri, "run_id": run_id} if run_id else None,
                    "resume_from": str(resume_from) if resume_from else None, "fault": fault}

@@ -104,6 +104,28 @@ def _evaluate_dev(clips, rule: str) -> dict:
             "dev_auc": auc(s, y)}
 
 
+def make_optimizer(params, cfg) -> "torch.optim.Optimizer":
+    """The optimiser ``cfg.optimizer`` names, at ``cfg.lr`` and ``cfg.weight_decay``."""
+    import torch
+
+    from components.model.optim import ranger
+
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return ranger(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int | None, schedule: str) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based): a linear warm-up over
+    ``warmup_steps``, then constant or a cosine decay to 5 % of the base at ``total_steps``."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "cosine" and total_steps and total_steps > warmup_steps:
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
 def train_loop_per_worker(config: dict) -> list[dict]:
     """Ray Train worker entry point. ``config`` is built by :func:`components.training.fit`:
 
@@ -119,8 +141,8 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     import torch
 
     from components.model import create_model
-    from components.model.optim import ranger
     from components.model.predictor import build_meta, save_checkpoint, to_model_input
+    from components.training.bn import recalibrate_batchnorm
     from components.training.config import TrainConfig
 
     cfg = TrainConfig(**config["train"])
@@ -129,6 +151,8 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     # Same seed on every rank: identical initial weights (DDP also broadcasts), different data per rank.
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed + rank)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
 
     meta_kw = dict(config.get("meta") or {})
     model = create_model(cfg.variant, **{"width": cfg.width, "clip_len": int(meta_kw.get("clip_len", 4)),
@@ -136,7 +160,10 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     model = ray.train.torch.prepare_model(model)  # device placement + DDP when world > 1
     bare = getattr(model, "module", model)  # the EulerNet itself, for checkpoints and rank-0-only scoring
     device = ray.train.torch.get_device()
-    optimizer = ranger(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    total_steps = config.get("total_steps")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, cfg.warmup_steps, total_steps, cfg.lr_schedule))
     use_amp = bool(cfg.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     mean, std = meta_kw.get("mean", (0.5, 0.5, 0.5)), meta_kw.get("std", (0.5, 0.5, 0.5))
@@ -155,6 +182,8 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     if state is not None:
         bare.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
         if use_amp and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
@@ -184,6 +213,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
                 os._exit(1)  # a hard worker death, as from an OOM kill or a lost node
 
         model.train()
+        recent: list = []  # rank 0's last training inputs, for the BN recalibration
         t0, total, n_clips, steps = time.perf_counter(), 0.0, 0, 0
         batches = train_ds.iter_torch_batches(
             batch_size=cfg.per_worker_batch, dtypes={"frames": torch.uint8, label_col: torch.float32},
@@ -200,6 +230,10 @@ def train_loop_per_worker(config: dict) -> list[dict]:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            scheduler.step()
+            if rank == 0 and cfg.bn_recalibration_batches:
+                recent.append(x.detach())
+                del recent[:-cfg.bn_recalibration_batches]
             total += float(loss.detach()) * len(x)
             n_clips += len(x)
             steps += 1
@@ -218,6 +252,10 @@ def train_loop_per_worker(config: dict) -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
+                # Before anything looks at eval-mode outputs: BN statistics of the weights as they are now.
+                # (DDP broadcasts rank 0's buffers to the other ranks at their next forward.)
+                recalibrate_batchnorm(bare, recent)
+                row["lr"] = float(scheduler.get_last_lr()[0])
                 if evaluate:
                     row.update(_evaluate_dev(_dev_scores(model, dev_ds, cfg, mean, std, device),
                                              cfg.threshold_rule))
@@ -234,6 +272,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
                 torch.save({"model": bare.state_dict(),
                             "optimizer": optimizer.state_dict(),
                             "scaler": scaler.state_dict() if use_amp else None,
+                            "scheduler": scheduler.state_dict(),
                             "epoch": epoch + 1, "history": history, "resumed_from": resumed_from,
                             "mlflow_run_id": tracker.run_id}, Path(tmp) / STATE_FILE)
                 tracker.log_epoch(row, epoch + 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.signal import lfilter
+from scipy.signal import lfilter, lfilter_zi
 
 from components.model.eulernet import DIIRF, MAX_POLE_RADIUS
 from components.model.optim import ranger
@@ -23,7 +23,7 @@ COEFFS = [
 def test_matches_scipy_lfilter_float32(b, a):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 40, 5, 7)).astype(np.float32)  # (B, T, H, W): filter along T
-    f = DIIRF(b, a)
+    f = DIIRF(b, a, initial="zero")
     bb, aa = f.coefficients()
     # The reparametrisation reproduces the requested coefficients.
     np.testing.assert_allclose(bb, b, atol=1e-6)
@@ -39,15 +39,44 @@ def test_matches_scipy_lfilter_float32(b, a):
 def test_matches_scipy_lfilter_float64_exactly(b, a):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 25, 3))
-    f = DIIRF(b, a).double()
+    f = DIIRF(b, a, initial="zero").double()
     bb, aa = f.coefficients()  # the float32-initialised parameters, read back at double precision
     with torch.no_grad():
         y = f(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(y, lfilter(bb, aa, x, axis=1), atol=1e-10)
 
 
+@pytest.mark.parametrize("b,a", COEFFS)
+def test_steady_initial_state_matches_lfilter_with_lfilter_zi(b, a):
+    """Default initial state: scipy's ``lfilter(b, a, x, zi=lfilter_zi(b, a) * x[0])`` per pixel."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 20, 3, 4)) + 3.0  # an offset, so the initial state matters
+    f = DIIRF(b, a).double()
+    assert f.initial == "steady"
+    bb, aa = f.coefficients()
+    with torch.no_grad():
+        y = f(torch.from_numpy(x)).numpy()
+    zi = lfilter_zi(bb, aa)  # (2,)
+    ref = np.empty_like(x)
+    for i in np.ndindex(x.shape[0], *x.shape[2:]):
+        sl = (i[0], slice(None), *i[1:])
+        ref[sl], _ = lfilter(bb, aa, x[sl], zi=zi * x[sl][0])
+    np.testing.assert_allclose(y, ref, atol=1e-9)
+
+
+def test_steady_state_first_difference_answers_no_change_at_frame_zero():
+    # A constant clip: the zero state answers b0 * x[0] at frame 0 (a spurious "change"); the steady state
+    # answers 0 at every frame, as a clip that stood still should.
+    x = torch.full((1, 5, 2), 4.0)
+    with torch.no_grad():
+        assert torch.allclose(DIIRF((1.0, -1.0, 0.0), (0.0, 0.0))(x), torch.zeros_like(x))
+        assert DIIRF((1.0, -1.0, 0.0), (0.0, 0.0), initial="zero")(x)[0, 0, 0] == 4.0
+    with pytest.raises(ValueError, match="initial state"):
+        DIIRF(initial="ones")
+
+
 def test_zero_initial_state_and_causality():
-    f = DIIRF((0.5, 0.2, -0.1), (-0.4, 0.2))
+    f = DIIRF((0.5, 0.2, -0.1), (-0.4, 0.2), initial="zero")
     x = torch.zeros(1, 6, 2)
     x[0, 3] = 1.0  # impulse at t=3
     with torch.no_grad():
@@ -93,7 +122,7 @@ OPTIMISERS = {
 def test_poles_stay_stable_under_aggressive_optimisation(opt_name, lr):
     """Fit a target only an unstable filter can produce (an impulse response growing 1.5x per step)."""
     torch.manual_seed(0)
-    f = DIIRF((0.5, 0.0, 0.0), (0.0, 0.0))
+    f = DIIRF((0.5, 0.0, 0.0), (0.0, 0.0), initial="zero")  # an impulse response: the state starts at rest
     opt = OPTIMISERS[opt_name](f.parameters(), lr)
     x = torch.zeros(1, 12, 1)
     x[0, 0] = 1.0
