@@ -1,6 +1,7 @@
 """`eulernet generate`: write a synthetic live/spoof video dataset (videos/ + manifest.csv) of N subjects.
 
-The embedded sample in data/sample/ is made with this command (see docs/data.md for the exact line).
+The embedded sample in data/sample/ is made with this command and ``--preset sample_v1`` (the renderer and
+identities it was made with; see docs/data.md for the exact line).
 It is a tool, not a DVC stage: it is configured by its flags, not by params.yaml.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ HELP = "write a synthetic live/spoof video dataset (the embedded sample is made 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from components.data.profiles import DEVICES, SCENES
-    from components.data.synthetic import ATTACKS, SynthConfig
+    from components.data.synthetic import ATTACKS, PRESETS, SPLIT_BY, SynthConfig, identity_names
 
     d = SynthConfig()
     parser.add_argument("--out", required=True, help="output folder (gets videos/ and manifest.csv)")
@@ -37,25 +38,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, nargs=2, default=list(d.size), metavar=("H", "W"),
                         help="base frame size before each device's scale")
     parser.add_argument("--split-ratio", type=int, nargs=3, default=list(d.split_ratio),
-                        metavar=("TRAIN", "DEV", "TEST"), help="subjects per split, as a repeating pattern")
+                        metavar=("TRAIN", "DEV", "TEST"),
+                        help="subjects (or identities, with --split-by identity) per split, as a repeating pattern")
+    parser.add_argument("--split-by", default=d.split_by, choices=SPLIT_BY,
+                        help="subject: subjects rotate over splits (a person may recur in dev/test); identity: every "
+                             "identity in one split, so dev/test people are never seen in training")
+    parser.add_argument("--identities", nargs="+", default=None, choices=identity_names(), metavar="NAME",
+                        help=f"identities to use, in order (default all: {' '.join(identity_names())})")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                        help="named cue strengths: default (realistic), hard (faint pulse, blur, strong JPEG), "
+                             "sample_v1 (the renderer and identities that made data/sample/)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="render videos in this many processes (same bytes as 1)")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     from components.data.manifest import ManifestError
-    from components.data.synthetic import SynthConfig, generate_dataset
+    from components.data.synthetic import SynthConfig, generate_dataset, preset
 
     attacks = args.attacks
     if attacks is None:
         # A card is a per-frame cue, so temporal-only data cannot contain certificate attacks.
         attacks = [a for a in SynthConfig().attack_types if not (args.temporal_only and a == "certificate")]
     try:
-        cfg = SynthConfig(n_subjects=args.subjects, devices=tuple(args.devices), scenes=tuple(args.scenes),
+        overrides = preset(args.preset) if args.preset else {}
+        if args.identities:
+            overrides["identities"] = tuple(args.identities)
+        cfg = SynthConfig(**overrides, n_subjects=args.subjects, devices=tuple(args.devices), scenes=tuple(args.scenes),
                           attack_types=tuple(attacks), lives_per_cell=args.lives_per_cell,
                           attacks_per_cell=args.attacks_per_cell, n_frames=args.frames, fps=args.fps,
                           size=tuple(args.size), seed=args.seed, temporal_only=args.temporal_only,
-                          split_ratio=tuple(args.split_ratio))
-        df = generate_dataset(args.out, cfg, progress=not args.no_progress)
+                          split_ratio=tuple(args.split_ratio), split_by=args.split_by)
+        df = generate_dataset(args.out, cfg, progress=not args.no_progress, workers=args.workers)
     except (ValueError, ManifestError, OSError) as exc:
         print(f"eulernet generate: {exc}", file=sys.stderr)
         return 2
