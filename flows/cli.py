@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "serve": "flows.serve",
     "predict": "flows.predict",
     "ablation": "flows.ablation",
+    "benchmark": "flows.benchmark",
 }
 
 # Short help shown without importing heavy modules.
@@ -40,6 +41,7 @@ SUMMARIES: dict[str, str] = {
     "serve": "run the Ray Serve liveness endpoint for models:/<name>@champion",
     "predict": "score one video file with a checkpoint or a registered model",
     "ablation": "train and evaluate the paper's Table I variants and write the table",
+    "benchmark": "held-out temporal benchmark: generate, label, train, evaluate (summary.json, table.md)",
 }
 
 

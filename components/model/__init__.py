@@ -8,7 +8,7 @@ import importlib
 
 _EXPORTS = {
     "eulernet": (
-        "DIIRF", "FCAM", "ResidualPyramid", "EulerNetConfig", "EulerNet", "Variant", "VARIANTS", "TEST_WIDTH",
+        "DIIRF", "FCAM", "ResidualPyramid", "EulerNetConfig", "EulerNet", "Variant", "VARIANTS", "TABLE_I", "TEST_WIDTH",
         "LABEL_TYPES", "FUSIONS", "MAX_POLE_RADIUS", "create_model", "variant_config", "variant_label_type",
     ),
     "optim": ("Ranger", "ranger"),

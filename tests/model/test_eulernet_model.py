@@ -10,6 +10,7 @@ import torch
 from components.model.eulernet import (
     FCAM,
     TEST_WIDTH,
+    TABLE_I,
     VARIANTS,
     ConcatFusion,
     EulerNet,
@@ -74,8 +75,12 @@ def test_table_one_rows():
         "c4": ("location_map", False, "residual_pyramid"),
         "c5": ("depth_map", True, "residual_pyramid"),
     }
-    got = {n: (v.label_type, v.fcam, v.fusion) for n, v in VARIANTS.items()}
-    assert got == want
+    got = {n: (v.label_type, v.fcam, v.fusion) for n, v in VARIANTS.items() if n in TABLE_I}
+    assert got == want and set(TABLE_I) == set(want)
+    # The repository default is the baseline plus the Eulerian input stage, nothing else.
+    e = create_model("eulernet", width=TEST_WIDTH)
+    assert e.euler is not None and e.cfg.euler_alpha > 0 and e.cfg.fcam and e.cfg.fusion == "residual_pyramid"
+    assert create_model("baseline", width=TEST_WIDTH).euler is None
     assert variant_label_type("c5") == "depth_map"
     with pytest.raises(ValueError, match="unknown EulerNet variant"):
         variant_label_type("c9")
@@ -100,19 +105,36 @@ def test_every_parameter_gets_a_finite_nonzero_gradient(variant):
     model = create_model(variant, width=TEST_WIDTH).train()
     x = _clip(b=2)
     target = torch.rand(2, 4, S // 8, S // 8)
+    # FCAM compressors start at zero (constant 0.5 gates, see reset_parameters), so at step 0 the DIIRF
+    # coefficients behind them get an exactly-zero gradient while the compressors get a nonzero one; after one
+    # step every parameter must be learning.
+    EulerNet.loss(model(x), target).backward()
+    for fcam in model.fcam_modules():
+        assert fcam.compress.weight.grad.abs().sum() > 0
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model.zero_grad()
     loss = EulerNet.loss(model(x), target)
     loss.backward()
     assert torch.isfinite(loss)
     for name, p in model.named_parameters():
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
+        if name.endswith("compress.bias"):
+            # A constant offset before a differencing DIIRF started at steady state has no effect until the
+            # filter's DC gain (b0 + b1 + b2) leaves zero: its gradient is ~0 (1e-14), not exactly 0.
+            continue
         assert p.grad.abs().sum() > 0, name
 
 
 @pytest.mark.parametrize("variant", ["baseline", "c3"])
 def test_fcam_model_mixes_frames_causally(variant):
     torch.manual_seed(0)
-    model = _calibrated(create_model(variant, width=TEST_WIDTH))
+    model = create_model(variant, width=TEST_WIDTH)
+    # At init every gate is a constant 0.5 (zero compressors); give them weights, as training does.
+    with torch.no_grad():
+        for fcam in model.fcam_modules():
+            fcam.compress.weight.normal_(0.0, 0.2)
+    model = _calibrated(model)
     x = _clip(b=2)
     with torch.no_grad():
         out = model(x)
@@ -246,7 +268,7 @@ def test_eulerian_input_feeds_the_blurred_temporal_deviation():
 
     torch.manual_seed(0)
     x = torch.randn(2, 4, 3, 16, 16)
-    out = EulerianInput(alpha=10.0, blur=4)(x)
+    out = EulerianInput(alpha=10.0, grid=4)(x)
     assert out.shape == (2, 4, 6, 16, 16)
     torch.testing.assert_close(out[:, :, :3], x)
     low = torch.nn.functional.avg_pool2d(x.reshape(8, 3, 16, 16), 4).reshape(2, 4, 3, 4, 4)
@@ -270,12 +292,12 @@ def test_eulerian_model_lets_every_frame_see_the_clip():
     plain = create_model("c4", width=TEST_WIDTH).eval()
     with torch.no_grad():
         torch.testing.assert_close(plain(x)[0, 0], plain(y)[0, 0])  # the paper's no-FCAM model does not
-    cfg = variant_config("baseline", euler_alpha=5.0, euler_blur=4)
+    cfg = variant_config("baseline", euler_alpha=5.0, euler_grid=4)
     assert EulerNetConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="euler_alpha"):
         EulerNetConfig(euler_alpha=-1.0)
-    with pytest.raises(ValueError, match="euler_blur"):
-        EulerNetConfig(euler_blur=0)
+    with pytest.raises(ValueError, match="euler_grid"):
+        EulerNetConfig(euler_grid=0)
     # A checkpoint written before diirf_initial existed keeps the zero state it was trained with.
     old = cfg.to_dict()
     old.pop("diirf_initial")
@@ -325,3 +347,11 @@ def test_batchnorm_recalibration_replaces_stale_running_statistics():
     torch.testing.assert_close(bn.running_mean, feats.mean(dim=(0, 2, 3)), atol=1e-4, rtol=1e-4)
     assert bn.momentum == 0.1  # the training momentum is back
     assert recalibrate_batchnorm(model, []) == 0
+
+
+def test_fcam_gates_start_constant_so_they_add_no_temporal_noise():
+    torch.manual_seed(0)
+    fcam = create_model("baseline", width=TEST_WIDTH).fcam_modules()[0]
+    x = torch.randn(2 * 4, fcam.compress.in_channels, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(fcam(x, frames=4), 0.5 * x)

@@ -1,0 +1,1 @@
+"""benchmark: end-to-end quality benchmarks built from the pipeline's own stages (no work at import)."""

@@ -1,0 +1,354 @@
+"""The temporal benchmark: does a model tell live from spoof when single frames cannot?
+
+Synthetic temporal-only videos (live and attack frames alike one at a time; only their change over time
+differs), identity-disjoint splits (dev and test people are never seen in training), the real labeling
+(Ray Data + dlib) and training (Ray Train, tracked in MLflow) paths, and the standard evaluation (threshold
+chosen on dev, applied to test). Rows:
+
+* ``eulernet``: this repository's default model (the paper's architecture, DIIRF started at steady state and
+  an Eulerian input stage; docs/model.md), mean over ``seeds``;
+* ``paper``: the paper's architecture as printed (zero DIIRF state, no Eulerian input), same training;
+* ``single_frame``: no FCAM and no Eulerian input, so no frame sees another: the control that must fail;
+* ``chroma_pulse``, ``frame_difference``: non-learned references (components.metrics.references).
+
+Everything is cached under the output folder, so a rerun only does what changed: ``data/`` (kept when its
+``config.json`` matches), ``shards/`` (the label ledger: content-addressed), ``runs/<row>-s<seed>/``
+(``result.json`` with the evaluation; kept when its config matches).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+MODEL_ROWS = ("eulernet", "paper", "single_frame")
+REFERENCE_ROWS = ("chroma_pulse", "frame_difference")
+SETTINGS = ("default", "hard")
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """A learned row: which Table I variant and which EulerNetConfig fields differ from the variant."""
+
+    variant: str
+    overrides: dict[str, Any]
+    description: str
+
+
+def row_specs(cfg: "TemporalBenchmarkConfig") -> dict[str, RowSpec]:
+    return {
+        "eulernet": RowSpec("eulernet", {"euler_alpha": cfg.euler_alpha, "euler_grid": cfg.euler_grid},
+                            "baseline + steady-state DIIRF + Eulerian input stage (the default model)"),
+        "paper": RowSpec("baseline", {"diirf_initial": "zero"}, "the paper's architecture as printed"),
+        "single_frame": RowSpec("c4", {"diirf_initial": "zero"},
+                                "no FCAM, no Eulerian input: every frame scored on its own (control)"),
+    }
+
+
+@dataclass(frozen=True)
+class TemporalBenchmarkConfig:
+    """Sizes of the benchmark. Defaults: >= 96 test videos per class from held-out identities, ~25 min on
+    2 CPU cores. ``quick()`` is a smoke-size version (minutes) that exercises every step."""
+
+    setting: str = "default"  # generator preset (components.data.synthetic.preset): default | hard
+    n_subjects: int = 24  # subjects, round-robin over the 12 identities (two variants of each person)
+    split_ratio: tuple[int, int, int] = (2, 1, 1)  # identities per split, a repeating pattern: 6 / 3 / 3 people
+    frames: int = 48  # per video: 4 clips of 4 frames at interval 3
+    lives_per_cell: int = 3  # per subject, device and scene: 6 test subjects x 6 cells x 3 = 108 per class
+    attacks_per_cell: int = 3
+    devices: tuple[str, ...] = ("android_lowend", "android_midrange", "iphone_12")
+    scenes: tuple[str, ...] = ("indoor", "outdoor")
+    data_seed: int = 11
+    crop_size: int = 32  # a 32 px crop already averages sensor noise over ~3x3 source pixels
+    clips_per_video: int = 4
+    seeds: tuple[int, ...] = (0, 1, 2)  # the eulernet row
+    control_seeds: tuple[int, ...] = (0,)  # the paper and single_frame rows
+    rows: tuple[str, ...] = MODEL_ROWS
+    width: float = 0.125
+    epochs: int = 6
+    batch_size: int = 16
+    lr: float = 3e-3
+    optimizer: str = "adamw"
+    warmup_steps: int = 20
+    euler_alpha: float = 20.0  # the eulernet variant's own values; here so a sweep can change them
+    euler_grid: int = 8
+    torch_threads: int = 2
+    gen_workers: int = 2
+    label_concurrency: int = 2
+    n_boot: int = 2000
+
+    def __post_init__(self):
+        for name in ("split_ratio", "devices", "scenes", "seeds", "control_seeds", "rows"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        unknown = [r for r in self.rows if r not in MODEL_ROWS]
+        if unknown:
+            raise ValueError(f"unknown rows {unknown}; learned rows are {MODEL_ROWS} (references always run)")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        if self.frames < 10:
+            raise ValueError(f"frames must be >= 10 (one clip of 4 frames at interval 3), got {self.frames}")
+
+    @classmethod
+    def quick(cls, **overrides) -> "TemporalBenchmarkConfig":
+        """Smoke size: every step runs, the figures mean little (few test videos, one short epoch)."""
+        base = dict(n_subjects=12, split_ratio=(2, 1, 1), frames=24, lives_per_cell=1, attacks_per_cell=1,
+                    devices=("iphone_12",), scenes=("indoor",), clips_per_video=2, seeds=(0,), control_seeds=(0,),
+                    epochs=2, n_boot=200)
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def data_dict(self) -> dict:
+        keys = ("setting", "n_subjects", "split_ratio", "frames", "lives_per_cell", "attacks_per_cell", "devices",
+                "scenes", "data_seed")
+        return {k: v for k, v in self.to_dict().items() if k in keys}
+
+
+def _digest(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------ data
+def synth_config(cfg: TemporalBenchmarkConfig):
+    from components.data.synthetic import SynthConfig, preset
+
+    return SynthConfig(**{**preset(cfg.setting), "n_subjects": cfg.n_subjects, "split_ratio": cfg.split_ratio,
+                          "split_by": "identity", "n_frames": cfg.frames, "lives_per_cell": cfg.lives_per_cell,
+                          "attacks_per_cell": cfg.attacks_per_cell, "devices": cfg.devices, "scenes": cfg.scenes,
+                          "seed": cfg.data_seed, "temporal_only": True,
+                          "attack_types": ("print", "replay", "ai_dynamic")})
+
+
+def make_data(cfg: TemporalBenchmarkConfig, out: Path, progress: bool = True) -> pd.DataFrame:
+    """Generate the videos into ``out/data`` unless a dataset of the same configuration is already there."""
+    from components.data.manifest import read_manifest
+    from components.data.synthetic import generate_dataset
+
+    data = out / "data"
+    stamp = data / "config.json"
+    want = cfg.data_dict()
+    if stamp.is_file() and (data / "manifest.csv").is_file() and json.loads(stamp.read_text()) == want:
+        return read_manifest(data / "manifest.csv")
+    generate_dataset(data, synth_config(cfg), progress=progress, workers=cfg.gen_workers)
+    stamp.write_text(json.dumps(want, indent=2, sort_keys=True) + "\n")
+    return read_manifest(data / "manifest.csv")
+
+
+def label_config(cfg: TemporalBenchmarkConfig):
+    from components.labeling.pipeline import LabelConfig
+
+    return LabelConfig(backend="dlib", crop_size=cfg.crop_size, clips_per_video=cfg.clips_per_video,
+                       max_side=480, concurrency=cfg.label_concurrency)
+
+
+def label(cfg: TemporalBenchmarkConfig, out: Path, manifest: pd.DataFrame, progress: bool = True):
+    from components.labeling.pipeline import label_videos
+
+    df = manifest.copy()
+    df["path"] = [str((out / "data" / p).resolve()) for p in df["path"]]
+    return label_videos(df, out / "shards", label_config(cfg), progress=progress)
+
+
+# ------------------------------------------------------------------------------------------ references
+def reference_videos(shards: Path) -> dict[str, dict[str, pd.DataFrame]]:
+    """Per reference, per split (dev, test): one row per video with the oriented score (higher = live)."""
+    from components.labeling.shards import load_clips
+    from components.metrics.rates import video_scores
+    from components.metrics.references import REFERENCES, orient, reference_scores
+
+    cols = ["frames", "video_id", "label", "attack_type"]
+    clips = {s: load_clips(shards, s, cols) for s in ("dev", "test")}
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for name in REFERENCES:
+        t0 = time.perf_counter()
+        per = {}
+        for split, c in clips.items():
+            table = pd.DataFrame({k: c[k] for k in ("video_id", "label", "attack_type")})
+            table["score"] = reference_scores(name, c["frames"])
+            per[split] = video_scores(table)
+        sign = orient(per["dev"]["score"], per["dev"]["label"])
+        for v in per.values():
+            v["score"] = sign * v["score"]
+        per["wall_s"] = time.perf_counter() - t0  # type: ignore[assignment]
+        per["direction"] = "higher = live" if sign > 0 else "lower = live"  # type: ignore[assignment]
+        out[name] = per
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- models
+def train_config(cfg: TemporalBenchmarkConfig, row: str, seed: int):
+    from components.training import TrainConfig
+
+    spec = row_specs(cfg)[row]
+    return TrainConfig(variant=spec.variant, width=cfg.width, epochs=cfg.epochs, lr=cfg.lr,
+                       batch_size=cfg.batch_size, num_workers=1, use_gpu=False, amp=False, seed=int(seed),
+                       eval_every=1, max_failures=0, num_to_keep=1, cache_data=True, optimizer=cfg.optimizer,
+                       warmup_steps=cfg.warmup_steps, lr_schedule="cosine", torch_threads=cfg.torch_threads,
+                       model_overrides=dict(spec.overrides))
+
+
+def train_row(cfg: TemporalBenchmarkConfig, row: str, seed: int, out: Path, tracking_uri: str | None,
+              log: Callable[[str], None] = print) -> dict:
+    """Train and evaluate one (row, seed) with the pipeline's ``fit`` and ``evaluate_checkpoint``; cached."""
+    from components.metrics.evaluate import EvalConfig, evaluate_checkpoint
+    from components.training.driver import fit
+
+    tcfg = train_config(cfg, row, seed)
+    lcfg = label_config(cfg)
+    run_dir = out / "runs" / f"{row}-s{seed}"
+    key = _digest({"train": tcfg.to_dict(), "data": cfg.data_dict(), "label": lcfg.fingerprint()})
+    done = run_dir / "result.json"
+    if done.is_file():
+        prev = json.loads(done.read_text())
+        if prev.get("key") == key:
+            log(f"  {row} seed {seed}: cached ({run_dir})")
+            return prev
+    t0 = time.perf_counter()
+    meta = {"clip_interval": lcfg.clip_interval, "clips_per_video": lcfg.clips_per_video,
+            "landmark_backend": lcfg.backend, "face_fraction": lcfg.face_fraction, "max_side": lcfg.max_side}
+    res = fit(tcfg, out / "shards", str((out / "ray_runs").resolve()), f"{row}-s{seed}-{key}",
+              experiment="eulernet-benchmark-temporal", tracking_uri=tracking_uri,
+              tags={"benchmark": "temporal", "setting": cfg.setting, "row": row, "seed": str(seed)}, meta=meta)
+    train_s = time.perf_counter() - t0
+    report = evaluate_checkpoint(res.best_checkpoint_path, out / "shards", run_dir, EvalConfig(gradcam_clips=0))
+    res.history.to_csv(run_dir / "history.csv", index=False)
+    result = {"key": key, "row": row, "seed": int(seed), "train_s": train_s,
+              "wall_s": time.perf_counter() - t0, "best_epoch": res.best.get("epoch"),
+              "threshold": report["threshold"], "test_acer": report["acer"], "test_auc": report["auc"],
+              "test_apcer_per_attack": report.get("apcer_per_attack"), "dev_acer": report["dev"]["acer"],
+              "dev_auc": report["dev"]["auc"], "mlflow_run_id": res.run_id,
+              "video_scores": str(run_dir / "video_scores.csv")}
+    done.write_text(json.dumps(_finite(result), indent=2) + "\n")
+    return result
+
+
+# --------------------------------------------------------------------------------------------- summary
+def _finite(d):
+    if isinstance(d, dict):
+        return {k: _finite(v) for k, v in d.items()}
+    if isinstance(d, float) and not math.isfinite(d):
+        return None
+    return d
+
+
+def summarise_videos(test_sets: list[pd.DataFrame], thresholds: list[float], n_boot: int) -> dict:
+    """Row figures from each seed's test video scores (same videos) and dev-chosen thresholds."""
+    from components.metrics.rates import acer_bootstrap_ci, auc, error_rates
+
+    base = test_sets[0].sort_values("video_id").reset_index(drop=True)
+    scores = []
+    for v in test_sets:
+        v = v.sort_values("video_id").reset_index(drop=True)
+        if not v["video_id"].equals(base["video_id"]):
+            raise ValueError("seeds scored different test videos; cannot pool them")
+        scores.append(v["score"].to_numpy(float))
+    y = base["label"].to_numpy(int)
+    per_seed = [error_rates(s, y, t, base["attack_type"].astype(str).to_numpy()) for s, t in zip(scores, thresholds)]
+    aucs = [auc(s, y) for s in scores]
+    lo, hi = acer_bootstrap_ci(np.stack(scores), y, thresholds, n_boot=n_boot)
+    attacks = sorted(set(base.loc[base["label"] == 0, "attack_type"].astype(str)))
+    return {
+        "test_acer": float(np.mean([r["acer"] for r in per_seed])),
+        "test_acer_std": float(np.std([r["acer"] for r in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0,
+        "test_auc": float(np.mean(aucs)),
+        "test_apcer": float(np.mean([r["apcer"] for r in per_seed])),
+        "test_bpcer": float(np.mean([r["bpcer"] for r in per_seed])),
+        "apcer_per_attack": {a: float(np.mean([r["apcer_per_attack"].get(a, np.nan) for r in per_seed]))
+                             for a in attacks},
+        "acer_ci95": [lo, hi],
+        "n_test_videos": int(len(y)),
+        "n_test_live": int((y == 1).sum()),
+        "n_test_attack": int((y == 0).sum()),
+        "per_seed_acer": [float(r["acer"]) for r in per_seed],
+        "per_seed_auc": [float(a) for a in aucs],
+    }
+
+
+def _test_videos(path: str) -> pd.DataFrame:
+    v = pd.read_csv(path)
+    return v[v["split"] == "test"] if "split" in v.columns else v
+
+
+def markdown_table(summary: dict) -> str:
+    rows = summary["rows"]
+    lines = [f"Temporal benchmark, setting `{summary['config']['setting']}`: {summary['n_test_videos']} test "
+             f"videos ({summary['n_test_live']} live, {summary['n_test_attack']} attack) of identities never "
+             f"seen in training; threshold chosen on dev. ACER interval: 95 % bootstrap over test videos.", "",
+             "| row | seeds | test AUC | test ACER (%) | 95 % CI (%) | APCER per attack (%) | wall (s) |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for name, r in rows.items():
+        apcer = ", ".join(f"{k} {100 * v:.1f}" for k, v in (r.get("apcer_per_attack") or {}).items())
+        lo, hi = r["acer_ci95"]
+        seeds = len(r.get("seeds") or [])
+        lines.append(f"| {name} | {seeds or '-'} | {r['test_auc']:.3f} | {100 * r['test_acer']:.1f}"
+                     f"{' ± %.1f' % (100 * r['test_acer_std']) if seeds > 1 else ''} | {100 * lo:.1f}-{100 * hi:.1f}"
+                     f" | {apcer} | {r['wall_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_uri: str | None = None,
+                  progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) the whole benchmark; write ``summary.json`` and ``table.md``; return the summary.
+    The caller starts Ray (``ray.init``) first."""
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    log(f"[1/4] data: {cfg.n_subjects} subjects, setting {cfg.setting} -> {out / 'data'}")
+    manifest = make_data(cfg, out, progress)
+    stages["generate_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    log(f"[2/4] labeling {len(manifest)} videos (Ray Data, dlib) -> {out / 'shards'}")
+    rep = label(cfg, out, manifest, progress)
+    skipped = rep.report[rep.report["status"] != "ok"]
+    if len(skipped):
+        log(f"  {len(skipped)} videos skipped: " + ", ".join(f"{r.video_id} ({r.reason})"
+                                                           for r in skipped.head(10).itertuples()))
+    stages["label_s"] = time.perf_counter() - t1
+
+    log("[3/4] non-learned references")
+    rows: dict[str, dict] = {}
+    refs = reference_videos(out / "shards")
+    from components.metrics.rates import choose_threshold
+
+    for name, per in refs.items():
+        th = choose_threshold(per["dev"]["score"], per["dev"]["label"], "eer")
+        rows[name] = {**summarise_videos([per["test"]], [th], cfg.n_boot), "wall_s": per["wall_s"],
+                      "direction": per["direction"], "seeds": []}
+
+    log(f"[4/4] training rows {list(cfg.rows)} (Ray Train, 1 worker x {cfg.torch_threads} threads)")
+    for row in cfg.rows:
+        seeds = cfg.seeds if row == "eulernet" else cfg.control_seeds
+        results = [train_row(cfg, row, s, out, tracking_uri, log) for s in seeds]
+        for r in results:
+            log(f"  {row} seed {r['seed']}: test ACER {r['test_acer']:.3f}, AUC {r['test_auc']:.3f} "
+                f"({r['wall_s']:.0f} s)")
+        tests = [_test_videos(r["video_scores"]) for r in results]
+        rows[row] = {**summarise_videos(tests, [r["threshold"] for r in results], cfg.n_boot),
+                     "wall_s": float(sum(r["wall_s"] for r in results)), "seeds": [int(s) for s in seeds],
+                     "description": row_specs(cfg)[row].description,
+                     "dev_acer": float(np.mean([r["dev_acer"] for r in results]))}
+    ordered = {k: rows[k] for k in (*MODEL_ROWS, *REFERENCE_ROWS) if k in rows}
+    n = next(iter(ordered.values()))
+    summary = {"benchmark": "temporal", "config": cfg.to_dict(), "rows": ordered,
+               "n_test_videos": n["n_test_videos"], "n_test_live": n["n_test_live"],
+               "n_test_attack": n["n_test_attack"], "stages": stages,
+               "wall_s": time.perf_counter() - t0}
+    (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    (out / "table.md").write_text(markdown_table(summary))
+    return summary
+
+
+__all__ = ["TemporalBenchmarkConfig", "RowSpec", "row_specs", "MODEL_ROWS", "REFERENCE_ROWS", "SETTINGS",
+           "run_benchmark", "summarise_videos", "markdown_table", "synth_config", "train_config"]
