@@ -277,7 +277,9 @@ def summarise_videos(test_sets: list[pd.DataFrame], thresholds: list[float], n_b
 
 def _test_videos(path: str) -> pd.DataFrame:
     v = pd.read_csv(path)
-    return v[v["split"] == "test"] if "split" in v.columns else v
+    if "split" not in v.columns:
+        raise ValueError(f"{path} has no split column: written by an older evaluate; delete its run folder")
+    return v[v["split"] == "test"]
 
 
 def markdown_table(summary: dict) -> str:

@@ -98,7 +98,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.Path
     (out / "threshold.json").write_text(json.dumps(json_safe({
         "threshold": t, "rule": cfg.threshold_rule, "source": "dev", "checkpoint": str(checkpoint),
         "dev_acer": report["dev"]["acer"], "dev_eer": report["dev"]["eer"]}), indent=2) + "\n")
-    pd.concat([dev_v, test_v], ignore_index=True).to_csv(out / "video_scores.csv", index=False)
+    pd.concat([dev_v.assign(split="dev"), test_v.assign(split="test")], ignore_index=True).to_csv(
+        out / "video_scores.csv", index=False)
 
     curves_roc, curves_det = {}, {}
     for name, v in (("dev", dev_v), ("test", test_v)):
