@@ -13,7 +13,8 @@ chosen on dev, applied to test). Rows:
 
 Everything is cached under the output folder, so a rerun only does what changed: ``data/`` (kept when its
 ``config.json`` matches), ``shards/`` (the label ledger: content-addressed), ``runs/<row>-s<seed>/``
-(``result.json`` with the evaluation; kept when its config matches).
+(``result.json`` with the evaluation; kept when its config matches). Written at the end: ``summary.json``,
+``table.md`` and ``training_curves.png`` (loss and dev ACER per epoch, first seed of each learned row).
 """
 from __future__ import annotations
 
@@ -330,6 +331,7 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
                       "direction": per["direction"], "seeds": []}
 
     log(f"[4/4] training rows {list(cfg.rows)} (Ray Train, 1 worker x {cfg.torch_threads} threads)")
+    curves: dict[str, pd.DataFrame] = {}
     for row in cfg.rows:
         seeds = cfg.seeds if row == "eulernet" else cfg.control_seeds
         results = [train_row(cfg, row, s, out, tracking_uri, log) for s in seeds]
@@ -341,6 +343,11 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
                      "wall_s": float(sum(r["wall_s"] for r in results)), "seeds": [int(s) for s in seeds],
                      "description": row_specs(cfg)[row].description,
                      "dev_acer": float(np.mean([r["dev_acer"] for r in results]))}
+        curves[row] = pd.read_csv(out / "runs" / f"{row}-s{seeds[0]}" / "history.csv")
+    if curves:
+        from components.metrics.plots import plot_training_curves
+
+        plot_training_curves(curves, out / "training_curves.png")  # first seed of each learned row
     ordered = {k: rows[k] for k in (*MODEL_ROWS, *REFERENCE_ROWS) if k in rows}
     n = next(iter(ordered.values()))
     summary = {"benchmark": "temporal", "config": cfg.to_dict(), "rows": ordered,

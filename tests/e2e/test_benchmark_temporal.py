@@ -56,6 +56,7 @@ def test_summary_has_every_row_with_consistent_figures(bench):
     metrics = json.loads((out / "runs" / "eulernet-s0" / "metrics.json").read_text())
     assert metrics["acer"] == pytest.approx(result["test_acer"])
     assert "eulernet" in (out / "table.md").read_text()
+    assert (out / "training_curves.png").stat().st_size > 0
     assert "summary:" in bench["first"].stdout
 
 
