@@ -55,7 +55,11 @@ def run(args: argparse.Namespace) -> int:
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = not args.no_progress
-    summary = run_benchmark(cfg, args.out, tracking_uri=tracking_uri("."), progress=not args.no_progress)
+    try:
+        summary = run_benchmark(cfg, args.out, tracking_uri=tracking_uri("."), progress=not args.no_progress)
+    except ValueError as exc:
+        print(f"eulernet benchmark: {exc}", file=sys.stderr)
+        return 2
     from pathlib import Path
 
     print((Path(args.out) / "table.md").read_text())

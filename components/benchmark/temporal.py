@@ -131,6 +131,21 @@ def synth_config(cfg: TemporalBenchmarkConfig):
                           "attack_types": ("print", "replay", "ai_dynamic")})
 
 
+def check_plan(cfg: TemporalBenchmarkConfig) -> pd.DataFrame:
+    """The manifest the generator would write, checked before any work: every split needs live and attack
+    videos, and the eulernet row's figures are only quoted with >= 96 test videos per class."""
+    from components.data.synthetic import plan_dataset
+
+    plan = plan_dataset(synth_config(cfg))
+    counts = plan.groupby(["split", "label"]).size()
+    missing = [f"{s}/{'live' if y else 'attack'}" for s in ("train", "dev", "test") for y in (1, 0)
+               if counts.get((s, y), 0) == 0]
+    if missing:
+        raise ValueError(f"{cfg.n_subjects} subjects over split_ratio {cfg.split_ratio} leave no videos in "
+                         f"{', '.join(missing)}; use at least as many subjects as identities (12)")
+    return plan
+
+
 def make_data(cfg: TemporalBenchmarkConfig, out: Path, progress: bool = True) -> pd.DataFrame:
     """Generate the videos into ``out/data`` unless a dataset of the same configuration is already there."""
     from components.data.manifest import read_manifest
@@ -308,6 +323,10 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
     out.mkdir(parents=True, exist_ok=True)
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
+    plan = check_plan(cfg)
+    n_test = int((plan["split"] == "test").sum())
+    if n_test < 192:
+        log(f"note: {n_test} test videos; figures are only resolvable with >= 96 per class (this is a smoke run)")
     log(f"[1/4] data: {cfg.n_subjects} subjects, setting {cfg.setting} -> {out / 'data'}")
     manifest = make_data(cfg, out, progress)
     stages["generate_s"] = time.perf_counter() - t0

@@ -87,3 +87,19 @@ def test_summarise_videos_pools_seeds_over_the_same_test_videos():
     assert r["n_test_videos"] == 4 and r["n_test_live"] == 2
     with pytest.raises(ValueError, match="different test videos"):
         summarise_videos([v, v.assign(video_id=["a", "b", "c", "e"])], [0.5, 0.5], n_boot=10)
+
+
+def test_benchmark_config_is_checked_before_any_work():
+    from components.benchmark.temporal import TemporalBenchmarkConfig, check_plan
+
+    plan = check_plan(TemporalBenchmarkConfig())
+    test = plan[plan["split"] == "test"]
+    assert (test["label"] == 1).sum() >= 96 and (test["label"] == 0).sum() >= 96  # the floor
+    ident = plan["meta"].map(lambda m: __import__("json").loads(m)["identity"])
+    assert not set(ident[plan["split"] == "train"]) & set(ident[plan["split"] != "train"])
+    with pytest.raises(ValueError, match="leave no videos in dev/live"):
+        check_plan(TemporalBenchmarkConfig(n_subjects=2))
+    with pytest.raises(ValueError, match="unknown rows"):
+        TemporalBenchmarkConfig(rows=("eulernet", "resnet"))
+    with pytest.raises(ValueError, match="setting"):
+        TemporalBenchmarkConfig(setting="easy")
