@@ -20,13 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TemporalBenchmarkConfig()
     parser.add_argument("suite", choices=["temporal"], help="which benchmark (only 'temporal' so far)")
     parser.add_argument("--out", required=True, help="output folder; a rerun with the same folder reuses finished steps")
-    parser.add_argument("--setting", choices=SETTINGS, default=d.setting,
-                        help="generator preset: default (realistic cue strengths) or hard (faint pulse, blur, "
-                             "stronger compression)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help="seeds of the eulernet row")
-    parser.add_argument("--control-seeds", type=int, nargs="+", default=list(d.control_seeds),
-                        help="seeds of the paper and single_frame rows")
-    parser.add_argument("--rows", nargs="+", choices=MODEL_ROWS, default=list(d.rows), help="learned rows to run")
+    parser.add_argument("--setting", choices=SETTINGS, default=None,
+                        help=f"generator preset: default (realistic cue strengths) or hard (faint pulse, blur, "
+                             f"stronger compression); default {d.setting!r}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help=f"seeds of the eulernet row (default {' '.join(map(str, d.seeds))}; --quick: 0)")
+    parser.add_argument("--control-seeds", type=int, nargs="+", default=None,
+                        help=f"seeds of the paper and single_frame rows (default {' '.join(map(str, d.control_seeds))})")
+    parser.add_argument("--rows", nargs="+", choices=MODEL_ROWS, default=None,
+                        help=f"learned rows to run (default {' '.join(d.rows)})")
     parser.add_argument("--subjects", type=int, help=f"subjects (default {d.n_subjects})")
     parser.add_argument("--epochs", type=int, help=f"training epochs per run (default {d.epochs})")
     parser.add_argument("--quick", action="store_true",
@@ -38,12 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from components.benchmark.temporal import TemporalBenchmarkConfig, run_benchmark
     from components.training.tracking import tracking_uri
 
-    over = {"setting": args.setting, "seeds": tuple(args.seeds), "control_seeds": tuple(args.control_seeds),
-            "rows": tuple(args.rows)}
-    if args.subjects is not None:
-        over["n_subjects"] = args.subjects
-    if args.epochs is not None:
-        over["epochs"] = args.epochs
+    # Only what was given overrides the chosen size (so --quick keeps its own seeds and sizes).
+    given = {"setting": args.setting, "seeds": args.seeds, "control_seeds": args.control_seeds, "rows": args.rows,
+             "n_subjects": args.subjects, "epochs": args.epochs}
+    over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None}
     try:
         cfg = TemporalBenchmarkConfig.quick(**over) if args.quick else TemporalBenchmarkConfig(**over)
     except (TypeError, ValueError) as exc:

@@ -42,6 +42,7 @@ def test_summary_has_every_row_with_consistent_figures(bench):
     summary = json.loads((out / "summary.json").read_text())
     rows = summary["rows"]
     assert set(rows) == {"eulernet", "single_frame", "chroma_pulse", "frame_difference"}
+    assert rows["eulernet"]["seeds"] == [0]  # --quick keeps its own single seed unless --seeds is given
     manifest = pd.read_csv(out / "data" / "manifest.csv")
     test_videos = manifest[manifest["split"] == "test"]
     for name, r in rows.items():
