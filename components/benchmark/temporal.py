@@ -177,27 +177,28 @@ def label(cfg: TemporalBenchmarkConfig, out: Path, manifest: pd.DataFrame, progr
 
 
 # ------------------------------------------------------------------------------------------ references
-def reference_videos(shards: Path) -> dict[str, dict[str, pd.DataFrame]]:
-    """Per reference, per split (dev, test): one row per video with the oriented score (higher = live)."""
+def reference_videos(shards: Path) -> dict[str, dict[str, Any]]:
+    """Per reference: ``dev`` and ``test`` (one row per video, oriented score: higher = live), ``wall_s`` and
+    ``direction`` (what dev said about the raw score)."""
     from components.labeling.shards import load_clips
     from components.metrics.rates import video_scores
     from components.metrics.references import REFERENCES, orient, reference_scores
 
     cols = ["frames", "video_id", "label", "attack_type"]
     clips = {s: load_clips(shards, s, cols) for s in ("dev", "test")}
-    out: dict[str, dict[str, pd.DataFrame]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for name in REFERENCES:
         t0 = time.perf_counter()
-        per = {}
+        per: dict[str, Any] = {}
         for split, c in clips.items():
             table = pd.DataFrame({k: c[k] for k in ("video_id", "label", "attack_type")})
             table["score"] = reference_scores(name, c["frames"])
             per[split] = video_scores(table)
         sign = orient(per["dev"]["score"], per["dev"]["label"])
-        for v in per.values():
-            v["score"] = sign * v["score"]
-        per["wall_s"] = time.perf_counter() - t0  # type: ignore[assignment]
-        per["direction"] = "higher = live" if sign > 0 else "lower = live"  # type: ignore[assignment]
+        for split in clips:
+            per[split]["score"] = sign * per[split]["score"]
+        per["wall_s"] = time.perf_counter() - t0
+        per["direction"] = "higher = live" if sign > 0 else "lower = live"
         out[name] = per
     return out
 
