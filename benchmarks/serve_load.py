@@ -58,7 +58,7 @@ class Direct:
         import torch
 
         from components.labeling.landmarks import make_backend
-        from components.model.predictor import Predictor
+        from components.inference import Predictor
         from components.serving.inputs import Limits, decode_video
 
         torch.set_num_threads(torch_threads)  # same settings as the replica, or the comparison is of thread pools
@@ -70,7 +70,7 @@ class Direct:
 
     def __call__(self) -> float:
         t = time.perf_counter()
-        frames = self.decode(self.body, self.limits)  # (T, H, W, 3)
+        frames = self.decode(self.body, self.limits, self.predictor.inference.decode_side)  # (T, H, W, 3)
         self.predictor.predict_video(frames, backend=self.backend, max_clips=1)
         return (time.perf_counter() - t) * 1000
 
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     from components.model.eulernet import create_model
-    from components.model.predictor import build_meta, save_checkpoint
+    from components.inference import build_meta, save_checkpoint
     from components.serving.app import build_app
     from components.serving.config import ServeConfig
 

@@ -30,7 +30,7 @@ def plain_loop(frames, maps, args, device: str, amp: bool, threads: int | None) 
 
     from components.model import create_model
     from components.model.optim import ranger
-    from components.model.predictor import to_model_input
+    from components.inference import to_model_input
 
     if threads:
         torch.set_num_threads(threads)

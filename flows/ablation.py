@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from components.metrics.evaluate import EvalConfig
     from components.training import TrainConfig
-    from components.training.tracking import dvc_data_hash, git_commit, tracking_uri
-    from flows.config import ConfigError, load_section, read_params
+    from components.runtime import init_ray, provenance_tags, storage_root, tracking_uri
+    from components.config import ConfigError, load_section, read_params
 
     try:
         params = read_params(args.params)
@@ -45,17 +45,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"eulernet ablation: no shards in {args.shards}: run `eulernet label` first", file=sys.stderr)
         return 2
 
-    import ray
-
     from components.training.ablation import run_ablation
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    storage = os.environ.get("EULERNET_STORAGE", str(Path("artifacts").resolve())).rstrip("/") + "/ray_runs"
+    init_ray()
+    storage = storage_root() + "/ray_runs"
     runs = run_ablation(base, args.shards, args.out, storage, args.variants, args.seeds,
-                        tracking_uri=tracking_uri("."), experiment=args.experiment,
-                        tags={"dvc_data_hash": dvc_data_hash("data.dvc"), "git_commit": git_commit(".")},
+                        tracking_uri=tracking_uri(), experiment=args.experiment,
+                        tags=provenance_tags("ablation"),
                         eval_cfg=dataclasses.replace(ev, gradcam_clips=0),
                         run_prefix=f"ablation-{time.strftime('%Y%m%d-%H%M%S')}")
     print((Path(args.out) / "table.md").read_text())

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from components.benchmark.temporal import TemporalBenchmarkConfig, run_benchmark
-    from components.training.tracking import tracking_uri
+    from components.runtime import init_ray, tracking_uri
 
     # Only what was given overrides the chosen size (so --quick keeps its own seeds and sizes).
     given = {"setting": args.setting, "seeds": args.seeds, "control_seeds": args.control_seeds, "rows": args.rows,
@@ -50,13 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"eulernet benchmark: {exc}", file=sys.stderr)
         return 2
 
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = not args.no_progress
+    init_ray()
     try:
-        summary = run_benchmark(cfg, args.out, tracking_uri=tracking_uri("."), progress=not args.no_progress)
+        summary = run_benchmark(cfg, args.out, tracking_uri=tracking_uri(), progress=not args.no_progress)
     except ValueError as exc:
         print(f"eulernet benchmark: {exc}", file=sys.stderr)
         return 2

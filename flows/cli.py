@@ -45,13 +45,6 @@ SUMMARIES: dict[str, str] = {
 }
 
 
-def _quiet_offline_env() -> None:
-    # Offline machines: usage-stats and telemetry calls only produce refused connections.
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eulernet",
@@ -69,7 +62,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _quiet_offline_env()
+    from components.runtime import quiet_offline_env
+
+    quiet_offline_env()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)

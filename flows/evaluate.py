@@ -26,7 +26,7 @@ def _pct(v) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from components.metrics.evaluate import EvalConfig, EvaluationError, evaluate_checkpoint
-    from flows.config import ConfigError, load_section
+    from components.config import ConfigError, load_section
 
     try:
         cfg = load_section(EvalConfig, "evaluate", args.params)

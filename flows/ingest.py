@@ -27,7 +27,7 @@ def summarize(df) -> str:
 def run(args: argparse.Namespace) -> int:
     from components.data.adapters import IngestConfig, load_dataset
     from components.data.manifest import ManifestError, write_manifest
-    from flows.config import ConfigError, load_section
+    from components.config import ConfigError, load_section
 
     try:
         cfg = load_section(IngestConfig, "data", args.params)

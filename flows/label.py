@@ -39,7 +39,7 @@ def _resolve(df, manifest: Path, data_root: str | None):
 def run(args: argparse.Namespace) -> int:
     from components.data.manifest import ManifestError, read_manifest
     from components.labeling.pipeline import LabelConfig, label_videos
-    from flows.config import ConfigError, load_section, read_params
+    from components.config import ConfigError, load_section, read_params
 
     try:
         params = read_params(args.params)
@@ -62,13 +62,11 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
-    import ray
+    from components.runtime import init_ray, shared_storage
 
-    if not ray.is_initialized():
-        # RAY_ADDRESS set: join that cluster; unset: start a local one on this machine.
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, configure_logging=False)
-    # EULERNET_STORAGE (e.g. s3://bucket/prefix): shards go where every node can read them; unset: in --out.
-    storage = os.environ.get("EULERNET_STORAGE") or None
+    init_ray()
+    # With shared storage (e.g. s3://bucket/prefix) shards go where every node can read them; else in --out.
+    storage = shared_storage()
     report = label_videos(df, args.out, cfg, progress=not args.no_progress, storage=storage)
     print(report.summary())
     print(f"report: {Path(args.out) / 'report.csv'}")

@@ -31,32 +31,29 @@ def _parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
 
 
 def run(args) -> int:
-    from components.data.video import VideoError, read_frames
+    from components.data.video import VideoError
     from components.labeling.clips import LabelingError
     from mlflow.exceptions import MlflowException
 
     from components.registry.registry import RegistryError
     from components.serving.config import ServeConfig
-    from flows.config import ConfigError, load_section
+    from components.config import ConfigError, load_section
 
     try:
         cfg = load_section(ServeConfig, "serve", args.params) if os.path.isfile(args.params) else ServeConfig()
         if args.checkpoint:
-            from components.model.predictor import Predictor
+            from components.inference import Predictor
 
             predictor, info = Predictor.from_checkpoint(args.checkpoint), {"checkpoint": args.checkpoint}
         else:
-            import mlflow
-
             from components.registry.registry import load_champion, load_version
+            from components.runtime import use_mlflow
 
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-            mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+            use_mlflow()
             name, alias, version = _parse_model_uri(args.model or f"models:/{cfg.model_name}@champion")
             predictor, info = (load_version(name, version) if version else load_champion(name, alias or "champion"))
             info = {"name": info["name"], "version": info["version"]}
-        frames = read_frames(args.video, max_frames=cfg.max_frames, max_side=cfg.work_side)
-        result = predictor.predict_video(frames, max_clips=args.max_clips)
+        result = predictor.predict_file(args.video, max_frames=cfg.max_frames, max_clips=args.max_clips)
     except (ConfigError, ValueError, VideoError, LabelingError, FileNotFoundError, RegistryError,
             MlflowException) as exc:
         print(f"eulernet predict: {exc}", file=sys.stderr)

@@ -11,11 +11,9 @@ HELP = "log the model to the MLflow registry as 'candidate' and promote if good 
 
 
 def _tracking() -> None:
-    # Flows own the environment: MLFLOW_TRACKING_URI wins, else the repo-root SQLite file.
-    import mlflow
+    from components.runtime import use_mlflow
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    use_mlflow()
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +42,7 @@ add_arguments = add_register_arguments
 
 def _cfg(args):
     from components.registry.registry import RegisterConfig
-    from flows.config import load_section
+    from components.config import load_section
 
     cfg = load_section(RegisterConfig, "register", args.params)
     return cfg, args.model_name or cfg.model_name
@@ -60,7 +58,7 @@ def run_register(args) -> int:
     from mlflow.exceptions import MlflowException
 
     from components.registry.registry import RegistryError, promote, register
-    from flows.config import ConfigError
+    from components.config import ConfigError
 
     try:
         cfg, name = _cfg(args)
@@ -101,7 +99,7 @@ def run_promote(args) -> int:
     from mlflow.exceptions import MlflowException
 
     from components.registry.registry import RegistryError, promote
-    from flows.config import ConfigError
+    from components.config import ConfigError
 
     try:
         cfg, name = _cfg(args)
@@ -118,7 +116,7 @@ def run_rollback(args) -> int:
     from mlflow.exceptions import MlflowException
 
     from components.registry.registry import RegistryError, rollback
-    from flows.config import ConfigError
+    from components.config import ConfigError
 
     try:
         cfg, name = _cfg(args)

@@ -25,34 +25,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import dataclasses
 
-    from components.serving.app import build_app, read_serve_config
-    from components.serving.config import ServeConfig
-    from flows.config import ConfigError, load_section
+    from components.config import ConfigError, load_section
+    from components.serving.config import ServeConfig, ServeFile, disagreements, read_serve_config
 
     try:
         cfg = load_section(ServeConfig, "serve", args.params)
+        # params.yaml is the one source of the settings; the Serve file (what `serve deploy` reads) must agree
+        # with it, and adds what params does not own: replica sizing, autoscaling, timeouts.
+        serve_file = read_serve_config(cfg.config_file) if os.path.isfile(cfg.config_file) else ServeFile({}, {}, {})
+        problems = disagreements(cfg, serve_file, cfg.config_file)
+        if problems:
+            raise ConfigError("\n  ".join([f"{cfg.config_file} disagrees with {args.params}:"] + problems))
         cfg = dataclasses.replace(cfg, **{k: v for k, v in (("port", args.port), ("host", args.host),
                                                            ("model_name", args.model_name)) if v is not None})
-        http, deployment = read_serve_config(cfg.config_file) if os.path.isfile(cfg.config_file) else ({}, {})
     except (ConfigError, ValueError) as exc:
         print(f"eulernet serve: {exc}", file=sys.stderr)
         return 2
     if args.smoke_test and not os.path.isfile(args.smoke_test):
         print(f"eulernet serve: --smoke-test video {args.smoke_test} does not exist", file=sys.stderr)
         return 2
-    import mlflow
-    import ray
     from ray import serve
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    mlflow.set_tracking_uri(tracking_uri)
-    local = not os.environ.get("RAY_ADDRESS")
-    ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=True)
-    serve.start(http_options={**http, "host": cfg.host, "port": cfg.port})
-    # params.yaml is the tracked source of the live knobs (batching, reload, clips); the Serve file adds sizing.
-    deployment.pop("user_config", None)
-    app = build_app(cfg.model_name, tracking_uri, cfg, checkpoint=args.checkpoint, deployment_options=deployment)
+    from components.runtime import init_ray, use_mlflow
+    from components.serving.app import build_app
+
+    tracking_uri = use_mlflow()
+    local = init_ray()
+    serve.start(http_options={**serve_file.http_options, "host": cfg.host, "port": cfg.port})
+    app = build_app(cfg.model_name, tracking_uri, cfg, checkpoint=args.checkpoint,
+                    deployment_options=serve_file.deployment)
     try:
         serve.run(app, name="eulernet", route_prefix=cfg.route_prefix)
     except Exception as exc:  # replica constructor errors (no champion, bad checkpoint) surface here

@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from components.labeling.pipeline import LabelConfig
     from components.training import TrainConfig
-    from components.training.tracking import dvc_data_hash, git_commit, tracking_uri
-    from flows.config import ConfigError, load_section, read_params
+    from components.runtime import init_ray, provenance_tags, storage_root, tracking_uri
+    from components.config import ConfigError, load_section, read_params
 
     try:
         params = read_params(args.params)
@@ -44,20 +44,16 @@ def run(args: argparse.Namespace) -> int:
     meta = {"clip_interval": label.clip_interval, "clips_per_video": label.clips_per_video,
             "landmark_backend": label.backend, "landmark_options": dict(label.backend_options),
             "face_fraction": label.face_fraction, "max_side": label.max_side}
-    tags = {"dvc_data_hash": dvc_data_hash("data.dvc"), "git_commit": git_commit("."), "stage": "train"}
-
-    import ray
+    tags = provenance_tags("train")
 
     from components.metrics.plots import plot_training_curves
     from components.training import TrainingError, copy_best, fit
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    storage = os.environ.get("EULERNET_STORAGE", str(Path("artifacts").resolve())).rstrip("/") + "/ray_runs"
+    init_ray()
+    storage = storage_root() + "/ray_runs"
     run_name = args.resume or f"{cfg.variant}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        result = fit(cfg, args.shards, storage, run_name, experiment=args.experiment, tracking_uri=tracking_uri("."),
+        result = fit(cfg, args.shards, storage, run_name, experiment=args.experiment, tracking_uri=tracking_uri(),
                      tags=tags, meta=meta)
     except TrainingError as exc:
         print(f"eulernet train: {exc}\nresume with: eulernet train --resume {run_name}", file=sys.stderr)

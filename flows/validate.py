@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from components.data.manifest import ManifestError
     from components.quality.gates import GateConfig, run_gates
-    from flows.config import ConfigError, load_section
+    from components.config import ConfigError, load_section
 
     try:
         cfg = load_section(GateConfig, "validate", args.params)

@@ -67,7 +67,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.Path
     from components.metrics import plots
     from components.metrics.rates import det_curve, roc_curve, video_scores
     from components.metrics.report import evaluate_splits, json_safe
-    from components.model import Predictor
+    from components.inference import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, batch_size=cfg.batch_size)
     dev_clips, _ = score_split(predictor, shards_dir, "dev")

@@ -11,20 +11,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from components.runtime import json_safe
 from components.metrics.rates import auc, breakdown, choose_threshold, eer, error_rates
-
-
-def json_safe(obj):
-    """Replace NaN/inf with None and numpy scalars with Python ones, recursively (json.dump rejects NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def split_summary(video_df: pd.DataFrame, threshold: float,

@@ -1,4 +1,6 @@
-"""EulerNet model: DIIRF, FCAM, Residual Pyramid, Table I variants, Ranger, checkpoints and the Predictor.
+"""EulerNet model, pure torch: DIIRF, FCAM, Residual Pyramid, Eulerian input, Table I variants, Ranger.
+
+Checkpoints, preprocessing and scoring live in ``components.inference``.
 
 Names resolve lazily so ``import components.model`` stays cheap (torch loads on first use).
 """
@@ -12,10 +14,6 @@ _EXPORTS = {
         "LABEL_TYPES", "FUSIONS", "MAX_POLE_RADIUS", "create_model", "variant_config", "variant_label_type",
     ),
     "optim": ("Ranger", "ranger"),
-    "predictor": (
-        "CHECKPOINT_FORMAT", "CheckpointError", "Predictor", "build_meta", "make_checkpoint", "save_checkpoint",
-        "load_checkpoint", "validate_checkpoint", "to_model_input", "DEFAULT_MEAN", "DEFAULT_STD",
-    ),
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

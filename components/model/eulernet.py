@@ -430,11 +430,6 @@ class EulerNet(nn.Module):
         return m.view(b, t, h // 8, w // 8)  # (B, T, S/8, S/8)
 
     @staticmethod
-    def score(maps: torch.Tensor) -> torch.Tensor:
-        """Live score per clip = mean of the predicted map (paper IV-A). ``(B, T, M, M) -> (B,)``."""
-        return maps.mean(dim=(1, 2, 3))
-
-    @staticmethod
     def loss(maps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """L2 (mean squared error) between predicted and label maps, both ``(B, T, M, M)``."""
         if maps.shape != labels.shape:

@@ -1,8 +1,11 @@
-"""MLflow pyfunc flavour of the Predictor: the registered artifact is the Predictor checkpoint itself.
+"""MLflow pyfunc flavour: the registered model scores videos through the same Predictor as everything else.
 
-The checkpoint already carries everything inference needs (architecture args, preprocessing, clip shape,
-threshold, landmark backend), so the pyfunc wrapper holds no state of its own and serving can skip pyfunc
-entirely and build the Predictor from the same file (``load_champion``).
+The registered artifact is the Predictor checkpoint itself (weights + inference config), read with
+``torch.load(weights_only=True)``; this wrapper holds no state of its own. Loading needs the ``eulernet``
+package installed (``pip install .`` at the commit in the version's ``git_commit`` tag)::
+
+    model = mlflow.pyfunc.load_model("models:/eulernet@champion")
+    model.predict(pd.DataFrame({"video": ["clip.mp4"]}))   # -> score, decision, threshold, n_clips, error
 """
 from __future__ import annotations
 
@@ -10,43 +13,62 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 
 CHECKPOINT_ARTIFACT = "checkpoint"
+# Where the checkpoint lands inside a logged model: MLflow copies each artifact to artifacts/<file name>.
+CHECKPOINT_FILE = "checkpoint.pt"
+OUTPUT_COLUMNS = ("score", "decision", "threshold", "n_clips", "error")
 
 
 class EulerNetPyfunc(mlflow.pyfunc.PythonModel):
-    """``predict(clips uint8 (N,T,S,S,3)) -> scores float32 (N,)``; ``params={"output": "maps"}`` -> (N,T,M,M)."""
+    """``predict(DataFrame[video: path]) -> DataFrame[score, decision, threshold, n_clips, error]``.
+
+    A video that cannot be scored (unreadable, no face, too short) gets ``score = NaN`` and its reason in
+    ``error``; the other rows are still scored.
+    """
 
     def load_context(self, context) -> None:
-        from components.model.predictor import Predictor
+        from components.inference import Predictor
 
         self.predictor = Predictor.from_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT])
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would infer a schema from them
-        clips = _as_clips(model_input)
-        if (params or {}).get("output", "scores") == "maps":
-            return np.asarray(self.predictor.predict_maps(clips), dtype=np.float32)  # (N, T, M, M)
-        return np.asarray(self.predictor.score_clips(clips), dtype=np.float32)  # (N,)
+        rows = [score_video(self.predictor, path) for path in _video_paths(model_input)]
+        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
 
 
-def _as_clips(model_input: Any) -> np.ndarray:
-    # pyfunc may hand over a dict of named tensors when the caller used one; accept both forms.
-    if isinstance(model_input, dict):
-        if len(model_input) != 1:
-            raise ValueError(f"expected one input tensor 'clips', got {sorted(model_input)}")
-        model_input = next(iter(model_input.values()))
-    clips = np.asarray(model_input)
-    if clips.ndim != 5 or clips.shape[-1] != 3 or clips.dtype != np.uint8:
-        raise ValueError(f"clips must be uint8 (N, T, S, S, 3), got {clips.dtype} {clips.shape}")
-    return clips
+def score_video(predictor, path: str) -> dict[str, Any]:
+    from components.data.video import VideoError
+    from components.labeling.clips import LabelingError
+
+    try:
+        out = predictor.predict_file(path)
+    except (VideoError, LabelingError, FileNotFoundError, ValueError) as exc:
+        return {"score": float("nan"), "decision": None, "threshold": predictor.decide(0.0)[1], "n_clips": 0,
+                "error": str(exc)}
+    return {"score": out["score"], "decision": out["decision"], "threshold": out["threshold"],
+            "n_clips": out["n_clips"], "error": None}
 
 
-def make_signature(clip_len: int, crop_size: int):
-    """Tensor signature fixed to the checkpoint's clip shape so a wrong crop size fails at the MLflow boundary."""
+def _video_paths(model_input: Any) -> list[str]:
+    if isinstance(model_input, pd.DataFrame):
+        if "video" not in model_input.columns:
+            raise ValueError(f"expected a 'video' column of file paths, got columns {list(model_input.columns)}")
+        return [str(v) for v in model_input["video"]]
+    if isinstance(model_input, (list, tuple, np.ndarray)):
+        return [str(v) for v in model_input]
+    if isinstance(model_input, str):
+        return [model_input]
+    raise ValueError(f"expected a DataFrame with a 'video' column, got {type(model_input).__name__}")
+
+
+def make_signature():
+    """Video paths in, one decision row per video out."""
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
+    from mlflow.types.schema import ColSpec, Schema
 
-    inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, clip_len, crop_size, crop_size, 3), name="clips")])
-    outputs = Schema([TensorSpec(np.dtype(np.float32), (-1,), name="scores")])
-    params = ParamSchema([ParamSpec("output", "string", "scores")])
-    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+    inputs = Schema([ColSpec("string", "video")])
+    outputs = Schema([ColSpec("double", "score"), ColSpec("string", "decision"), ColSpec("double", "threshold"),
+                      ColSpec("long", "n_clips"), ColSpec("string", "error")])
+    return ModelSignature(inputs=inputs, outputs=outputs)

@@ -142,9 +142,9 @@ def register(
     import mlflow
     import torch
 
-    from components.model.predictor import load_checkpoint
+    from components.inference import InferenceConfig, load_checkpoint
 
-    from .pyfunc import CHECKPOINT_ARTIFACT, make_signature
+    from .pyfunc import CHECKPOINT_ARTIFACT, CHECKPOINT_FILE, make_signature
 
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
@@ -161,7 +161,7 @@ def register(
     exp = mlflow.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else mlflow.create_experiment(experiment, artifact_location=artifact_location)
     with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / "checkpoint.pt"
+        staged = Path(tmp) / CHECKPOINT_FILE
         torch.save(ckpt, staged)  # plain dict of tensors/primitives: still loadable with weights_only=True
         with mlflow.start_run(experiment_id=exp_id, run_name=f"register-{name}") as run:
             mlflow.log_metrics({f"test_{k}": v for k, v in flat.items()})
@@ -175,11 +175,12 @@ def register(
                 name="model",
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={CHECKPOINT_ARTIFACT: str(staged)},
-                signature=make_signature(clip_len, crop),
+                signature=make_signature(),
                 pip_requirements=pinned_requirements(),
                 registered_model_name=name,
                 await_registration_for=await_registration_for,
-                metadata={"threshold": ckpt.get("threshold"), "crop_size": crop, "clip_length": clip_len},
+                # The inference config, readable from the MLmodel file without loading any weights.
+                metadata={"inference": InferenceConfig.from_meta(ckpt).to_dict()},
             )
             run_id = run.info.run_id
     version = str(info.registered_model_version)
@@ -302,25 +303,31 @@ def alias_version(name: str, alias: str = CHAMPION, tracking_uri: str | None = N
 
 def download_checkpoint(name: str, version: str, dst: str | Path | None = None,
                         tracking_uri: str | None = None) -> Path:
-    """Fetch the checkpoint artifact of one version (by number, so an alias moving mid-download is harmless)."""
+    """Fetch the checkpoint artifact of one version (by number, so an alias moving mid-download is harmless).
+
+    The pyfunc model stores it at ``artifacts/checkpoint.pt``; only that file is downloaded."""
     import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from .pyfunc import CHECKPOINT_FILE
 
     dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix=f"{name}-v{version}-"))
     uri = _client(tracking_uri).get_model_version_download_uri(name, str(version))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/artifacts",
-                                                     dst_path=str(dst), tracking_uri=tracking_uri))
-    found = sorted(local.rglob("*.pt"))
-    if not found:
-        raise RegistryError(f"model {name} v{version} has no checkpoint artifact under {uri}")
-    return found[0]
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/artifacts/{CHECKPOINT_FILE}",
+                                                    dst_path=str(dst), tracking_uri=tracking_uri)
+    except (MlflowException, OSError) as exc:
+        raise RegistryError(f"model {name} v{version} has no artifacts/{CHECKPOINT_FILE} under {uri}: {exc}") from exc
+    return Path(local)
 
 
-def load_version(name: str, version: str, alias: str | None = None, tracking_uri: str | None = None):
+def load_version(name: str, version: str, alias: str | None = None, tracking_uri: str | None = None,
+                 device: str = "cpu", batch_size: int = 8):
     """``(Predictor, info dict)`` for one registered version."""
-    from components.model.predictor import Predictor
+    from components.inference import Predictor
 
     path = download_checkpoint(name, version, tracking_uri=tracking_uri)
-    predictor = Predictor.from_checkpoint(str(path))
+    predictor = Predictor.from_checkpoint(str(path), device=device, batch_size=batch_size)
     return predictor, version_info(name, version, alias=alias, tracking_uri=tracking_uri)
 
 

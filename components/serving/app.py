@@ -27,6 +27,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
 
+from components.runtime import absolute_tracking_uri
+from components.runtime import tracking_uri as runtime_uri
+
 from .config import ServeConfig
 from .inputs import VIDEO_CONTENT_TYPES, InputError, Limits, decode_frames_json, decode_video
 
@@ -134,21 +137,20 @@ class LivenessService:
 
     # ---------------------------------------------------------------- model loading and hot reload
     def _load(self, version: str | None) -> _Loaded:
-        from components.model.predictor import Predictor
+        from components.inference import Predictor
 
+        # batch_size bounds one forward pass; the serve batch decides how many clips arrive together.
         if self._checkpoint is not None:
             predictor = Predictor.from_checkpoint(self._checkpoint, device=self._device, batch_size=64)
             info = {"name": self._model_name, "version": "local", "alias": None, "source": self._checkpoint}
         else:
-            from components.registry.registry import alias_version, download_checkpoint, version_info
+            from components.registry.registry import alias_version, load_version
 
             version = version or alias_version(self._model_name, self._alias, self._tracking_uri)
             if version is None:
                 raise RuntimeError(f"model {self._model_name!r} has no '{self._alias}' alias to serve")
-            path = download_checkpoint(self._model_name, version, tracking_uri=self._tracking_uri)
-            # batch_size bounds one forward pass; the serve batch decides how many clips arrive together.
-            predictor = Predictor.from_checkpoint(str(path), device=self._device, batch_size=64)
-            info = version_info(self._model_name, version, alias=self._alias, tracking_uri=self._tracking_uri)
+            predictor, info = load_version(self._model_name, version, alias=self._alias,
+                                           tracking_uri=self._tracking_uri, device=self._device, batch_size=64)
         predictor.predict_maps(np.zeros((1, predictor.clip_len, predictor.crop_size, predictor.crop_size, 3),
                                         np.uint8))  # warm-up: first-call allocations stay out of request latency
         log.info("loaded %s v%s", info["name"], info["version"])
@@ -210,9 +212,9 @@ class LivenessService:
             backends = self._local.backends = {}
         key = (predictor.landmark_backend, repr(sorted(predictor.landmark_options.items())))
         if key not in backends:
-            from components.labeling.landmarks import make_backend
+            from components.inference import make_landmark_backend
 
-            backends[key] = make_backend(predictor.landmark_backend, **predictor.landmark_options)
+            backends[key] = make_landmark_backend(predictor.inference)
         return backends[key]
 
     def _clips(self, frames: np.ndarray, state: _Loaded):
@@ -276,7 +278,7 @@ class LivenessService:
         b["max_requests"] = max(b["max_requests"], len(crops))
         return results
 
-    async def _read_frames(self, request: Request) -> np.ndarray:
+    async def _read_frames(self, request: Request, work_side: int) -> np.ndarray:
         ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         known = ctype == "multipart/form-data" or ctype == "application/json" or ctype.startswith(VIDEO_CONTENT_TYPES)
         if not known:
@@ -295,10 +297,10 @@ class LivenessService:
         body = bytes(body)
         loop = asyncio.get_running_loop()
         if ctype == "application/json":
-            return await loop.run_in_executor(self._pre_pool, decode_frames_json, body, self._limits)
+            return await loop.run_in_executor(self._pre_pool, decode_frames_json, body, self._limits, work_side)
         if ctype == "multipart/form-data":
             body = await _multipart_video(request, body)
-        return await loop.run_in_executor(self._pre_pool, decode_video, body, self._limits)
+        return await loop.run_in_executor(self._pre_pool, decode_video, body, self._limits, work_side)
 
     @api.post("/v1/liveness")
     async def liveness(self, request: Request, heatmap: bool = False):
@@ -314,9 +316,9 @@ class LivenessService:
         from components.labeling.clips import LabelingError
 
         try:
-            frames = await self._read_frames(request)
+            state = self._state  # the model this request is decoded, cut and scored for, even across a reload
+            frames = await self._read_frames(request, state.predictor.inference.decode_side)
             t1 = time.perf_counter()
-            state = self._state
             loop = asyncio.get_running_loop()
             try:
                 clips = await loop.run_in_executor(self._pre_pool, self._clips, frames, state)
@@ -331,17 +333,8 @@ class LivenessService:
         except Exception as exc:  # a bug, not bad input: JSON like every other answer, and logged in full
             log.exception("liveness request failed")
             return JSONResponse({"error": "internal", "detail": f"{type(exc).__name__}: {exc}"}, status_code=500)
-        p = state.predictor
-        clip_scores = maps.reshape(len(maps), -1).mean(axis=1)  # (N,) the Predictor's score: mean of the map
-        score = float(clip_scores.mean())
-        decision, threshold = p.decide(score)
         out = {
-            "score": score,
-            "decision": decision,
-            "threshold": threshold,
-            "clip_scores": [float(s) for s in clip_scores],
-            "clip_starts": [int(s) for s in clips.starts],
-            "box": None if clips.box is None else [float(v) for v in np.asarray(clips.box).ravel()],
+            **state.predictor.result(clips, maps),  # the same answer `eulernet predict` gives for these clips
             "frames": int(len(frames)),
             "model": {"name": state.info["name"], "version": state.info["version"]},
             "batch_requests": batch_requests,
@@ -376,6 +369,7 @@ class LivenessService:
             "reload_error": self._reload_error,
             "variant": p.variant,
             "threshold": p.decide(0.0)[1],
+            "inference": p.inference.to_dict(),
             "preprocess": {"crop_size": p.crop_size, "mean": list(p.mean), "std": list(p.std)},
             "clip": {"length": p.clip_len, "interval": p.clip_interval, "max_clips": self._max_clips},
             "landmark_backend": p.landmark_backend,
@@ -388,17 +382,6 @@ class LivenessService:
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def demo(self):
         return HTMLResponse(Path(__file__).with_name("demo.html").read_text())
-
-
-def resolve_tracking_uri(tracking_uri: str | None) -> str:
-    """An absolute tracking URI: replicas run in other working directories, so ``sqlite:///mlflow.db`` must
-    be pinned to the caller's directory before it is handed to them."""
-    import mlflow
-
-    uri = tracking_uri or mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    return uri
 
 
 def build_app(model_name: str = "eulernet", tracking_uri: str | None = None, config: ServeConfig | None = None,
@@ -414,7 +397,7 @@ def build_app(model_name: str = "eulernet", tracking_uri: str | None = None, con
     return deployment.bind(
         model_name=model_name,
         alias=cfg.alias,
-        tracking_uri=None if checkpoint else resolve_tracking_uri(tracking_uri),
+        tracking_uri=None if checkpoint else (absolute_tracking_uri(tracking_uri) if tracking_uri else runtime_uri()),
         checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None,
         limits=dataclasses.asdict(cfg.limits()),
         preprocess_threads=cfg.preprocess_threads,
@@ -425,26 +408,11 @@ def build_app(model_name: str = "eulernet", tracking_uri: str | None = None, con
 
 def app_builder(args: dict[str, Any]):
     """Entry point for a Serve config file (``import_path: components.serving.app:app_builder``)."""
+    from components.config import build
+
     args = dict(args or {})
-    model_name = args.pop("model_name", "eulernet")
     tracking_uri = args.pop("tracking_uri", None)
     checkpoint = args.pop("checkpoint", None)
-    cfg = ServeConfig(model_name=model_name, **args)
-    return build_app(model_name, tracking_uri, cfg, checkpoint=checkpoint)
-
-
-def read_serve_config(path: str | Path, app_name: str = "eulernet") -> tuple[dict, dict]:
-    """``(http_options, deployment_options)`` of one application in a Serve config file, validated by Ray's
-    own schema so the file ``serve deploy`` accepts is the file ``eulernet serve`` reads."""
-    import yaml
-    from ray.serve.schema import ServeDeploySchema
-
-    raw = yaml.safe_load(Path(path).read_text())
-    schema = ServeDeploySchema.model_validate(raw)
-    apps = [a for a in schema.applications if a.name == app_name]
-    if not apps:
-        raise ValueError(f"{path}: no application named {app_name!r}")
-    deployments = [d for d in apps[0].deployments or [] if d.name == "LivenessService"]
-    opts = deployments[0].model_dump(exclude_unset=True, exclude={"name"}) if deployments else {}
-    http = schema.http_options.model_dump(exclude_unset=True)
-    return http, opts
+    # The same typed check as params.yaml's `serve:` section: an unknown or mistyped arg fails the deploy.
+    cfg = build(ServeConfig, args, "serve config args")
+    return build_app(cfg.model_name, tracking_uri, cfg, checkpoint=checkpoint)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from .inputs import Limits
@@ -27,7 +28,6 @@ class ServeConfig:
     max_upload_bytes: int = 20_000_000
     max_frames: int = 300
     max_resolution: int = 1920
-    work_side: int = 480
 
     def __post_init__(self) -> None:
         if not self.model_name:
@@ -49,9 +49,64 @@ class ServeConfig:
 
     def limits(self) -> Limits:
         return Limits(max_upload_bytes=self.max_upload_bytes, max_frames=self.max_frames,
-                      max_resolution=self.max_resolution, work_side=self.work_side,
+                      max_resolution=self.max_resolution,
                       max_json_frames_bytes=self.max_upload_bytes)
 
     def user_config(self) -> dict[str, Any]:
-        return {"max_batch_size": self.max_batch_size, "batch_wait_timeout_s": self.batch_wait_timeout_s,
-                "reload_interval_s": self.reload_interval_s, "max_clips": self.max_clips}
+        """The knobs a running deployment changes live (``reconfigure``)."""
+        return {name: getattr(self, name) for name in USER_CONFIG_KEYS}
+
+
+# Live knobs (Serve user_config) and replica arguments (Serve app args): in a Serve config file they must hold
+# the values params.yaml `serve:` holds, which `disagreements` checks (eulernet serve refuses to start otherwise).
+USER_CONFIG_KEYS = ("max_batch_size", "batch_wait_timeout_s", "reload_interval_s", "max_clips")
+APP_ARG_KEYS = ("model_name", "alias", "max_upload_bytes", "max_frames", "max_resolution", "preprocess_threads",
+                "torch_threads", "device")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeFile:
+    """One application of a Serve config file (what ``serve deploy`` reads), validated by Ray's own schema."""
+
+    http_options: dict[str, Any]
+    args: dict[str, Any]
+    deployment: dict[str, Any]  # LivenessService options, user_config included
+
+    @property
+    def user_config(self) -> dict[str, Any]:
+        return dict(self.deployment.get("user_config") or {})
+
+
+def read_serve_config(path_or_text: str | Path, app_name: str = "eulernet") -> ServeFile:
+    """Parse a Serve config file (or its YAML text, as embedded in a RayService) with Ray's schema."""
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    text = path_or_text if isinstance(path_or_text, str) and "\n" in path_or_text else Path(path_or_text).read_text()
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(text))
+    apps = [a for a in schema.applications if a.name == app_name]
+    if not apps:
+        raise ValueError(f"{path_or_text if len(str(path_or_text)) < 200 else 'serve config'}: "
+                         f"no application named {app_name!r}")
+    deployments = [d for d in apps[0].deployments or [] if d.name == "LivenessService"]
+    opts = deployments[0].model_dump(exclude_unset=True, exclude={"name"}) if deployments else {}
+    return ServeFile(schema.http_options.model_dump(exclude_unset=True), dict(apps[0].args or {}), opts)
+
+
+def disagreements(cfg: ServeConfig, serve_file: ServeFile, where: str = "serve config") -> list[str]:
+    """Every value a Serve config file sets differently from params.yaml ``serve:`` (empty when they agree).
+
+    Keys the file leaves out take params' value at run time, so only values that are present are compared.
+    ``http_options`` are not compared: where the proxy binds belongs to the place of deployment (loopback on a
+    laptop, 0.0.0.0 inside a pod)."""
+    out = []
+    for section, values, keys in (("args", serve_file.args, APP_ARG_KEYS),
+                                  ("user_config", serve_file.user_config, USER_CONFIG_KEYS)):
+        unknown = sorted(set(values) - set(keys) - {"tracking_uri", "checkpoint"})
+        if unknown:
+            out.append(f"{where} {section} has keys params.yaml serve: does not own: {unknown}")
+        for key in keys:
+            if key in values and values[key] != getattr(cfg, key):
+                out.append(f"{where} {section}.{key} = {values[key]!r} but params.yaml serve.{key} = "
+                           f"{getattr(cfg, key)!r}")
+    return out

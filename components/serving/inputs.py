@@ -48,7 +48,6 @@ class Limits:
     max_upload_bytes: int = 20_000_000
     max_frames: int = 300          # duration bound: ~10 s at 30 fps
     max_resolution: int = 1920     # longest side accepted, pixels
-    work_side: int = 480           # frames are downscaled to this longest side before face detection
     max_json_frames_bytes: int = 20_000_000
 
     def __post_init__(self) -> None:
@@ -56,8 +55,6 @@ class Limits:
             v = getattr(self, f.name)
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"limit {f.name} must be a positive integer, got {v!r}")
-        if self.work_side > self.max_resolution:
-            raise ValueError(f"work_side {self.work_side} exceeds max_resolution {self.max_resolution}")
 
 
 def looks_like_video(data: bytes) -> bool:
@@ -66,8 +63,11 @@ def looks_like_video(data: bytes) -> bool:
     return any(data[off:off + len(magic)] == magic for off, magic in _VIDEO_MAGIC)
 
 
-def decode_video(data: bytes, limits: Limits) -> np.ndarray:
-    """Video bytes -> frames (F, H, W, 3) uint8 RGB, longest side <= ``limits.work_side``."""
+def decode_video(data: bytes, limits: Limits, work_side: int) -> np.ndarray:
+    """Video bytes -> frames (F, H, W, 3) uint8 RGB, longest side <= ``work_side``.
+
+    ``work_side`` is the model's own decode size (``InferenceConfig.decode_side``: labeling's), so frames are
+    resized once, here, and the Predictor crops them exactly as labeling did."""
     import cv2
 
     from components.data.video import VideoError, read_frames
@@ -97,7 +97,7 @@ def decode_video(data: bytes, limits: Limits) -> np.ndarray:
             raise InputError(413, "resolution_too_large",
                              f"{w}x{h} exceeds the longest-side limit of {limits.max_resolution} px")
         try:
-            frames = read_frames(path, max_frames=limits.max_frames + 1, max_side=limits.work_side)
+            frames = read_frames(path, max_frames=limits.max_frames + 1, max_side=work_side)
         except VideoError as exc:
             raise _undecodable(data, exc.detail) from None
     finally:
@@ -114,8 +114,9 @@ def _undecodable(data: bytes, why: str) -> InputError:
     return InputError(422, "not_a_video", f"the bytes are not a known video container: {why}")
 
 
-def decode_frames_json(body: bytes, limits: Limits) -> np.ndarray:
-    """``{"frames": [base64 PNG/JPEG, ...]}`` -> frames (F, H, W, 3) uint8 RGB."""
+def decode_frames_json(body: bytes, limits: Limits, work_side: int) -> np.ndarray:
+    """``{"frames": [base64 PNG/JPEG, ...]}`` -> frames (F, H, W, 3) uint8 RGB, longest side <= ``work_side``
+    (each frame is downscaled as soon as it is decoded, so only one full-size frame is held at a time)."""
     import cv2
 
     if not body:
@@ -151,17 +152,15 @@ def decode_frames_json(body: bytes, limits: Limits) -> np.ndarray:
         if max(h, w) > limits.max_resolution:
             raise InputError(413, "resolution_too_large",
                              f"frame {i} is {w}x{h}, over the longest-side limit of {limits.max_resolution} px")
-        if frames and bgr.shape != frames[0].shape:
-            raise InputError(400, "malformed_frames",
-                             f"frame {i} is {w}x{h} but frame 0 is {frames[0].shape[1]}x{frames[0].shape[0]}")
-        frames.append(bgr)
-    out = []
-    for bgr in frames:
-        if max(bgr.shape[:2]) > limits.work_side:
-            s = limits.work_side / max(bgr.shape[:2])
-            bgr = cv2.resize(bgr, (round(bgr.shape[1] * s), round(bgr.shape[0] * s)), interpolation=cv2.INTER_AREA)
-        out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return np.stack(out)  # (F, H, W, 3)
+        if i == 0:
+            first = (w, h)
+        elif (w, h) != first:
+            raise InputError(400, "malformed_frames", f"frame {i} is {w}x{h} but frame 0 is {first[0]}x{first[1]}")
+        if max(h, w) > work_side:
+            s = work_side / max(h, w)
+            bgr = cv2.resize(bgr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return np.stack(frames)  # (F, H, W, 3)
 
 
 def encode_frames_json(frames: np.ndarray, fmt: str = ".png") -> dict[str, list[str]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from components.runtime import absolute_tracking_uri, json_safe
 from components.training.config import TrainConfig, TrainResult
 from components.training.loop import PREDICTOR_FILE, train_loop_per_worker
 
@@ -23,15 +24,6 @@ RUN_PATH_TAG = "eulernet.ray_run_path"
 
 class TrainingError(RuntimeError):
     """Training could not start or did not finish (bad shards, failed run)."""
-
-
-def absolute_tracking_uri(uri: str) -> str:
-    """Workers run in other directories: make relative SQLite / file-store URIs absolute."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    if "://" not in uri:
-        return str(Path(uri).resolve())
-    return uri
 
 
 def _split_dataset(shards_dir: str, split: str, columns: list[str]):
@@ -189,19 +181,19 @@ def fit(cfg: TrainConfig, shards_dir: str | os.PathLike, storage_path: str, run_
         with tempfile.TemporaryDirectory() as tmp:
             history.to_csv(Path(tmp) / "history.csv", index=False)
             plot_training_curves({cfg.variant: history}, Path(tmp) / "training_curves.png")
-            (Path(tmp) / "best.json").write_text(json.dumps(_plain(best_metrics), indent=2))
+            (Path(tmp) / "best.json").write_text(json.dumps(_scalars(best_metrics), indent=2))
             for name in ("history.csv", "training_curves.png", "best.json"):
                 client.log_artifact(run_id, str(Path(tmp) / name), "training")
         client.log_artifact(run_id, str(best_path), "model")
         client.set_tag(run_id, "best_epoch", str(best_metrics.get("epoch")))
         client.set_terminated(run_id, status="FINISHED")
-    return TrainResult(best_checkpoint_path=str(best_path), history=history, best=_plain(best_metrics),
+    return TrainResult(best_checkpoint_path=str(best_path), history=history, best=_scalars(best_metrics),
                        run_id=run_id, resumed_from=resumed, run_path=run_path)
 
 
-def _plain(d: dict) -> dict:
-    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in d.items()
-            if isinstance(v, (int, float, str, bool, list)) or v is None}
+def _scalars(d: dict) -> dict:
+    """The JSON-safe scalar and list entries of a Ray Train metrics dict (drops its internal objects)."""
+    return json_safe({k: v for k, v in d.items() if isinstance(v, (int, float, str, bool, list)) or v is None})
 
 
 def _train_state(checkpoint) -> dict:

@@ -74,7 +74,7 @@ def _dev_scores(model, ds, cfg, mean, std, device) -> "pd.DataFrame":
     import pandas as pd
     import torch
 
-    from components.model.predictor import to_model_input
+    from components.inference import to_model_input
 
     net = getattr(model, "module", model)  # bare module: no DDP collectives while only rank 0 runs
     net.eval()
@@ -141,7 +141,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     import torch
 
     from components.model import create_model
-    from components.model.predictor import build_meta, save_checkpoint, to_model_input
+    from components.inference import build_meta, save_checkpoint, to_model_input
     from components.training.bn import recalibrate_batchnorm
     from components.training.config import TrainConfig
 

@@ -3,7 +3,7 @@ from typing import Literal
 
 import pytest
 
-from flows.config import ConfigError, build, load_section
+from components.config import ConfigError, build, load_section
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,62 @@ def test_load_section_reads_yaml_and_names_missing_section(tmp_path):
 
 
 def test_repository_params_file_is_a_mapping_of_known_sections():
-    from flows.config import read_params
+    from components.config import read_params
 
     params = read_params("params.yaml")
     assert {"data", "validate", "label", "train", "evaluate", "register", "serve"} <= set(params)
+
+
+# ------------------------------------------------------------------ the repository's own config files
+def test_params_yaml_builds_every_section():
+    from components.config import SECTIONS, load_params
+
+    built = load_params("params.yaml")
+    assert set(built) == set(SECTIONS)
+    assert type(built["train"]).__name__ == "TrainConfig" and type(built["serve"]).__name__ == "ServeConfig"
+
+
+def test_unknown_section_and_duplicate_key_are_errors(tmp_path):
+    from components.config import read_params
+
+    (tmp_path / "typo.yaml").write_text("labels:\n  crop_size: 64\n")
+    with pytest.raises(ConfigError, match=r"unknown section\(s\) \['labels'\]"):
+        read_params(tmp_path / "typo.yaml")
+    (tmp_path / "dup.yaml").write_text("train:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'lr' at line 4"):
+        read_params(tmp_path / "dup.yaml")
+
+
+def _rayservice_serve_file():
+    import yaml
+
+    from components.serving.config import read_serve_config
+
+    docs = list(yaml.safe_load_all(open("infra/kuberay/rayservice.yaml")))
+    service = next(d for d in docs if d and d.get("kind") == "RayService")
+    return read_serve_config(service["spec"]["serveConfigV2"])
+
+
+def test_serve_settings_have_one_source():
+    """params.yaml `serve:` is the source; both Serve files that deploy the app must hold the same values."""
+    from components.serving.config import ServeConfig, disagreements, read_serve_config
+
+    cfg = load_section(ServeConfig, "serve", "params.yaml")
+    local = read_serve_config("infra/serve_config.yaml")
+    cluster = _rayservice_serve_file()
+    assert disagreements(cfg, local, "infra/serve_config.yaml") == []
+    assert disagreements(cfg, cluster, "rayservice.yaml") == []
+    assert local.args and local.user_config and cluster.args and cluster.user_config  # something was compared
+
+
+def test_serve_disagreement_is_named(tmp_path):
+    import dataclasses
+
+    from components.serving.config import ServeConfig, disagreements, read_serve_config
+
+    cfg = load_section(ServeConfig, "serve", "params.yaml")
+    text = open("infra/serve_config.yaml").read().replace("max_clips: 4", "max_clips: 6")
+    drifted = read_serve_config(text)
+    assert disagreements(cfg, drifted) == ["serve config user_config.max_clips = 6 but params.yaml serve.max_clips = 4"]
+    other = dataclasses.replace(cfg, max_frames=200)
+    assert any("args.max_frames = 300" in d for d in disagreements(other, read_serve_config("infra/serve_config.yaml")))

@@ -72,7 +72,7 @@ def test_test_identities_were_never_trained_on(bench):
 def test_the_trained_checkpoint_is_the_eulernet_variant_and_logged_to_mlflow(bench):
     from mlflow.tracking import MlflowClient
 
-    from components.model import Predictor
+    from components.inference import Predictor
 
     result = json.loads((bench["out"] / "runs" / "eulernet-s0" / "result.json").read_text())
     client = MlflowClient(tracking_uri=bench["env"]["MLFLOW_TRACKING_URI"])
@@ -80,7 +80,7 @@ def test_the_trained_checkpoint_is_the_eulernet_variant_and_logged_to_mlflow(ben
     assert run.data.tags["benchmark"] == "temporal" and run.data.tags["row"] == "eulernet"
     ckpt = json.loads((bench["out"] / "runs" / "eulernet-s0" / "metrics.json").read_text())["checkpoint"]
     p = Predictor.from_checkpoint(ckpt)
-    assert p.variant == "eulernet" and p.config.euler_alpha > 0
+    assert p.variant == "eulernet" and p.architecture.euler_alpha > 0
 
 
 def test_a_rerun_reuses_data_labels_and_runs(bench):

@@ -18,7 +18,8 @@ from test_train_shards import write_tiny_shards
 def checkpoint(tmp_path_factory):
     import torch
 
-    from components.model import build_meta, create_model, save_checkpoint
+    from components.inference import build_meta, save_checkpoint
+    from components.model import create_model
 
     torch.manual_seed(0)
     model = create_model("baseline", width=0.125)
@@ -42,7 +43,7 @@ def _run(tmp_path, checkpoint, shards, rule="eer"):
 def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_session):
     from components.labeling.shards import load_clips
     from components.metrics import choose_threshold, error_rates
-    from components.model import Predictor
+    from components.inference import Predictor
 
     shards = write_tiny_shards(tmp_path / "shards", {"train": 2, "dev": 6, "test": 8}, seed=1)
     before = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
@@ -86,7 +87,7 @@ def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_s
 
 def test_gradcam_maps_shapes_and_range(checkpoint):
     from components.metrics.gradcam import LAYERS, gradcam
-    from components.model import Predictor
+    from components.inference import Predictor
 
     p = Predictor.from_checkpoint(checkpoint)
     clip = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)

@@ -16,7 +16,7 @@ def workdir(tmp_path_factory):
     import mlflow
 
     from components.model.eulernet import create_model
-    from components.model.predictor import build_meta, save_checkpoint
+    from components.inference import build_meta, save_checkpoint
 
     root = tmp_path_factory.mktemp("repo")
     save_checkpoint(root / "artifacts/model/checkpoint.pt", create_model("c4", width=0.125),
@@ -27,7 +27,6 @@ def workdir(tmp_path_factory):
         "  metric: acer\n"
         "serve:\n"
         "  max_frames: 60\n"
-        "  work_side: 480\n"
     )
     previous_uri, previous_cwd = mlflow.get_tracking_uri(), os.getcwd()
     previous_env = os.environ.get("MLFLOW_TRACKING_URI")

@@ -56,7 +56,7 @@ def test_train_flow_two_workers_lowers_loss_and_tracks_everything(tmp_path, shar
     assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
     # the best checkpoint is a Predictor checkpoint carrying the dev-chosen threshold of its epoch
-    from components.model import Predictor
+    from components.inference import Predictor
 
     p = Predictor.from_checkpoint(out / "checkpoint.pt")
     best = hist.loc[hist["epoch"] == summary["best_epoch"]].iloc[0]

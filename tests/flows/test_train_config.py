@@ -29,7 +29,7 @@ def test_bad_values_are_rejected_with_the_field_named(kw, msg):
 
 def test_repo_params_sections_load():
     from components.metrics.evaluate import EvalConfig
-    from flows.config import ConfigError, build, load_section
+    from components.config import ConfigError, build, load_section
 
     cfg = load_section(TrainConfig, "train", "params.yaml")
     assert cfg.use_gpu == "auto" and cfg.label_type == "location_map"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from components.model.eulernet import TEST_WIDTH, EulerNet, create_model
-from components.model.predictor import (
+from components.inference import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     Predictor,
@@ -16,6 +16,7 @@ from components.model.predictor import (
     load_checkpoint,
     make_checkpoint,
     save_checkpoint,
+    clip_scores,
     to_model_input,
 )
 
@@ -136,7 +137,7 @@ def test_checkpoint_of_every_variant_loads(tmp_path):
         model = create_model(variant, width=TEST_WIDTH).eval()
         pred = Predictor.from_checkpoint(make_checkpoint(model, build_meta(variant=variant, crop_size=S)))
         with torch.no_grad():
-            want = EulerNet.score(model(to_model_input(_crops(n=2), pred.mean, pred.std))).numpy()
+            want = clip_scores(model(to_model_input(_crops(n=2), pred.mean, pred.std))).numpy()
         np.testing.assert_allclose(pred.score_clips(_crops(n=2)), want, rtol=1e-6)
 
 
@@ -161,7 +162,7 @@ def test_predict_video_scores_the_clips_labeling_would_cut(carphone_video_path):
     assert out["score"] == pytest.approx(float(want.mean()), rel=1e-6)
     assert out["threshold"] == 0.3
     assert out["decision"] == ("live" if out["score"] >= 0.3 else "spoof")
-    assert len(out["box"]) == 4 and out["starts"] == list(clips.starts)
+    assert len(out["box"]) == 4 and out["clip_starts"] == list(clips.starts)
     # The backend is built once and reused; an explicit backend object and max_clips are honoured.
     pred.predict_video(frames, max_clips=1)
     assert pred.get_backend("dlib") is backend

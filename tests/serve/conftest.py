@@ -84,7 +84,7 @@ def train_tiny(live_crops: np.ndarray, attack_crops: np.ndarray, steps: int = 24
     import torch
 
     from components.model.eulernet import create_model
-    from components.model.predictor import to_model_input
+    from components.inference import to_model_input
 
     torch.manual_seed(seed)
     model = create_model("c4", width=0.125, clip_len=CLIP_LEN).eval()
@@ -115,7 +115,7 @@ def _face_clips(face_rgb: np.ndarray) -> dict[str, np.ndarray]:
 
 def _make_checkpoints(root: Path, face_rgb: np.ndarray) -> dict[str, Path]:
     from components.model.eulernet import create_model
-    from components.model.predictor import build_meta, save_checkpoint
+    from components.inference import build_meta, save_checkpoint
 
     clips = _face_clips(face_rgb)
     model, _ = train_tiny(clips["live"], clips["attack"])
@@ -164,7 +164,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-SERVE_LIMITS = {"max_upload_bytes": 1_000_000, "max_frames": 60, "max_resolution": 640, "work_side": 480}
+SERVE_LIMITS = {"max_upload_bytes": 1_000_000, "max_frames": 60, "max_resolution": 640}
 
 
 @pytest.fixture(scope="package")

@@ -8,11 +8,11 @@ import pytest
 
 from components.serving.inputs import InputError, Limits, decode_frames_json, decode_video, encode_frames_json
 
-LIMITS = Limits(max_upload_bytes=1_000_000, max_frames=60, max_resolution=640, work_side=480)
+LIMITS = Limits(max_upload_bytes=1_000_000, max_frames=60, max_resolution=640)
 
 
 def test_decode_video_reads_frames(videos):
-    frames = decode_video(videos["live"].read_bytes(), LIMITS)
+    frames = decode_video(videos["live"].read_bytes(), LIMITS, 480)
     assert frames.shape == (22, 192, 192, 3) and frames.dtype == np.uint8
 
 
@@ -23,7 +23,7 @@ def test_decode_video_reads_frames(videos):
 ])
 def test_decode_video_rejects(videos, name, status, code):
     with pytest.raises(InputError) as err:
-        decode_video(videos[name].read_bytes(), LIMITS)
+        decode_video(videos[name].read_bytes(), LIMITS, 480)
     assert (err.value.status, err.value.code) == (status, code)
 
 
@@ -31,15 +31,15 @@ def test_decode_video_rejects_empty_garbage_and_oversize():
     for data, status, code in ((b"", 400, "empty_body"), (b"hello, not a video" * 50, 422, "not_a_video"),
                                (b"\0" * 1_000_001, 413, "too_large")):
         with pytest.raises(InputError) as err:
-            decode_video(data, LIMITS)
+            decode_video(data, LIMITS, 480)
         assert (err.value.status, err.value.code) == (status, code)
 
 
 def test_frames_json_roundtrip_is_lossless(videos):
-    frames = decode_video(videos["live"].read_bytes(), LIMITS)[:10]
+    frames = decode_video(videos["live"].read_bytes(), LIMITS, 480)[:10]
     import json
 
-    back = decode_frames_json(json.dumps(encode_frames_json(frames)).encode(), LIMITS)
+    back = decode_frames_json(json.dumps(encode_frames_json(frames)).encode(), LIMITS, 480)
     assert back.shape == frames.shape
     assert np.array_equal(back, frames)
 
@@ -56,7 +56,7 @@ def test_frames_json_roundtrip_is_lossless(videos):
 ])
 def test_frames_json_rejects_malformed(body, code):
     with pytest.raises(InputError) as err:
-        decode_frames_json(body, LIMITS)
+        decode_frames_json(body, LIMITS, 480)
     assert err.value.status == 400 and err.value.code == code
 
 
@@ -67,11 +67,11 @@ def test_frames_json_rejects_mixed_sizes():
     b = np.zeros((1, 40, 32, 3), np.uint8)
     body = {"frames": encode_frames_json(a)["frames"] + encode_frames_json(b)["frames"]}
     with pytest.raises(InputError, match="frame 2 is 32x40"):
-        decode_frames_json(json.dumps(body).encode(), LIMITS)
+        decode_frames_json(json.dumps(body).encode(), LIMITS, 480)
 
 
 def test_limits_are_validated():
     with pytest.raises(ValueError, match="max_frames"):
         Limits(max_frames=0)
-    with pytest.raises(ValueError, match="work_side"):
-        Limits(max_resolution=100, work_side=200)
+    with pytest.raises(ValueError, match="max_resolution"):
+        Limits(max_resolution=-1)

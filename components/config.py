@@ -1,10 +1,15 @@
-"""Typed, checked-once configuration: a params.yaml section becomes a component's dataclass.
+"""Typed, checked-once configuration: each params.yaml section becomes its component's frozen dataclass.
 
-Unknown keys and wrong types fail here, before any work starts, with the section and key named.
+One mechanism for every section and for the Serve app's arguments: :func:`build` turns a mapping into a dataclass,
+rejecting unknown keys, missing required keys and wrong types with the section and key named; the dataclass's own
+``__post_init__`` checks ranges. Unknown top-level sections and duplicate keys in the YAML are errors too, so a
+typo never silently falls back to a default. (Dataclasses rather than pydantic models: the components already
+define them, they import nothing heavy, and this one coercer is all the validation layer there is.)
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import types
 import typing
@@ -17,20 +22,71 @@ T = TypeVar("T")
 
 DEFAULT_PARAMS = "params.yaml"
 
+# params.yaml section -> the dataclass that owns it ("module:Class", imported only when checked).
+SECTIONS: dict[str, str] = {
+    "data": "components.data.adapters:IngestConfig",
+    "validate": "components.quality.gates:GateConfig",
+    "label": "components.labeling.pipeline:LabelConfig",
+    "train": "components.training.config:TrainConfig",
+    "evaluate": "components.metrics.evaluate:EvalConfig",
+    "register": "components.registry.registry:RegisterConfig",
+    "serve": "components.serving.config:ServeConfig",
+}
+
 
 class ConfigError(ValueError):
     """params.yaml (or an override) does not match the typed config it feeds."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key repeated in one mapping (plain YAML keeps the last one silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                              f"(first at line {seen[key] + 1})")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_params(path: str | os.PathLike = DEFAULT_PARAMS) -> dict[str, Any]:
+    """The raw params mapping: a missing file, a duplicate key or an unknown section is a ConfigError."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file {path} not found (run from the repository root or pass --params)")
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with path.open() as fh:
+            data = yaml.load(fh, Loader=_UniqueKeyLoader) or {}
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; sections are {sorted(SECTIONS)}")
     return data
+
+
+def section_class(section: str) -> type:
+    if section not in SECTIONS:
+        raise ConfigError(f"unknown section {section!r}; sections are {sorted(SECTIONS)}")
+    module, _, name = SECTIONS[section].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_params(params: str | os.PathLike | dict = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Every section present, each built into its dataclass: the whole file checked at once."""
+    data = params if isinstance(params, dict) else read_params(params)
+    return {name: build(section_class(name), data[name] or {}, name) for name in SECTIONS if name in data}
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
