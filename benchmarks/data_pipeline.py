@@ -32,7 +32,7 @@ def main() -> None:
     rows = []
     render_video(0, "live", "iphone_12", "indoor", cfg)  # warm the source-image cache
     for kind in ("live",) + ATTACKS:
-        s, frames = timed(lambda: render_video(1, kind, "iphone_12", "indoor", cfg), repeat=3)
+        s, frames = timed(lambda kind=kind: render_video(1, kind, "iphone_12", "indoor", cfg), repeat=3)
         rows.append((f"render {kind} ({frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]})", s, "s/video"))
     with tempfile.TemporaryDirectory() as tmp:
         small = SynthConfig(n_subjects=1)

@@ -85,9 +85,9 @@ def run_plain(manifest: pd.DataFrame, out: Path, cfg) -> tuple[float, int]:
 
 
 def run_ray(manifest: pd.DataFrame, out: Path, cfg) -> tuple[float, int]:
-    from components.labeling.pipeline import label_videos
-
     import pyarrow.parquet as pq
+
+    from components.labeling.pipeline import label_videos
 
     t0 = time.perf_counter()
     rep = label_videos(manifest, out, cfg, progress=False)

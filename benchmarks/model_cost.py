@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     for tag, size, width, batch, reps, warmup in configs:
         # One measurement per distinct architecture: label-only variants (baseline, c1, c5) share a network.
         cache: dict = {}
-        for name, v in VARIANTS.items():
+        for name in VARIANTS:
             key = arch_of[name]
             if key not in cache:
                 t0 = time.perf_counter()

@@ -57,8 +57,8 @@ class Direct:
         import cv2
         import torch
 
-        from components.labeling.landmarks import make_backend
         from components.inference import Predictor
+        from components.labeling.landmarks import make_backend
         from components.serving.inputs import Limits, decode_video
 
         torch.set_num_threads(torch_threads)  # same settings as the replica, or the comparison is of thread pools
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from components.model.eulernet import create_model
     from components.inference import build_meta, save_checkpoint
+    from components.model.eulernet import create_model
     from components.serving.app import build_app
     from components.serving.config import ServeConfig
 

@@ -4,9 +4,10 @@
                                                     [--batch 8] [--gpu] [--skip-ray]
 
 Every configuration trains the same EulerNet variant on the same synthetic clips (written once as shards in
-the label stage's layout) for the same number of epochs; the figure is the median over epochs 2.. of
-(training clips / epoch time), so process start-up and the first epoch's warm-up are excluded. Ray Train
-epochs stream the shards through Ray Data (materialised in the object store, as `cache_data: true`).
+the label stage's layout) for the same number of epochs with the same step: the real one,
+``components.training.loop.train_step``, which the plain loop calls directly. The figure is the median over
+epochs 2.. of (training clips / epoch time), so process start-up and the first epoch's warm-up are excluded.
+Ray Train epochs stream the shards through Ray Data (materialised in the object store, as `cache_data: true`).
 With --gpu (a CUDA machine), the plain loop is also timed with and without AMP.
 """
 from __future__ import annotations
@@ -26,11 +27,14 @@ sys.path.insert(0, str(ROOT / "tests" / "flows"))  # the tiny-shard writer the t
 
 
 def plain_loop(frames, maps, args, device: str, amp: bool, threads: int | None) -> float:
+    """The real training step (``components.training.loop.train_step``, as every Ray Train worker runs it)
+    driven by a bare Python loop over in-memory clips: no Ray, no DDP, no data streaming."""
     import torch
 
+    from components.inference import to_model_input
     from components.model import create_model
     from components.model.optim import ranger
-    from components.inference import to_model_input
+    from components.training.loop import train_step
 
     if threads:
         torch.set_num_threads(threads)
@@ -49,13 +53,7 @@ def plain_loop(frames, maps, args, device: str, amp: bool, threads: int | None) 
             idx = order[i:i + args.batch]
             x = to_model_input(frames[idx], (0.5,) * 3, (0.5,) * 3, device)  # (B, T, 3, S, S)
             y = y_all[idx].to(device)  # (B, T, M, M)
-            with torch.autocast(device_type=device, dtype=torch.float16, enabled=amp):
-                pred = model(x)
-            loss = torch.nn.functional.mse_loss(pred.float(), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            train_step(model, x, y, opt, scaler, None, amp, device)  # no LR schedule: constant lr
         if device == "cuda":
             torch.cuda.synchronize()
         rates.append(len(frames) / (time.perf_counter() - t0))
@@ -90,9 +88,9 @@ def main() -> None:
 
     import ray
     import torch
+    from test_train_shards import write_tiny_shards
 
     from components.labeling.shards import load_clips
-    from test_train_shards import write_tiny_shards
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -117,7 +115,7 @@ def main() -> None:
             for amp in ((False, True) if args.gpu else (False,)):
                 rate, wall = ray_train(shards, args, w, args.gpu, amp, tmp)
                 rows.append((f"Ray Train {w} worker{'s' if w > 1 else ''}" + (" AMP" if amp else ""), rate, wall))
-    print(f"| setup | clips/s | x plain | wall s (incl. start-up) |\n|---|---:|---:|---:|")
+    print("| setup | clips/s | x plain | wall s (incl. start-up) |\n|---|---:|---:|---:|")
     for name, rate, wall in rows:
         print(f"| {name} | {rate:.1f} | {rate / base:.2f} | {'' if wall is None else f'{wall:.0f}'} |")
 

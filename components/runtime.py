@@ -53,8 +53,7 @@ def use_mlflow(root: str | os.PathLike = ".") -> str:
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri(root)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    mlflow.set_tracking_uri(uri)  # the registry follows the tracking URI unless one is set on purpose
     return uri
 
 
@@ -80,26 +79,103 @@ def verbose_requested(verbose: bool | None = None) -> bool:
     return os.environ.get("EULERNET_VERBOSE", "").lower() in ("1", "true", "yes")
 
 
+DRIVER_LOG = "eulernet-driver.log"  # the driver's own Ray log records, beside Ray's logs in the session folder
+
+
+class _SessionLogHandler(logging.Handler):
+    """Writes Ray's driver-side log records to ``<session logs>/eulernet-driver.log``; records emitted before
+    ``ray.init`` made the session folder (e.g. the token-authentication notice) wait in a small buffer."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s %(name)s %(filename)s:%(lineno)s -- "
+                                            "%(message)s"))
+        self._file: logging.Handler | None = None
+        self._pending: list[logging.LogRecord] = []
+
+    def open(self, logs_dir: str) -> None:
+        if self._file is not None:
+            return
+        os.makedirs(logs_dir, exist_ok=True)
+        self._file = logging.FileHandler(os.path.join(logs_dir, DRIVER_LOG))
+        self._file.setFormatter(self.formatter)
+        for record in self._pending:
+            self._file.handle(record)
+        self._pending.clear()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._file is not None:
+            self._file.handle(record)
+        elif len(self._pending) < 1000:
+            self._pending.append(record)
+
+
+_session_log = _SessionLogHandler()
+
+
+def ray_logs_dir() -> str:
+    """This process's Ray session log folder (``RAY_LOG_HINT`` when it cannot be asked)."""
+    try:
+        import ray._private.worker as worker
+
+        node = worker._global_node
+        if node is not None:
+            return node.get_logs_dir_path()
+    except Exception:  # a private API: any change in Ray only costs the exact path
+        pass
+    return RAY_LOG_HINT
+
+
+def quiet_ray_console() -> None:
+    """Ray's own log records stop reaching the console below ERROR; its log files keep everything.
+
+    Ray attaches console handlers to ``ray`` (all of Ray Core, Train, Serve) and ``ray.data`` (which also
+    writes ``ray-data.log``): their level is raised rather than the loggers', so the files are not thinned.
+    The driver's ``ray`` records (which have no file of their own) go to ``<session logs>/eulernet-driver.log``.
+    Idempotent; call again after a library attached new handlers.
+    """
+    def console(h: logging.Handler) -> bool:
+        return isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+
+    for name in ["ray", *[n for n in list(logging.Logger.manager.loggerDict) if n.startswith("ray.")]]:
+        logger = logging.getLogger(name)
+        for h in logger.handlers:
+            if console(h):
+                h.setLevel(max(h.level, logging.ERROR))
+        # `ray` itself, and loggers that do not propagate to it with nothing but a console (the driver's
+        # `ray.serve`), write to the driver log file.
+        if (name == "ray" or (not logger.propagate and logger.handlers and all(map(console, logger.handlers)))) \
+                and _session_log not in logger.handlers:
+            logger.addHandler(_session_log)
+
+
 def init_ray(verbose: bool | None = None, **kwargs: Any) -> bool:
     """Join ``RAY_ADDRESS`` or start a local Ray, once. Returns True when Ray runs locally (no cluster).
 
-    Quiet by default: workers' output and Ray's own logs stay in the session's log files (``RAY_LOG_HINT`` on
-    a local run) instead of scrolling past the stage's progress; ``verbose`` streams them to the console.
+    Quiet by default: workers' output and Ray's own logs stay in the session's log files (printed once as
+    ``Ray logs: <folder>``) instead of scrolling past the stage's progress; ``verbose`` streams them to the console.
     """
-    import ray
-
     verbose = verbose_requested(verbose)
+    import ray
+    import ray.data
+
     address = os.environ.get("RAY_ADDRESS") or None
+    if not verbose:
+        quiet_ray_console()  # before ray.init: it logs the token-authentication notice itself
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbose, configure_logging=verbose,
-                 logging_level=logging.INFO if verbose else logging.WARNING, **kwargs)
+        # configure_logging=True keeps the `ray` logger's handlers (False removes them, and Python's last-resort
+        # handler then prints every warning on stderr); quiet_ray_console already set the console one to ERROR.
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose, configure_logging=True,
+                 logging_level=logging.INFO, **kwargs)
+        if not verbose:
+            _session_log.open(ray_logs_dir())
+            print(f"Ray logs: {ray_logs_dir()}", flush=True)
     ctx = ray.data.DataContext.get_current()
     # Stages draw their own progress bars; Ray Data's per-operator bars would interleave with them.
     ctx.enable_progress_bars = verbose
     ctx.print_on_execution_start = verbose
     if not verbose:
-        for name in ("ray", "ray.data", "ray.train", "ray.serve", "ray.tune"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        quiet_ray_console()
     return address is None
 
 
@@ -164,8 +240,89 @@ def configure_logging(verbose: bool | None = None) -> None:
     verbose = verbose_requested(verbose)
     if verbose:
         os.environ["EULERNET_VERBOSE"] = "1"  # Ray workers and subprocesses inherit the choice
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    console = logging.StreamHandler()
+    # The handler's own level too: some libraries set INFO on their module loggers (Great Expectations does).
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[console])
     if not verbose:
+        # MLflow sets its logger's level from this when imported (here and in Ray workers, which inherit it).
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         for name in ("mlflow", "alembic", "filelock", "urllib3", "httpx", "py.warnings"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        _hide_known_warnings()
+
+
+# Known warnings that tell a person running a stage nothing actionable (--verbose shows them): torch on read-only
+# Arrow-backed clip arrays (the model never writes its input), MLflow's pyfunc advice on every registered version.
+KNOWN_WARNINGS = ("The given NumPy array is not writable", "Add type hints to the `predict` method",
+                  "An input example was not provided when logging the model")
+
+
+def _hide_known_warnings() -> None:
+    """Drop ``KNOWN_WARNINGS`` where they are shown rather than with ``warnings.filterwarnings``: MLflow's
+    ``log_model`` re-enables UserWarnings inside its own ``catch_warnings`` (``simplefilter("once")``)."""
+    import warnings
+
+    shown = warnings.showwarning
+    if getattr(shown, "_eulernet", False):
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not any(k in str(message) for k in KNOWN_WARNINGS):
+            shown(message, category, filename, lineno, file, line)
+
+    showwarning._eulernet = True  # type: ignore[attr-defined]
+    warnings.showwarning = showwarning
+
+
+# ---------------------------------------------------------------------------- console
+def header(stage: str, text: str) -> None:
+    """The first line a stage prints, e.g. ``== label: 60 videos -> artifacts/shards (dlib, 2 actors)``."""
+    print(f"== {stage}: {text}", flush=True)
+
+
+def progress_bar(total: int | None, desc: str, unit: str = "it", **kwargs: Any):
+    """A tqdm bar on stderr. On a terminal it is redrawn in place; through a pipe (``dvc repro | tee``) it is
+    still drawn with carriage returns, but at most every few seconds, so a log keeps one line per bar."""
+    import sys
+
+    from tqdm import tqdm
+
+    tty = sys.stderr.isatty()
+    opts = {"mininterval": 0.5 if tty else 3.0, "dynamic_ncols": tty, "ncols": None if tty else 100,
+            "file": sys.stderr, "leave": True, **kwargs}
+    return tqdm(total=total, desc=desc, unit=unit, **opts)
+
+
+class Poller:
+    """``with Poller(fn, every=2.0):`` calls ``fn()`` on a daemon thread every ``every`` seconds while the block
+    runs (a blocking Ray call), and once more at the end. A failing ``fn`` is ignored: progress display must
+    never fail a stage."""
+
+    def __init__(self, fn, every: float = 2.0) -> None:
+        import threading
+
+        self.fn, self.every = fn, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="eulernet-progress", daemon=True)
+
+    def _call(self) -> None:
+        try:
+            self.fn()
+        except Exception:
+            pass
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self._call()
+
+    def __enter__(self) -> "Poller":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._call()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from components.metrics.evaluate import EvalConfig
-    from components.training import TrainConfig
-    from components.runtime import init_ray, provenance_tags, storage_root, tracking_uri
     from components.config import ConfigError, load_section, read_params
+    from components.metrics.evaluate import EvalConfig
+    from components.runtime import init_ray, provenance_tags, storage_root, tracking_uri
+    from components.training import TrainConfig
 
     try:
         params = read_params(args.params)

@@ -8,7 +8,6 @@ every finished step. Details and figures: docs/training.md, "Temporal benchmark"
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 HELP = "held-out temporal benchmark: generate, label, train, evaluate; writes summary.json and table.md"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 # command -> flow module; order is the order shown in --help (pipeline order first).
@@ -51,9 +50,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="EulerNet face anti-spoofing: data, labeling, training, evaluation, registry and serving.",
         epilog="Typical use: `dvc repro` runs ingest..register; `eulernet serve` then serves the champion.",
     )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also stream Ray's own logs and workers' output to the console (default: only "
+                             "in Ray's log files; the env variable EULERNET_VERBOSE=1 does the same)")
+    # Also accepted after the command (`eulernet train --verbose`); SUPPRESS keeps the global value otherwise.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="as `eulernet --verbose <command>`")
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for name in COMMANDS:
-        p = sub.add_parser(name, help=SUMMARIES[name], description=SUMMARIES[name])
+        p = sub.add_parser(name, help=SUMMARIES[name], description=SUMMARIES[name], parents=[common])
         if name == command:
             module = importlib.import_module(COMMANDS[name])
             module.add_arguments(p) if name not in ("promote", "rollback", "register") else \
@@ -62,13 +68,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from components.runtime import quiet_offline_env
+    from components.runtime import configure_logging, quiet_offline_env
 
     quiet_offline_env()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
+    # Once, before any stage imports MLflow or Ray: quiet unless --verbose or EULERNET_VERBOSE=1.
+    configure_logging(True if args.verbose else None)
     module = importlib.import_module(COMMANDS[args.command])
     runner = getattr(module, f"run_{args.command}", None) or module.run
     try:

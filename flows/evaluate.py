@@ -2,7 +2,7 @@
 
 Video-level APCER/BPCER/ACER/HTER/AUC with the threshold chosen on dev (params `evaluate.threshold_rule`) and
 applied to test; per-attack APCER and the worst; breakdowns; ROC/DET; Grad-CAM figures. The checkpoint is not
-modified: the threshold goes to artifacts/eval/threshold.json for `eulernet register`.
+modified: the threshold goes to artifacts/eval/metrics.json (`threshold`) for `eulernet register`.
 """
 from __future__ import annotations
 
@@ -25,20 +25,25 @@ def _pct(v) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from components.metrics.evaluate import EvalConfig, EvaluationError, evaluate_checkpoint
     from components.config import ConfigError, load_section
+    from components.metrics.evaluate import EvalConfig, EvaluationError, evaluate_checkpoint
 
     try:
         cfg = load_section(EvalConfig, "evaluate", args.params)
         if not Path(args.checkpoint).is_file():
             raise FileNotFoundError(f"{args.checkpoint} not found: run `eulernet train` first")
-        report = evaluate_checkpoint(args.checkpoint, args.shards, args.out, cfg)
+        from components.runtime import header
+
+        header("evaluate", f"{args.checkpoint} on the dev and test clips of {args.shards} "
+                           f"(threshold: {cfg.threshold_rule} on dev) -> {args.out}")
+        report = evaluate_checkpoint(args.checkpoint, args.shards, args.out, cfg, progress=True)
     except (ConfigError, EvaluationError, FileNotFoundError, ValueError) as exc:
         print(f"eulernet evaluate: {exc}", file=sys.stderr)
         return 2
     print(f"threshold {report['threshold']:.4f} ({report['threshold_rule']} on dev); test: "
           f"ACER {_pct(report['acer'])}, APCER {_pct(report['apcer'])} (worst {_pct(report.get('apcer_worst'))} "
-          f"{report.get('worst_attack_type') or ''}), BPCER {_pct(report['bpcer'])}, AUC {report.get('auc')}")
+          f"{report.get('worst_attack_type') or ''}), BPCER {_pct(report['bpcer'])}, "
+          f"AUC {'n/a' if report.get('auc') is None else format(report['auc'], '.4f')}")
     if report.get("note"):
         print(f"note: {report['note']}")
     print(f"metrics: {Path(args.out) / 'metrics.json'}")

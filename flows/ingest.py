@@ -25,17 +25,19 @@ def summarize(df) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from components.config import ConfigError, load_section
     from components.data.adapters import IngestConfig, load_dataset
     from components.data.manifest import ManifestError, write_manifest
-    from components.config import ConfigError, load_section
+    from components.runtime import header
 
     try:
         cfg = load_section(IngestConfig, "data", args.params)
+        header("ingest", f"{cfg.adapter} dataset in {cfg.root} -> {args.out}")
         df = load_dataset(cfg)
         write_manifest(df, args.out)
     except (ConfigError, ManifestError, ValueError, OSError) as exc:
         print(f"eulernet ingest: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({cfg.adapter} adapter, root {cfg.root})")
     print(summarize(df))
+    print(f"wrote {args.out}: {len(df)} videos")
     return 0

@@ -9,7 +9,6 @@ Exit 0 when at least one clip was made (skipped videos are listed in artifacts/s
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -20,7 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="params file; reads its `label` section")
     parser.add_argument("--manifest", default="artifacts/manifest.csv", help="manifest written by `eulernet ingest`")
     parser.add_argument("--out", default="artifacts/shards", help="output folder (shards, index, report.csv)")
-    parser.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar over the videos")
+    parser.add_argument("--gates", default="artifacts/quality/summary.json",
+                        help="the `eulernet validate` verdict the manifest must have passed")
+    parser.add_argument("--skip-gates", action="store_true",
+                        help="label data that has not passed validation (recorded beside the shards and in MLflow)")
 
 
 def _resolve(df, manifest: Path, data_root: str | None):
@@ -37,9 +40,9 @@ def _resolve(df, manifest: Path, data_root: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from components.config import ConfigError, load_section, read_params
     from components.data.manifest import ManifestError, read_manifest
     from components.labeling.pipeline import LabelConfig, label_videos
-    from components.config import ConfigError, load_section, read_params
 
     try:
         params = read_params(args.params)
@@ -62,12 +65,26 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
-    from components.runtime import init_ray, shared_storage
+    from components.data.digest import DEFAULT_CACHE, DigestTable
+    from components.quality.gates import GateError, require_passed, write_gate_record
+    from components.runtime import header, init_ray, shared_storage
 
-    init_ray()
+    if not getattr(args, "skip_gates", False):
+        try:
+            require_passed(args.gates, args.manifest)
+        except GateError as exc:
+            print(f"eulernet label: {exc}", file=sys.stderr)
+            return 2
+
     # With shared storage (e.g. s3://bucket/prefix) shards go where every node can read them; else in --out.
     storage = shared_storage()
-    report = label_videos(df, args.out, cfg, progress=not args.no_progress, storage=storage)
+    header("label", f"{len(df)} videos -> {storage + '/shards' if storage else args.out} "
+                    f"({cfg.backend}, {cfg.concurrency} actor{'s' if cfg.concurrency != 1 else ''})")
+    init_ray()
+    digests = DigestTable.read(DEFAULT_CACHE)  # the sha256s `eulernet validate` already computed
+    report = label_videos(df, args.out, cfg, progress=not args.no_progress, storage=storage, digest_table=digests)
+    digests.write(DEFAULT_CACHE)
+    write_gate_record(args.out, args.manifest, passed=not getattr(args, "skip_gates", False))
     print(report.summary())
     print(f"report: {Path(args.out) / 'report.csv'}")
     if report.n_clips == 0:

@@ -31,13 +31,13 @@ def _parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
 
 
 def run(args) -> int:
-    from components.data.video import VideoError
-    from components.labeling.clips import LabelingError
     from mlflow.exceptions import MlflowException
 
+    from components.config import ConfigError, load_section
+    from components.data.video import VideoError
+    from components.labeling.clips import LabelingError
     from components.registry.registry import RegistryError
     from components.serving.config import ServeConfig
-    from components.config import ConfigError, load_section
 
     try:
         cfg = load_section(ServeConfig, "serve", args.params) if os.path.isfile(args.params) else ServeConfig()

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -41,8 +42,8 @@ add_arguments = add_register_arguments
 
 
 def _cfg(args):
-    from components.registry.registry import RegisterConfig
     from components.config import load_section
+    from components.registry.registry import RegisterConfig
 
     cfg = load_section(RegisterConfig, "register", args.params)
     return cfg, args.model_name or cfg.model_name
@@ -54,21 +55,76 @@ def _test_metrics(path: Path) -> dict:
     return report["test"] if isinstance(report.get("test"), dict) else report
 
 
+def _test_data_hash(metrics_path: Path, shards: str) -> str | None:
+    """What the test metrics were computed on: metrics.json's ``test_data_hash`` when evaluate recorded one,
+    else a sha256 of the test rows of the shards' index.csv. None (with a warning) when neither exists: such a
+    version is never compared with another, only ``promote --force`` installs it over a champion."""
+    from components.registry.registry import RegistryError, hash_test_data
+
+    recorded = json.loads(metrics_path.read_text()).get("test_data_hash")
+    if recorded:
+        return str(recorded)
+    try:
+        return hash_test_data(Path(shards) / "index.csv")
+    except RegistryError as exc:
+        print(f"eulernet register: warning: no test-data hash ({exc}); this version is compared with no other",
+              file=sys.stderr)
+        return None
+
+
+def _threshold(path: Path) -> float:
+    """The operating point evaluate chose on dev: the one source of a registered model's threshold."""
+    threshold = json.loads(path.read_text()).get("threshold")
+    if threshold is None:
+        raise KeyError(f"{path} has no dev-chosen 'threshold' (re-run `eulernet evaluate`)")
+    return float(threshold)
+
+
+class _DropNotices(io.TextIOBase):
+    """stderr minus MLflow's "Successfully registered model ..." / "Created version ..." notices (MLflow prints
+    them straight to stderr; our next line says the same). Everything else passes through."""
+
+    NOTICES = ("Successfully registered model ", "Created version ")
+
+    def __init__(self, target) -> None:
+        self.target, self._dropped = target, False
+
+    def write(self, text: str) -> int:
+        if text.startswith(self.NOTICES) or (self._dropped and text == "\n"):
+            self._dropped = text != "\n"
+            return len(text)
+        self._dropped = False
+        return self.target.write(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+def _mlflow_notices():
+    from components.runtime import verbose_requested
+
+    return contextlib.nullcontext() if verbose_requested() else contextlib.redirect_stderr(_DropNotices(sys.stderr))
+
+
 def run_register(args) -> int:
     from mlflow.exceptions import MlflowException
 
-    from components.registry.registry import RegistryError, promote, register
     from components.config import ConfigError
+    from components.registry.registry import RegistryError, promote, register
+    from components.runtime import header
 
     try:
         cfg, name = _cfg(args)
+        promote_note = f", then champion if its test {cfg.metric} is at least as good" \
+            if cfg.auto_promote and not args.no_promote else ""
+        header("register", f"{cfg.checkpoint} -> MLflow model '{name}' as candidate{promote_note}")
         metrics = _test_metrics(Path(cfg.metrics))
-        th_path = Path(cfg.threshold)
-        threshold = json.loads(th_path.read_text())["threshold"] if th_path.is_file() else \
-            json.loads(Path(cfg.metrics).read_text()).get("threshold")
+        threshold = _threshold(Path(cfg.metrics))
+        data_hash = _test_data_hash(Path(cfg.metrics), cfg.shards)
         _tracking()
-        version = register(cfg.checkpoint, name, metrics, threshold=threshold, experiment=cfg.experiment,
-                           tags={"threshold_source": "dev"})
+        with _mlflow_notices():
+            version = register(cfg.checkpoint, name, metrics, threshold=threshold, experiment=cfg.experiment,
+                               tags={"threshold_source": "dev"}, test_data_hash=data_hash)
         print(f"registered {name} v{version} as 'candidate' (threshold {threshold})")
         decision = None
         if cfg.auto_promote and not args.no_promote:
@@ -87,19 +143,18 @@ def _write_registered(out: str, name: str, version: str, decision) -> None:
 
     rm = MlflowClient().get_registered_model(name)
     aliases = {a: str(v) for a, v in (rm.aliases or {}).items()}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps({
-        "name": name, "version": version, "aliases": aliases, "champion_version": aliases.get("champion"),
-        "decision": decision.to_dict() if decision else None,
-    }, indent=2) + "\n")
+    from components.files import write_json
+
+    write_json(out, {"name": name, "version": version, "aliases": aliases,
+                     "champion_version": aliases.get("champion"), "decision": decision.to_dict() if decision else None})
     print(f"wrote {out}")
 
 
 def run_promote(args) -> int:
     from mlflow.exceptions import MlflowException
 
-    from components.registry.registry import RegistryError, promote
     from components.config import ConfigError
+    from components.registry.registry import RegistryError, promote
 
     try:
         cfg, name = _cfg(args)
@@ -115,8 +170,8 @@ def run_promote(args) -> int:
 def run_rollback(args) -> int:
     from mlflow.exceptions import MlflowException
 
-    from components.registry.registry import RegistryError, rollback
     from components.config import ConfigError
+    from components.registry.registry import RegistryError, rollback
 
     try:
         cfg, name = _cfg(args)

@@ -46,14 +46,19 @@ def run(args) -> int:
         return 2
     from ray import serve
 
-    from components.runtime import init_ray, use_mlflow
+    from components.runtime import header, init_ray, quiet_ray_console, use_mlflow, verbose_requested
     from components.serving.app import build_app
 
+    model = args.checkpoint or f"models:/{cfg.model_name}@{cfg.alias}"
+    smoke = f" (smoke test: POST {os.path.basename(args.smoke_test)}, then shut down)" if args.smoke_test else ""
+    header("serve", f"{model} on http://{cfg.host}:{cfg.port}{cfg.route_prefix}{smoke}")
     tracking_uri = use_mlflow()
     local = init_ray()
     serve.start(http_options={**serve_file.http_options, "host": cfg.host, "port": cfg.port})
     app = build_app(cfg.model_name, tracking_uri, cfg, checkpoint=args.checkpoint,
                     deployment_options=serve_file.deployment)
+    if not verbose_requested():
+        quiet_ray_console()  # serve.start configured Serve's driver-side logger anew
     try:
         serve.run(app, name="eulernet", route_prefix=cfg.route_prefix)
     except Exception as exc:  # replica constructor errors (no champion, bad checkpoint) surface here
@@ -87,7 +92,7 @@ def _smoke_test(url: str, video: str) -> int:
         body = resp.json()
         print(f"POST {url}/v1/liveness {os.path.basename(video)} -> {resp.status_code}")
         print(json.dumps({k: body.get(k) for k in ("decision", "score", "threshold", "model", "latency_ms", "error",
-                                                   "detail") if k in body}, indent=2))
+                                                   "detail") if k in body}))
         return 0 if resp.status_code == 200 and "score" in body else 1
     finally:
         serve.shutdown()

@@ -6,66 +6,80 @@ training_curves.png. `--resume NAME` continues an interrupted run from its last 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
 from pathlib import Path
 
 HELP = "train EulerNet with Ray Train, tracked in MLflow"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="params file; reads `train` (and `label` crop info)")
+    parser.add_argument("--params", default="params.yaml", help="params file (section `train`); how the shards were cut comes from the shards")
     parser.add_argument("--shards", default="artifacts/shards", help="labeled shards from `eulernet label`")
     parser.add_argument("--out", default="artifacts/model", help="output folder")
     parser.add_argument("--resume", metavar="RUN_NAME", help="continue this interrupted Ray Train run")
     parser.add_argument("--experiment", default="eulernet", help="MLflow experiment name")
+    parser.add_argument("--gates", default="artifacts/quality/summary.json",
+                        help="the `eulernet validate` verdict the shards' manifest must have passed")
+    parser.add_argument("--skip-gates", action="store_true",
+                        help="train on data that has not passed validation (recorded as an MLflow tag)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from components.labeling.pipeline import LabelConfig
-    from components.training import TrainConfig
-    from components.runtime import init_ray, provenance_tags, storage_root, tracking_uri
     from components.config import ConfigError, load_section, read_params
+    from components.runtime import header, init_ray, provenance_tags, storage_root, tracking_uri
+    from components.training import TrainConfig
 
     try:
         params = read_params(args.params)
         cfg = load_section(TrainConfig, "train", params)
-        label = load_section(LabelConfig, "label", params) if "label" in params else LabelConfig()
     except ConfigError as exc:
         print(f"eulernet train: {exc}", file=sys.stderr)
         return 2
     if not (Path(args.shards) / "index.csv").is_file():
         print(f"eulernet train: no shards in {args.shards}: run `eulernet label` first", file=sys.stderr)
         return 2
-    # Crop size and clip length come from the shards themselves (fit reads them); the rest of the clip
-    # layout and the landmark backend from the label section, so serving crops exactly like labeling did.
-    meta = {"clip_interval": label.clip_interval, "clips_per_video": label.clips_per_video,
-            "landmark_backend": label.backend, "landmark_options": dict(label.backend_options),
-            "face_fraction": label.face_fraction, "max_side": label.max_side}
-    tags = provenance_tags("train")
+    from components.quality.gates import GateError, require_shards_passed
 
+    skip = bool(getattr(args, "skip_gates", False))
+    try:
+        if not skip:
+            require_shards_passed(args.shards, args.gates)
+    except GateError as exc:
+        print(f"eulernet train: {exc}", file=sys.stderr)
+        return 2
+    tags = {**provenance_tags("train"), "data_gates": "skipped" if skip else "passed"}
+
+    from components.files import write_csv, write_json
     from components.metrics.plots import plot_training_curves
     from components.training import TrainingError, copy_best, fit
+    from components.training.driver import resumable_run_name
+    from components.training.progress import EpochProgress
 
-    init_ray()
     storage = storage_root() + "/ray_runs"
-    run_name = args.resume or f"{cfg.variant}-{time.strftime('%Y%m%d-%H%M%S')}"
+    uri = tracking_uri()
+    # Same params + same shards -> same run: a killed `dvc repro` continues where its last checkpoint was.
+    run_name = args.resume or resumable_run_name(cfg, args.shards, storage, uri, args.experiment)
+    header("train", f"{cfg.variant} (width {cfg.width}), {cfg.epochs} epochs, {cfg.num_workers} Ray Train "
+                    f"worker{'s' if cfg.num_workers != 1 else ''}, run {run_name}{' (resumed)' if args.resume else ''} "
+                    f"-> {args.out}")
+    init_ray()
     try:
-        result = fit(cfg, args.shards, storage, run_name, experiment=args.experiment, tracking_uri=tracking_uri(),
-                     tags=tags, meta=meta)
+        with EpochProgress(uri, cfg.epochs) as progress:  # an epoch bar fed from the MLflow run
+            result = fit(cfg, args.shards, storage, run_name, experiment=args.experiment, tracking_uri=uri,
+                         tags=tags, on_start=progress.start)
     except TrainingError as exc:
         print(f"eulernet train: {exc}\nresume with: eulernet train --resume {run_name}", file=sys.stderr)
         return 1
     out = Path(args.out)
     copy_best(result, out / "checkpoint.pt")
-    result.history.to_csv(out / "history.csv", index=False)
+    write_csv(result.history, out / "history.csv")
     plot_training_curves({cfg.variant: result.history}, out / "training_curves.png")
     summary = {**{k: v for k, v in result.best.items() if k.startswith(("dev_", "train_loss", "epoch"))},
                "best_epoch": result.best.get("epoch"), "mlflow_run_id": result.run_id, "ray_run": result.run_path,
                "resumed_from": result.resumed_from, **tags}
-    (out / "train_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"best epoch {summary['best_epoch']}: dev ACER {summary.get('dev_acer')}, "
-          f"checkpoint {out / 'checkpoint.pt'}, MLflow run {result.run_id}")
+    write_json(out / "train_metrics.json", summary)
+    acer = summary.get("dev_acer")
+    print(f"best epoch {summary['best_epoch']}/{cfg.epochs}: dev ACER "
+          f"{'n/a' if acer is None else f'{100 * acer:.2f}%'}, checkpoint {out / 'checkpoint.pt'}, "
+          f"MLflow run {result.run_id}")
     return 0

@@ -6,7 +6,6 @@ expectation and the offending groups when a gate fails, 2 on bad configuration o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,26 +21,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from components.config import ConfigError, load_section
+    from components.data.digest import DEFAULT_CACHE, DigestTable
     from components.data.manifest import ManifestError
     from components.quality.gates import GateConfig, run_gates
-    from components.config import ConfigError, load_section
+    from components.runtime import header
 
     try:
         cfg = load_section(GateConfig, "validate", args.params)
+        header("validate", f"Great Expectations gates on {args.manifest}"
+                           f"{' (decoding every video)' if cfg.check_videos else ''} -> {args.out}")
         if not Path(args.manifest).is_file():
             raise ManifestError(f"{args.manifest} not found (run `eulernet ingest` first)")
         # Raw read, not read_manifest: schema problems must reach the gates and be reported, not raise here.
         df = pd.read_csv(args.manifest, dtype=str, keep_default_na=False)
         out = Path(args.out)
-        report = run_gates(df, cfg, data_root=".", docs_dir=out / "data_docs")
+        digests = DigestTable.read(DEFAULT_CACHE)
+        report = run_gates(df, cfg, data_root=".", docs_dir=out / "data_docs", digests=digests)
+        digests.write(DEFAULT_CACHE)  # labeling keys its cache on the same sha256s: hash each video once
     except (ConfigError, ManifestError, OSError) as exc:
         print(f"eulernet validate: {exc}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.txt").write_text(report.summary + "\n")
-    (out / "summary.json").write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
-    print(report.summary)
-    print(f"\nData Docs: {out / 'data_docs' / 'index.html'}")
+    from components.files import write_json, write_text
+    from components.quality.gates import manifest_digest
+
+    write_text(out / "summary.txt", report.summary + "\n")
+    # The verdict names the exact manifest it judged: label and train refuse data it does not cover.
+    write_json(out / "summary.json", {**report.to_json(), "manifest_sha256": manifest_digest(args.manifest)})
+    # The console gets the verdict; the tables (devices, scenes, splits) are in summary.txt and the Data Docs.
+    print(report.summary.splitlines()[0])
+    print(f"details: {out / 'summary.txt'}, Data Docs: {out / 'data_docs' / 'index.html'}")
     if not report.success:
         print(f"eulernet validate: {len(report.failures)} expectation(s) failed:", file=sys.stderr)
         for f in report.failures:

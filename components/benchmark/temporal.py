@@ -23,9 +23,10 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -232,11 +233,9 @@ def train_row(cfg: TemporalBenchmarkConfig, row: str, seed: int, out: Path, trac
             log(f"  {row} seed {seed}: cached ({run_dir})")
             return prev
     t0 = time.perf_counter()
-    meta = {"clip_interval": lcfg.clip_interval, "clips_per_video": lcfg.clips_per_video,
-            "landmark_backend": lcfg.backend, "face_fraction": lcfg.face_fraction, "max_side": lcfg.max_side}
     res = fit(tcfg, out / "shards", str((out / "ray_runs").resolve()), f"{row}-s{seed}-{key}",
               experiment="eulernet-benchmark-temporal", tracking_uri=tracking_uri,
-              tags={"benchmark": "temporal", "setting": cfg.setting, "row": row, "seed": str(seed)}, meta=meta)
+              tags={"benchmark": "temporal", "setting": cfg.setting, "row": row, "seed": str(seed)})
     train_s = time.perf_counter() - t0
     report = evaluate_checkpoint(res.best_checkpoint_path, out / "shards", run_dir, EvalConfig(gradcam_clips=0))
     res.history.to_csv(run_dir / "history.csv", index=False)

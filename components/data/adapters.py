@@ -28,6 +28,10 @@ class IngestConfig:
     csv: str = ""  # generic: the CSV (absolute, or relative to the current directory); default root/labels.csv
     protocol: int = 1  # oulu: 1-4
     fold: int | None = None  # oulu: 1-6 for protocols 3 and 4
+    # Video paths must resolve (symlinks followed) inside ``root``; true accepts absolute, ``..`` and symlinked
+    # paths that leave it (e.g. a DVC cache of link type symlink). Off: a CSV cannot point ingest (and, with
+    # EULERNET_STORAGE set, the upload to the shared bucket) at arbitrary files.
+    allow_outside_root: bool = False
 
     def __post_init__(self):
         if self.adapter not in ("sample", "generic", "oulu"):
@@ -43,9 +47,20 @@ def _join(root: str | Path, rel: str) -> str:
     return p.as_posix() if p.is_absolute() else (Path(root) / p).as_posix()
 
 
+def _outside_root(root: str | Path, path: str | Path) -> str | None:
+    """Why ``path`` (as joined by :func:`_join`) leaves the dataset ``root`` once ``..`` and symlinks are resolved,
+    or None when it stays inside."""
+    real_root, real = Path(root).resolve(), Path(path).resolve()
+    if real.is_relative_to(real_root):
+        return None
+    return (f"path {str(path)!r} resolves to {real}, outside the dataset root {real_root} (an absolute path, '..' "
+            f"or a symlink leaving it); set data.allow_outside_root: true in params.yaml to accept such paths")
+
+
 # ------------------------------------------------------------------------------------------------ sample
-def from_sample(root: str | Path) -> pd.DataFrame:
-    """A dataset in manifest form already (the embedded sample, or `eulernet generate` output)."""
+def from_sample(root: str | Path, allow_outside_root: bool = False) -> pd.DataFrame:
+    """A dataset in manifest form already (the embedded sample, or `eulernet generate` output). Its paths must
+    stay inside ``root`` unless ``allow_outside_root``."""
     from components.data.manifest import read_manifest
 
     path = Path(root) / "manifest.csv"
@@ -54,6 +69,11 @@ def from_sample(root: str | Path) -> pd.DataFrame:
                             f"(the embedded sample: `dvc pull data.dvc`; your own: `eulernet generate --out {root}`)")
     df = read_manifest(path)
     df["path"] = [_join(root, p) for p in df["path"]]
+    if not allow_outside_root:
+        outside = [f"line {i + 2}: {why}" for i, p in enumerate(df["path"]) if (why := _outside_root(root, p))]
+        if outside:
+            raise ManifestError(f"{path}: {len(outside)} path(s) outside the dataset root:\n  - "
+                                + "\n  - ".join(outside[:20]))
     return df
 
 
@@ -71,10 +91,12 @@ _ATTACK_ALIASES = {
 }
 
 
-def from_generic_csv(root: str | Path, csv_path: str | Path | None = None) -> pd.DataFrame:
+def from_generic_csv(root: str | Path, csv_path: str | Path | None = None,
+                     allow_outside_root: bool = False) -> pd.DataFrame:
     """A folder of videos plus a CSV describing them (columns documented in docs/data.md).
 
-    Required: path (relative to ``root``, or absolute), subject_id, device, scene, attack_type.
+    Required: path (relative to ``root``; it must resolve inside ``root``, symlinks followed, unless
+    ``allow_outside_root``), subject_id, device, scene, attack_type.
     Optional: video_id (default: the file name without suffix), os (android/ios/other; default other),
     label (1 live / 0 attack; when given it must agree with attack_type), split (train/dev/test; when the
     column is absent, subjects are assigned 3:1:1 in sorted order), source, meta.
@@ -120,6 +142,11 @@ def from_generic_csv(root: str | Path, csv_path: str | Path | None = None) -> pd
         for col in ("path", "subject_id", "device", "scene"):
             if not r[col].strip():
                 problems.append(f"line {line}: {col} is empty")
+        if r["path"].strip() and not allow_outside_root:
+            why = _outside_root(root, _join(root, r["path"].strip()))
+            if why:
+                problems.append(f"line {line}: {why}")
+                continue
         meta = r.get("meta", "")
         if unknown_cols:
             extra = {c: r[c] for c in unknown_cols if r[c] != ""}
@@ -179,12 +206,14 @@ def oulu_protocol_files(root: str | Path, protocol: int, fold: int | None = None
     return {split: base / f"{stem}{suffix}.txt" for split, stem in _SPLIT_FILES.items()}
 
 
-def from_oulu_npu(root: str | Path, protocol: int, fold: int | None = None) -> pd.DataFrame:
+def from_oulu_npu(root: str | Path, protocol: int, fold: int | None = None,
+                  allow_outside_root: bool = False) -> pd.DataFrame:
     """OULU-NPU: videos anywhere under ``root`` (normally {Train,Dev,Test}_files/), splits from the protocol lists.
 
     Lines read ``+1,1_1_01_1`` (live) or ``-1,...`` / ``-2,...`` (attack; test lists use -1 print, -2 replay).
     The attack type comes from the file's access-type digit (1 live, 2-3 print, 4-5 replay) and must agree
     with the line's sign (and with -2 = replay where used). Phone -> device (all Android), session -> scene.
+    A video symlinked from outside ``root`` is refused unless ``allow_outside_root``.
     """
     root = Path(root)
     files = oulu_protocol_files(root, protocol, fold)
@@ -223,6 +252,10 @@ def from_oulu_npu(root: str | Path, protocol: int, fold: int | None = None) -> p
                 continue
             path = index[name]
             rel = path.relative_to(root).as_posix()
+            why = None if allow_outside_root else _outside_root(root, path)
+            if why:
+                problems.append(f"{where}: {why}")
+                continue
             meta = {"protocol": protocol, "fold": fold, "phone": info["phone"], "session": info["session"],
                     "user": info["user"], "access": info["access"], "code": code}
             rows.append({"video_id": name, "path": _join(root, rel), "subject_id": f"oulu_{info['user']:02d}",
@@ -245,7 +278,7 @@ def from_oulu_npu(root: str | Path, protocol: int, fold: int | None = None) -> p
 def load_dataset(cfg: IngestConfig) -> pd.DataFrame:
     """Dispatch on ``cfg.adapter``."""
     if cfg.adapter == "sample":
-        return from_sample(cfg.root)
+        return from_sample(cfg.root, cfg.allow_outside_root)
     if cfg.adapter == "generic":
-        return from_generic_csv(cfg.root, cfg.csv or None)
-    return from_oulu_npu(cfg.root, cfg.protocol, cfg.fold)
+        return from_generic_csv(cfg.root, cfg.csv or None, cfg.allow_outside_root)
+    return from_oulu_npu(cfg.root, cfg.protocol, cfg.fold, cfg.allow_outside_root)

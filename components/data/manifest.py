@@ -7,6 +7,8 @@ import pandas as pd
 
 COLUMNS = ["video_id", "path", "subject_id", "device", "os", "scene", "attack_type", "label", "split", "source", "meta"]
 REQUIRED = COLUMNS[:9]
+# The per-video metadata that travels with every labeled clip (shards) and every score table (evaluation).
+META_COLUMNS = ["video_id", "split", "label", "attack_type", "device", "scene", "subject_id"]
 ATTACK_TYPES = ("live", "print", "replay", "certificate", "ai_dynamic", "mask", "other")
 SPLITS = ("train", "dev", "test")
 OS_VALUES = ("android", "ios", "other")
@@ -63,9 +65,9 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 
 
 def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    check_manifest(df).to_csv(path, index=False)
+    from components.files import write_csv
+
+    write_csv(check_manifest(df), path)
 
 
 def resolve_paths(df: pd.DataFrame, root: str | Path) -> pd.DataFrame:

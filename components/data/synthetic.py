@@ -183,7 +183,7 @@ class Identity:
     images: tuple[FaceImage, ...]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_identities() -> tuple[Identity, ...]:
     """Every bundled identity, from ``components/data/faces/faces.json`` (package data)."""
     from importlib import resources
@@ -205,8 +205,9 @@ _image_cache: dict[str, np.ndarray] = {}
 def load_face_image(file: str) -> np.ndarray:
     """A stored face image as (H, W, 3) uint8 RGB."""
     if file not in _image_cache:
-        import cv2
         from importlib import resources
+
+        import cv2
 
         buf = np.frombuffer(resources.files("components.data.faces").joinpath(file).read_bytes(), np.uint8)
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)

@@ -12,8 +12,9 @@ Everything except ``format``, ``model_config``, ``state_dict`` and ``extra`` is 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

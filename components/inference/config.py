@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from components.model.eulernet import LABEL_TYPES, VARIANTS
 
@@ -58,8 +59,9 @@ class InferenceConfig:
             raise CheckpointError(f"mean/std need 3 values with std > 0, got {mean}, {std}")
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
-        if self.clip_len < 1 or self.clip_interval < 1:
-            raise CheckpointError(f"clip length/interval must be >= 1, got {self.clip_len}, {self.clip_interval}")
+        if self.clip_len < 2 or self.clip_interval < 1:
+            raise CheckpointError(f"clip length must be >= 2 (EulerNet reads change between frames) and clip "
+                                  f"interval >= 1, got {self.clip_len}, {self.clip_interval}")
         if self.clips_per_video is not None and self.clips_per_video < 1:
             raise CheckpointError(f"clips_per_video must be >= 1 or None, got {self.clips_per_video}")
         if self.threshold is not None:

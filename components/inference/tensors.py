@@ -5,7 +5,8 @@ normalise crops or reduce a map to a score, so the paths cannot drift apart.
 """
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,7 +18,10 @@ def to_model_input(
     crops: np.ndarray | torch.Tensor, mean: Sequence[float], std: Sequence[float], device: str | torch.device = "cpu"
 ) -> torch.Tensor:
     """uint8 RGB crops ``(N, T, S, S, 3)`` -> normalised float ``(N, T, 3, S, S)``: ((x / 255) - mean) / std."""
-    x = torch.as_tensor(np.ascontiguousarray(crops) if isinstance(crops, np.ndarray) else crops)
+    if isinstance(crops, np.ndarray):
+        # Arrays read from Parquet/Arrow are read-only views; torch must not alias memory it may not write.
+        crops = np.ascontiguousarray(crops) if crops.flags.writeable else np.array(crops, copy=True)
+    x = torch.as_tensor(crops)
     if x.dim() != 5 or x.shape[-1] != 3:
         raise ValueError(f"crops must be (N, T, S, S, 3) RGB, got {tuple(x.shape)}")
     if x.dtype != torch.uint8:

@@ -22,6 +22,7 @@ pyarrow filesystems. Without ``storage`` (single machine, or a shared mount) wor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -33,12 +34,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.data.digest import DigestTable
+from components.data.manifest import META_COLUMNS
+from components.files import write_csv, write_json
+
 from .clips import LabelingError, extract_clips
 from .landmarks import BACKENDS, make_backend
 from .shards import is_uri, join, storage_fs
 
 LABEL_FORMAT = 1  # bump when the row content changes for the same config, to invalidate caches
-META_COLUMNS = ["video_id", "split", "label", "attack_type", "device", "scene", "subject_id"]
 TENSOR_COLUMNS = ["frames", "location_map", "binary_mask", "depth_map", "points"]
 LEDGER_COLUMNS = ["cache_key", "status", "reason", "detail", "clips", "frames_no_face", "max_faces", "n_frames",
                   "files", "run"]
@@ -72,8 +76,9 @@ class LabelConfig:
                           f"got {self.crop_size}")
         if not 0.1 <= self.face_fraction <= 1.0:
             errors.append(f"face_fraction must be in [0.1, 1], got {self.face_fraction}")
-        if self.clip_len < 1 or self.clip_interval < 1:
-            errors.append(f"clip_len and clip_interval must be >= 1, got {self.clip_len}, {self.clip_interval}")
+        if self.clip_len < 2 or self.clip_interval < 1:
+            errors.append(f"clip_len must be >= 2 (EulerNet reads change between frames) and clip_interval >= 1, "
+                          f"got {self.clip_len}, {self.clip_interval}")
         if self.clips_per_video is not None and self.clips_per_video < 1:
             errors.append(f"clips_per_video must be >= 1 or null, got {self.clips_per_video}")
         if self.max_side is not None and self.max_side < 64:
@@ -101,6 +106,7 @@ class LabelConfig:
         speed_only = {"concurrency", "batch_size", "num_cpus_per_worker"}
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in speed_only}
         d["format"] = LABEL_FORMAT
+        d["code"] = labeling_code_version()
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -131,6 +137,37 @@ class LabelReport:
             ids = ", ".join(group["video_id"].astype(str).head(5)) + (" ..." if len(group) > 5 else "")
             lines.append(f"  skipped ({reason}): {len(group)} [{ids}]")
         return "\n".join(lines)
+
+
+LABEL_CONFIG_FILE = "label_config.json"
+# The code that decodes, finds faces, crops and draws labels: a change to any of these relabels (cache keys
+# change). Row-layout changes in this file bump LABEL_FORMAT instead, so progress or I/O edits keep the cache.
+LABEL_CODE = ("components/data/video.py", "components/data/clips.py", "components/labeling/clips.py",
+              "components/labeling/crop.py", "components/labeling/landmarks.py", "components/labeling/maps.py")
+
+
+@functools.lru_cache(maxsize=1)
+def labeling_code_version() -> str:
+    """sha256 over the source of ``LABEL_CODE``: the decode/crop/label code version in every cache key."""
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for rel in LABEL_CODE:
+        h.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def write_label_config(out_dir: str | Path, cfg: LabelConfig) -> Path:
+    """Record how these shards were cut beside them: training reads it back, so the landmark and clip settings
+    reach the checkpoint (and serving) from the data itself, whoever calls ``fit``."""
+    return write_json(Path(out_dir) / LABEL_CONFIG_FILE, dataclasses.asdict(cfg))
+
+
+def read_label_config(out_dir: str | Path) -> LabelConfig | None:
+    """The LabelConfig the shards in ``out_dir`` were made with, or None for shards written without one."""
+    path = Path(out_dir) / LABEL_CONFIG_FILE
+    if not path.is_file():
+        return None
+    return LabelConfig(**json.loads(path.read_text()))
 
 
 def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -176,7 +213,7 @@ class LabelWorker:
     Every error of one video becomes its marker row; nothing raised here would be worth failing the stage for.
     """
 
-    def __init__(self, cfg: LabelConfig):
+    def __init__(self, cfg: LabelConfig, progress: Any = None):
         import cv2
 
         # One OpenCV/BLAS thread per worker: parallelism comes from Ray actors. Ray already sets OMP_NUM_THREADS=1
@@ -190,6 +227,7 @@ class LabelWorker:
         except ImportError:
             pass
         self.cfg = cfg
+        self.progress = progress  # a _Progress actor handle: the driver's bar counts videos as they finish
         self.backend = make_backend(cfg.backend, **cfg.backend_options)
 
     def _read(self, path: str) -> np.ndarray:
@@ -266,6 +304,8 @@ class LabelWorker:
             cols["cache_key"].extend([row["cache_key"]] * n)
             for k in META_COLUMNS:
                 cols[k].extend([row[k]] * n)
+            if self.progress is not None:
+                self.progress.add.remote(1)  # fire and forget
         out = {k: np.stack(v) for k, v in cols.items() if k in TENSOR_COLUMNS}
         out["frames"] = out["frames"].astype(np.uint8)  # (N, T, S, S, 3)
         for k in ("location_map", "binary_mask", "depth_map", "points"):
@@ -337,40 +377,114 @@ def _summarise_run(out: Path, run_dir: str, run: str) -> pd.DataFrame:
     return pd.DataFrame(recs, columns=LEDGER_COLUMNS)
 
 
+def _recover(out: Path, shard_root: str, ledger: pd.DataFrame) -> pd.DataFrame:
+    """Salvage what an interrupted run (a SIGKILL mid-labeling) already wrote, so the rerun resumes there.
+
+    Run folders the ledger does not know were cut short: every Parquet file in them that reads back whole is
+    summarised into the ledger (its videos are not labeled again); a file that does not read (half-written) and
+    a folder left with nothing are deleted as orphans, and the ledger is written atomically before labeling goes on.
+    """
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    fs, base = storage_fs(join(shard_root, "data"))
+    known = set(ledger["run"].astype(str))
+    runs = [i for i in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+            if i.type == pafs.FileType.Directory and i.base_name not in known]
+    recovered = []
+    for info in runs:
+        files = [f for f in fs.get_file_info(pafs.FileSelector(info.path)) if f.type == pafs.FileType.File]
+        for f in files:
+            try:
+                pq.read_metadata(f.path, filesystem=fs)
+            except Exception:  # truncated footer: the writer was killed mid-file
+                fs.delete_file(f.path)
+        run_dir = join(shard_root, "data", info.base_name)
+        rows = _summarise_run(out, run_dir, info.base_name)
+        if rows.empty:
+            fs.delete_dir(info.path)
+        else:
+            recovered.append(rows)
+    if not recovered:
+        return ledger
+    ledger = pd.concat([ledger, *recovered], ignore_index=True).drop_duplicates("cache_key", keep="last")
+    write_csv(ledger, out / "ledger.csv")
+    return ledger
+
+
+class _Progress:
+    """A tiny Ray actor: labeling workers add one per finished video, the driver's progress bar reads it."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int) -> None:
+        self.n += k
+
+    def get(self) -> int:
+        return self.n
+
+
 def _run_ray(todo: pd.DataFrame, out: Path, shard_root: str, cfg: LabelConfig, progress: bool) -> pd.DataFrame:
+    import contextlib
+
+    import ray
     import ray.data
+
+    from components.runtime import Poller, progress_bar
 
     run = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     run_dir = join(shard_root, "data", run)
     ctx = ray.data.DataContext.get_current()
     saved = ctx.enable_progress_bars
-    ctx.enable_progress_bars = progress
+    counter = bar = None
+    if progress:  # one bar over videos (Ray Data's per-operator bars stay as the Ray setup chose)
+        counter = ray.remote(num_cpus=0)(_Progress).remote()
+        bar = progress_bar(len(todo), "label", unit="video")
+
+        def poll() -> None:
+            done = min(len(todo), int(ray.get(counter.get.remote(), timeout=10)))
+            if done > bar.n:
+                bar.update(done - bar.n)
+    else:
+        ctx.enable_progress_bars = False
     try:
         # One input block per batch: an actor pool only spreads work over actors block by block.
         blocks = [todo.iloc[i:i + cfg.batch_size].reset_index(drop=True) for i in range(0, len(todo), cfg.batch_size)]
         ds = ray.data.from_pandas(blocks).map_batches(
-            LabelWorker, fn_constructor_kwargs={"cfg": cfg}, batch_size=cfg.batch_size, batch_format="pandas",
+            LabelWorker, fn_constructor_kwargs={"cfg": cfg, "progress": counter}, batch_size=cfg.batch_size,
+            batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=min(cfg.concurrency, len(blocks))),
             num_cpus=cfg.num_cpus_per_worker)
         # Writes reserve no CPU: with one actor per core (the usual sizing) a 1-CPU write task would wait for
         # every actor to finish, holding all labeled blocks in the object store meanwhile. Parquet encoding
         # is cheap next to landmarking, so sharing the cores costs little.
-        ds.write_parquet(run_dir, ray_remote_args={"num_cpus": 0},
-                         concurrency=min(cfg.concurrency, len(blocks)))
+        with Poller(poll, every=1.0) if bar is not None else contextlib.nullcontext():
+            ds.write_parquet(run_dir, ray_remote_args={"num_cpus": 0},
+                             concurrency=min(cfg.concurrency, len(blocks)))
+        if bar is not None:
+            bar.update(len(todo) - bar.n)  # every video was handled (a failed one is a marker row)
     finally:
         ctx.enable_progress_bars = saved
+        if bar is not None:
+            bar.close()
+        if counter is not None:
+            ray.kill(counter)
     return _summarise_run(out, run_dir, run)
 
 
 def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfig,
-                 progress: bool = True, storage: str | None = None) -> LabelReport:
+                 progress: bool = True, storage: str | None = None,
+                 digest_table: DigestTable | None = None) -> LabelReport:
     """Label the manifest's videos (``path`` absolute, relative to the current directory, or a URI) into ``out_dir``.
 
     Needs a Ray cluster (Ray Data connects to or starts one). Videos already labeled with the same bytes and
     config are reused. Never raises for a bad video: it is reported with its reason in ``report.csv``.
     ``storage``: where the Parquet shards go (``<storage>/shards/data/<run>``), a URI such as
     ``s3://bucket/prefix`` or a local folder every node mounts; None keeps them in ``out_dir``. With a URI, local
-    videos travel to the workers through ``<storage>/videos/`` rather than by path.
+    videos travel to the workers through ``<storage>/videos/`` rather than by path. ``digest_table``: sha256s
+    already computed (by the validate stage) for local files, reused while their size and mtime are unchanged;
+    files it lacks are hashed and added to it.
     """
     from components.data.manifest import check_manifest
 
@@ -378,10 +492,11 @@ def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfi
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     df["path"] = [p if is_uri(p) else str(Path(p).resolve()) for p in df["path"]]
+    table = digest_table if digest_table is not None else DigestTable()
     keys, digests = [], []
     for p in df["path"]:
         try:
-            digests.append(file_digest(p))
+            digests.append(file_digest(p) if is_uri(p) else table.digest(p))
             keys.append(cache_key(digests[-1], cfg))
         except OSError:  # pyarrow raises FileNotFoundError / OSError for a missing object too
             digests.append("")
@@ -389,18 +504,18 @@ def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfi
     df["cache_key"] = keys
     df["_digest"] = digests
 
-    ledger = _read_ledger(out)
+    shard_root = str(out) if storage is None else join(storage if is_uri(storage) else Path(storage).resolve(),
+                                                        "shards")
+    ledger = _recover(out, shard_root, _read_ledger(out))
     known = set(ledger["cache_key"])
     todo = df[(df["cache_key"] != "") & ~df["cache_key"].isin(known)].drop_duplicates("cache_key")
     if len(todo):
         todo = todo[["cache_key", "path", "_digest", *META_COLUMNS]].copy()
         if storage is not None and is_uri(storage):
             todo["path"] = _stage_videos(list(todo["path"]), list(todo["_digest"]), storage)
-        shard_root = str(out) if storage is None else join(storage if is_uri(storage) else Path(storage).resolve(),
-                                                            "shards")
         new = _run_ray(todo.drop(columns="_digest"), out, shard_root, cfg, progress)
         ledger = pd.concat([ledger, new], ignore_index=True).drop_duplicates("cache_key", keep="last")
-        ledger.to_csv(out / "ledger.csv", index=False)
+        write_csv(ledger, out / "ledger.csv")
     led = ledger.set_index("cache_key")
 
     rows = []
@@ -421,11 +536,12 @@ def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfi
     status = pd.DataFrame(rows)
     index = df[["video_id", "cache_key", "path", *[c for c in META_COLUMNS if c != "video_id"]]].merge(
         status[["video_id", "status", "reason", "clips", "files"]], on="video_id")
-    index.to_csv(out / "index.csv", index=False)
+    write_csv(index, out / "index.csv")
+    write_label_config(out, cfg)
     report = status[["video_id", "status", "reason", "detail", "clips", "frames_no_face", "max_faces", "cached",
                      "cache_key"]].copy()
     for k in ("clips", "frames_no_face", "max_faces"):
         report[k] = pd.to_numeric(report[k], errors="coerce").fillna(0).astype(int)
-    report.to_csv(out / "report.csv", index=False)
+    write_csv(report, out / "report.csv")
     n_new = int((~report["cached"]).sum() - (report["reason"] == "missing").sum())
     return LabelReport(report=report, n_new=n_new, n_cached=int(report["cached"].sum()), out_dir=out)

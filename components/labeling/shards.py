@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.data.manifest import META_COLUMNS as _META
+
 SCHEMA_COLUMNS = ["video_id", "clip_index", "start_frame", "split", "label", "attack_type", "device", "scene",
                   "subject_id", "frames", "location_map", "binary_mask", "depth_map"]
 OPTIONAL_COLUMNS = ["points"]
-_META = ["video_id", "split", "label", "attack_type", "device", "scene", "subject_id"]
 
 
 class ShardsError(FileNotFoundError):
@@ -180,3 +181,25 @@ def load_clips(out_dir: str | Path, split: str | None = None, columns: list[str]
         else:
             result[name] = _decode(col, fld)
     return result
+
+
+def split_data_hash(out_dir: str | Path, split: str = "test") -> str:
+    """sha256 over the ``split`` videos of ``<out_dir>/index.csv``: sorted ``video_id``, ``cache_key`` (video
+    bytes + labeling config + labeling code) and ``label`` of every row labeled ``ok``. Equal hashes mean the same
+    clips with the same labels, so metrics computed on them are comparable (promotion checks it)."""
+    import csv
+    import hashlib
+
+    path = Path(out_dir)
+    path = path if path.suffix == ".csv" else path / "index.csv"  # a shards folder or its index file
+    if not path.is_file():
+        raise ShardsError(f"{path} not found: the {split}-data hash comes from the label stage's index")
+    with path.open(newline="") as fh:
+        rows = {(r["video_id"], r["cache_key"], r.get("label", ""))
+                for r in csv.DictReader(fh) if r.get("split") == split and r.get("status", "ok") == "ok"}
+    if not rows:
+        raise ShardsError(f"{path} lists no labeled {split!r} videos: nothing identifies the {split} data")
+    digest = hashlib.sha256()
+    for row in sorted(rows):
+        digest.update(("\t".join(row) + "\n").encode())
+    return digest.hexdigest()

@@ -2,11 +2,11 @@
 threshold on dev, apply it to test, and write metrics, curves, plots and Grad-CAM figures.
 
 The checkpoint file itself is never modified (it is the train stage's DVC output): the chosen threshold is
-written to ``threshold.json`` for the register stage to put into the registered model.
+written to ``metrics.json`` (``threshold``, ``threshold_rule``) for the register stage to put into the registered
+model; it is the only place a registered threshold comes from.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-META_COLUMNS = ["video_id", "clip_index", "label", "attack_type", "device", "scene", "subject_id"]
+from components.data.manifest import META_COLUMNS
+from components.files import write_csv, write_json
+from components.metrics.rates import THRESHOLD_RULES
+
+# Shard columns a score table keeps: the video metadata plus which clip of the video it is.
+CLIP_COLUMNS = [*META_COLUMNS, "clip_index"]
 
 
 class EvaluationError(ValueError):
@@ -35,43 +40,65 @@ class EvalConfig:
     gradcam_clips: int = 2
 
     def __post_init__(self) -> None:
-        if self.threshold_rule not in ("eer", "min_acer"):
-            raise ValueError(f"threshold_rule must be 'eer' or 'min_acer', got {self.threshold_rule!r}")
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(f"threshold_rule must be one of {THRESHOLD_RULES}, got {self.threshold_rule!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.gradcam_clips < 0:
             raise ValueError(f"gradcam_clips must be >= 0, got {self.gradcam_clips}")
 
 
-def score_split(predictor, shards_dir: str | os.PathLike, split: str) -> tuple[pd.DataFrame, dict]:
-    """Clip table (metadata + ``score``) of one split, and the loaded clips (for Grad-CAM). Empty if absent."""
+def score_split(predictor, shards_dir: str | os.PathLike, split: str, bar=None) -> tuple[pd.DataFrame, dict]:
+    """Clip table (metadata + ``score``) of one split, and the loaded clips (for Grad-CAM). Empty if absent.
+    ``bar``: a tqdm bar advanced per scored batch (its total grows by this split's clips)."""
     from components.labeling.shards import ShardsError, load_clips
 
     try:
-        clips = load_clips(shards_dir, split=split, columns=META_COLUMNS + ["frames"])
+        clips = load_clips(shards_dir, split=split, columns=CLIP_COLUMNS + ["frames"])
     except ShardsError:
-        return pd.DataFrame(columns=META_COLUMNS + ["score"]), {}
-    table = pd.DataFrame({c: clips[c] for c in META_COLUMNS})
+        return pd.DataFrame(columns=CLIP_COLUMNS + ["score"]), {}
+    table = pd.DataFrame({c: clips[c] for c in CLIP_COLUMNS})
     table["label"] = table["label"].astype(int)
-    table["score"] = predictor.score_clips(clips["frames"])
+    if bar is None:
+        table["score"] = predictor.score_clips(clips["frames"])
+        return table, clips
+    frames = clips["frames"]
+    bar.total = (bar.total or 0) + len(frames)
+    bar.set_postfix_str(split, refresh=False)
+    step = max(1, predictor.batch_size)  # whole Predictor batches: the same scores as one call
+    scores = []
+    for i in range(0, len(frames), step):
+        scores.append(predictor.score_clips(frames[i:i + step]))
+        bar.update(len(scores[-1]))
+    table["score"] = np.concatenate(scores) if scores else np.zeros(0, np.float32)
     return table, clips
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                        cfg: EvalConfig = EvalConfig()) -> dict:
+                        cfg: EvalConfig = EvalConfig(), progress: bool = False) -> dict:
     """Evaluate ``checkpoint`` on the shards' dev and test splits; write everything under ``out_dir``.
 
-    Writes metrics.json, threshold.json, video_scores.csv, roc.csv, det.csv and figures/{roc,det,
-    score_hist}.png + figures/gradcam/*.png. Returns the metrics dict.
+    Writes metrics.json, video_scores.csv, roc.csv, det.csv and figures/{roc,det,
+    score_hist}.png + figures/gradcam/*.png. Returns the metrics dict. ``progress``: a bar over the scored clips.
     """
+    from components.inference import Predictor
     from components.metrics import plots
     from components.metrics.rates import det_curve, roc_curve, video_scores
-    from components.metrics.report import evaluate_splits, json_safe
-    from components.inference import Predictor
+    from components.metrics.report import evaluate_splits
 
     predictor = Predictor.from_checkpoint(checkpoint, batch_size=cfg.batch_size)
-    dev_clips, _ = score_split(predictor, shards_dir, "dev")
-    test_clips, test_data = score_split(predictor, shards_dir, "test")
+    bar = None
+    if progress:
+        from components.runtime import progress_bar
+
+        bar = progress_bar(0, "evaluate", unit="clip", delay=1.0)  # drawn once the first split's size is known
+    try:
+        dev_clips, _ = score_split(predictor, shards_dir, "dev", bar)
+        test_clips, test_data = score_split(predictor, shards_dir, "test", bar)
+    finally:
+        if bar is not None:
+            bar.set_postfix_str("dev+test", refresh=False)
+            bar.close()
     if dev_clips.empty:
         raise EvaluationError("the shards have no dev split: the threshold must be chosen on dev, never on test")
     dev_v = video_scores(dev_clips)
@@ -90,16 +117,17 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.Path
     report.update(checkpoint=str(checkpoint), variant=predictor.variant, label_type=predictor.label_type,
                   n_clips={"dev": int(len(dev_clips)), "test": int(len(test_clips))},
                   checkpoint_threshold=predictor.threshold)
+    if not test_v.empty:  # what the test figures were computed on: promotion compares only equal hashes
+        from components.labeling.shards import split_data_hash
+
+        report["test_data_hash"] = split_data_hash(shards_dir, "test")
 
     out = Path(out_dir)
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
-    (out / "threshold.json").write_text(json.dumps(json_safe({
-        "threshold": t, "rule": cfg.threshold_rule, "source": "dev", "checkpoint": str(checkpoint),
-        "dev_acer": report["dev"]["acer"], "dev_eer": report["dev"]["eer"]}), indent=2) + "\n")
-    pd.concat([dev_v.assign(split="dev"), test_v.assign(split="test")], ignore_index=True).to_csv(
-        out / "video_scores.csv", index=False)
+    write_json(out / "metrics.json", report)
+    write_csv(pd.concat([dev_v.assign(split="dev"), test_v.assign(split="test")], ignore_index=True),
+              out / "video_scores.csv")
 
     curves_roc, curves_det = {}, {}
     for name, v in (("dev", dev_v), ("test", test_v)):
@@ -109,13 +137,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.Path
             curves_roc[f"{name} (AUC {report[name]['auc']:.3f})"] = (fpr, tpr)
             curves_det[name] = (apcer, bpcer)
             if name == "test":  # the DVC plots: test curves only (the dev ones only chose the threshold)
-                pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr}).to_csv(out / "roc.csv", index=False)
-                pd.DataFrame({"apcer": apcer, "bpcer": bpcer, "threshold": dthr}).to_csv(out / "det.csv",
-                                                                                       index=False)
+                write_csv(pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr}), out / "roc.csv")
+                write_csv(pd.DataFrame({"apcer": apcer, "bpcer": bpcer, "threshold": dthr}), out / "det.csv")
     for name in ("roc.csv", "det.csv"):  # declared DVC plots must exist even when test lacks a class
         if not (out / name).exists():
             cols = ["fpr", "tpr", "threshold"] if name == "roc.csv" else ["apcer", "bpcer", "threshold"]
-            pd.DataFrame(columns=cols).to_csv(out / name, index=False)
+            write_csv(pd.DataFrame(columns=cols), out / name)
     if curves_roc:
         plots.plot_roc(curves_roc, figs / "roc.png")
         plots.plot_det(curves_det, figs / "det.png")

@@ -1,8 +1,8 @@
 """Evaluation and training plots (matplotlib, headless Agg backend). Each function writes one PNG and returns its path."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd

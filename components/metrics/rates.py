@@ -15,10 +15,12 @@ Conventions used everywhere in this module:
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+from components.data.manifest import META_COLUMNS
 
 LIVE = 1
 ATTACK = 0
@@ -164,7 +166,7 @@ def det_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return apcer, bpcer, cands
 
 
-_META = ("label", "attack_type", "device", "scene", "split", "subject_id")
+_META = tuple(c for c in META_COLUMNS if c != "video_id")
 
 
 def video_scores(clip_df: pd.DataFrame, score_col: str = "score") -> pd.DataFrame:

@@ -5,14 +5,12 @@ into the operating point. Its output is JSON-safe (NaN becomes None) and says pl
 """
 from __future__ import annotations
 
-import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 
-from components.runtime import json_safe
 from components.metrics.rates import auc, breakdown, choose_threshold, eer, error_rates
+from components.runtime import json_safe
 
 
 def split_summary(video_df: pd.DataFrame, threshold: float,

@@ -100,26 +100,36 @@ class DIIRF(nn.Module):
             return torch.stack([(-a1 + disc) / 2, (-a1 - disc) / 2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, ...)
+        """Filtered ``x``, same shape and dtype. The recurrence itself always runs in at least float32, with
+        autocast off: under float16 autocast the products with the 0-dim coefficients stay float16, so their
+        gradients (sums over every pixel of every frame of the batch) overflow to inf, the step is skipped and
+        the loss scale collapses; and the recurrence accumulates rounding over the frames."""
         with torch.profiler.record_function("DIIRF"):
-            b0, b1, b2 = self.b[0], self.b[1], self.b[2]
-            a1, a2 = self.denominator()
-            outs = []
-            h1 = h2 = None
-            if self.initial == "steady":
-                # lfilter_zi for transposed direct form II: the state a constant input x[0] settles into.
-                # 1 + a1 + a2 > 0 always (poles inside radius rho < 1), so the DC gain is finite.
-                gain = (b0 + b1 + b2) / (1.0 + a1 + a2)
-                x0 = x[:, 0]  # (B, ...)
-                h2 = (b2 - a2 * gain) * x0
-                h1 = (b1 + b2 - (a1 + a2) * gain) * x0
-            for t in range(x.shape[1]):
-                xt = x[:, t]  # (B, ...)
-                # The state starts at zero, so the first step is just b0 x[0] (no zero tensors to add).
-                y = b0 * xt if h1 is None else b0 * xt + h1
-                h1 = b1 * xt - a1 * y if h2 is None else b1 * xt + h2 - a1 * y
-                h2 = b2 * xt - a2 * y
-                outs.append(y)
-            return torch.stack(outs, dim=1)  # (B, T, ...)
+            work = torch.promote_types(x.dtype, torch.float32)  # float16/bfloat16 -> float32; float64 stays
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                y = self._filter(x.to(work))
+            return y.to(x.dtype)
+
+    def _filter(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, ...) at full precision
+        b0, b1, b2 = self.b[0], self.b[1], self.b[2]
+        a1, a2 = self.denominator()
+        outs = []
+        h1 = h2 = None
+        if self.initial == "steady":
+            # lfilter_zi for transposed direct form II: the state a constant input x[0] settles into.
+            # 1 + a1 + a2 > 0 always (poles inside radius rho < 1), so the DC gain is finite.
+            gain = (b0 + b1 + b2) / (1.0 + a1 + a2)
+            x0 = x[:, 0]  # (B, ...)
+            h2 = (b2 - a2 * gain) * x0
+            h1 = (b1 + b2 - (a1 + a2) * gain) * x0
+        for t in range(x.shape[1]):
+            xt = x[:, t]  # (B, ...)
+            # The state starts at zero, so the first step is just b0 x[0] (no zero tensors to add).
+            y = b0 * xt if h1 is None else b0 * xt + h1
+            h1 = b1 * xt - a1 * y if h2 is None else b1 * xt + h2 - a1 * y
+            h2 = b2 * xt - a2 * y
+            outs.append(y)
+        return torch.stack(outs, dim=1)  # (B, T, ...)
 
 
 def _tap_kernel() -> torch.Tensor:
@@ -310,6 +320,10 @@ class EulerNetConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"EulerNetConfig.{name} must be a positive int, got {v!r}")
+        if self.clip_len < 2:
+            raise ValueError(f"EulerNetConfig.clip_len must be >= 2, got {self.clip_len}: EulerNet reads change "
+                             "over time, and with one frame the DIIRF coefficients get no gradient (DDP then "
+                             "fails on the second step)")
         for name, n in (("block_channels", 3), ("head_channels", 2), ("diirf_b", 3), ("diirf_a", 2)):
             v = getattr(self, name)
             if not isinstance(v, tuple) or len(v) != n:

@@ -8,7 +8,7 @@ and LR schedulers work with no special casing.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 

@@ -6,7 +6,6 @@ those columns like on any other, so every gate shows up in the GE result and its
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from components.data.digest import DigestTable
 from components.data.manifest import ATTACK_TYPES, OS_VALUES, REQUIRED, SPLITS
 
 SUITE_NAME = "manifest_gates"
@@ -63,25 +63,25 @@ class GateReport:
 
 
 # --------------------------------------------------------------------------------------- derived columns
-def _probe(path: Path, min_frames: int) -> tuple[str, int, str]:
+def _probe(path: Path, min_frames: int, digests: DigestTable) -> tuple[str, int, str]:
     """(status, frames decoded up to min_frames, sha256 of the file) of one video."""
     from components.data.video import VideoError, read_frames
 
     if not path.is_file():
         return "missing", 0, ""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    sha = digests.digest(path)
     try:
         n = len(read_frames(path, max_frames=min_frames, max_side=64))
     except VideoError as exc:
-        return exc.reason, 0, digest.hexdigest()
-    return ("ok" if n >= min_frames else "too_short"), n, digest.hexdigest()
+        return exc.reason, 0, sha
+    return ("ok" if n >= min_frames else "too_short"), n, sha
 
 
-def derive_columns(df: pd.DataFrame, cfg: GateConfig, data_root: str | Path = ".") -> pd.DataFrame:
-    """Add the per-video columns the suite expects on: cell, subject_leak, and (check_videos) status/frames/sha256."""
+def derive_columns(df: pd.DataFrame, cfg: GateConfig, data_root: str | Path = ".",
+                   digests: DigestTable | None = None) -> pd.DataFrame:
+    """Add the per-video columns the suite expects on: cell, subject_leak, and (check_videos) status/frames/sha256.
+
+    ``digests`` collects each file's sha256 (labeling reuses them instead of hashing every video again)."""
     t = df.copy()
     # Missing columns stay missing so the schema gate reports them; blank cells count as null.
     for col in REQUIRED:
@@ -100,7 +100,8 @@ def derive_columns(df: pd.DataFrame, cfg: GateConfig, data_root: str | Path = ".
         return t
     if cfg.check_videos:
         root = Path(data_root)
-        probes = [_probe(Path(p) if Path(p).is_absolute() else root / p, cfg.min_frames) for p in t["path"]]
+        digests = digests if digests is not None else DigestTable()
+        probes = [_probe(Path(p) if Path(p).is_absolute() else root / p, cfg.min_frames, digests) for p in t["path"]]
         t["video_status"] = [p[0] for p in probes]
         t["frames_read"] = [p[1] for p in probes]
         t["sha256"] = [p[2] or f"<unhashed:{i}>" for i, p in enumerate(probes)]
@@ -221,7 +222,7 @@ def _describe_failure(r) -> str:
 
 
 def run_gates(df: pd.DataFrame, cfg: GateConfig, data_root: str | Path = ".",
-              docs_dir: str | Path | None = None) -> GateReport:
+              docs_dir: str | Path | None = None, digests: DigestTable | None = None) -> GateReport:
     """Validate manifest ``df`` (paths relative to ``data_root``); build GE Data Docs into ``docs_dir`` if given."""
     import logging
 
@@ -229,7 +230,7 @@ def run_gates(df: pd.DataFrame, cfg: GateConfig, data_root: str | Path = ".",
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    t = derive_columns(df, cfg, data_root)
+    t = derive_columns(df, cfg, data_root, digests)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     batch = ctx.data_sources.add_pandas("manifest").add_dataframe_asset("videos") \
@@ -284,3 +285,65 @@ def summarize(t: pd.DataFrame, results: list[dict], failures: list[str]) -> str:
     if failures:
         lines += ["Failed expectations:"] + [f"  - {f}" for f in failures]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ gates where data is used
+GATES_FILE = "gates.json"  # beside the shards: which manifest they were cut from and whether it passed the gates
+
+
+class GateError(RuntimeError):
+    """Data is about to be consumed without a passing data-quality verdict for exactly that data."""
+
+
+def manifest_digest(manifest_path: str | Path) -> str:
+    from components.data.digest import sha256_file
+
+    return sha256_file(manifest_path)
+
+
+def require_passed(summary_path: str | Path, manifest_path: str | Path) -> str:
+    """The manifest's sha256 when ``summary_path`` (written by `eulernet validate`) is a PASSED verdict on
+    exactly this manifest; otherwise a GateError that says which of the three it is and what to run."""
+    summary_path, manifest_path = Path(summary_path), Path(manifest_path)
+    if not summary_path.is_file():
+        raise GateError(f"no data-quality verdict at {summary_path}: run `eulernet validate` first "
+                        "(or pass --skip-gates, which is recorded)")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise GateError(f"{summary_path} is not a validate summary: {exc}") from None
+    digest = manifest_digest(manifest_path)
+    if summary.get("manifest_sha256") != digest:
+        raise GateError(f"{summary_path} is a verdict on another manifest than {manifest_path} "
+                        "(it changed since `eulernet validate` ran): validate again")
+    if not summary.get("success"):
+        failures = summary.get("failures") or []
+        raise GateError(f"the data-quality gates FAILED for {manifest_path} ({len(failures)} expectation(s), see "
+                        f"{summary_path.with_suffix('.txt')}); fix the data or pass --skip-gates")
+    return digest
+
+
+def write_gate_record(shards_dir: str | Path, manifest_path: str | Path, passed: bool) -> Path:
+    """Record beside the shards which manifest they came from and whether the gates were checked or skipped."""
+    from components.files import write_json
+
+    return write_json(Path(shards_dir) / GATES_FILE, {
+        "manifest": str(manifest_path), "manifest_sha256": manifest_digest(manifest_path),
+        "gates": "passed" if passed else "skipped"})
+
+
+def require_shards_passed(shards_dir: str | Path, summary_path: str | Path) -> str:
+    """Training's check: the shards were cut from a manifest that passed the gates, and the verdict still
+    stands (validate was not re-run since with a failure). Returns the manifest sha256."""
+    record_path = Path(shards_dir) / GATES_FILE
+    if not record_path.is_file():
+        raise GateError(f"{shards_dir} has no {GATES_FILE}: it was not made by `eulernet label` from validated "
+                        "data (relabel, or pass --skip-gates)")
+    record = json.loads(record_path.read_text())
+    if record.get("gates") != "passed":
+        raise GateError(f"{shards_dir} was labeled with --skip-gates: the data never passed the gates "
+                        "(validate and relabel, or pass --skip-gates here too)")
+    digest = require_passed(summary_path, record["manifest"])
+    if digest != record.get("manifest_sha256"):
+        raise GateError(f"{record['manifest']} changed after {shards_dir} was labeled: relabel")
+    return digest

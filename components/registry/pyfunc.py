@@ -46,7 +46,7 @@ def score_video(predictor, path: str) -> dict[str, Any]:
         out = predictor.predict_file(path)
     except (VideoError, LabelingError, FileNotFoundError, ValueError) as exc:
         return {"score": float("nan"), "decision": None, "threshold": predictor.decide(0.0)[1], "n_clips": 0,
-                "error": str(exc)}
+                "error": f"{path}: {exc}"}
     return {"score": out["score"], "decision": out["decision"], "threshold": out["threshold"],
             "n_clips": out["n_clips"], "error": None}
 

@@ -5,18 +5,34 @@ Conventions kept in the registry itself (so any MLflow UI or client sees them):
 - version tags ``metric.<name>`` hold the test metrics the version was registered with;
 - version tags ``promoted_at``/``promoted_by_force``/``promotion_reason`` record each promotion;
 - the registered-model tag ``champion_history`` is a JSON list of champion versions, newest last, which is
-  what ``rollback`` walks back through.
+  what ``rollback`` walks back through;
+- the version tag ``test_data_hash`` names the test set the metrics were computed on: two versions are compared
+  only when it is present on both and equal (otherwise only ``force`` promotes);
+- the version tag ``rolled_back=true`` marks a champion that ``rollback`` removed: a plain ``promote`` never
+  installs it again (``force`` does, and clears the mark).
+
+Writers of ``champion`` (``promote``, ``rollback``) serialise on a lock (a registered model named
+``<name>.promotion-lock``: creating a registered model is atomic in every MLflow backend, so exactly one
+process holds it), re-read the alias right before writing and fail if it moved (compare-and-set), and record an
+intent (registered-model tag ``champion_intent``) before moving the alias and the history, cleared after both:
+the next ``promote``/``rollback`` that finds an intent left by a crash completes it first.
 
 Nothing here sets a tracking URI: the fluent calls use whatever the caller configured, and functions that take
 ``tracking_uri`` pass it to an explicit client only.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
+import random
+import socket
 import tempfile
 import time
+import uuid
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +41,12 @@ CANDIDATE = "candidate"
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
 METRIC_PREFIX = "metric."
+TEST_DATA_TAG = "test_data_hash"     # version tag: the test set the version's metrics come from
+ROLLED_BACK_TAG = "rolled_back"      # version tag: "true" once rollback removed it from champion
+INTENT_TAG = "champion_intent"       # registered-model tag: a champion move in progress (see module docstring)
+LOCK_SUFFIX = ".promotion-lock"      # registered model whose existence is the promote/rollback lock
+LOCK_WAIT_S = 60.0                   # how long a writer waits for another writer's lock
+LOCK_STALE_S = 300.0                 # a lock older than this was left by a crashed writer and is broken
 # Error rates: lower is better. Anything else named here is better when higher.
 HIGHER_IS_BETTER = {"auc", "accuracy", "tpr", "tnr"}
 # Packages the Predictor and its landmark backend import at inference time; pinned from this environment.
@@ -38,6 +60,10 @@ class RegistryError(RuntimeError):
     """A registry operation cannot proceed (no candidate, no champion history, missing metric...)."""
 
 
+class ConcurrentChangeError(RegistryError):
+    """``champion`` moved between this command's read and its write: another writer changed it."""
+
+
 @dataclasses.dataclass
 class RegisterConfig:
     """The ``register:`` section of params.yaml."""
@@ -48,7 +74,7 @@ class RegisterConfig:
     auto_promote: bool = True     # run the promotion rule right after registering
     checkpoint: str = "artifacts/model/checkpoint.pt"
     metrics: str = "artifacts/eval/metrics.json"
-    threshold: str = "artifacts/eval/threshold.json"
+    shards: str = "artifacts/shards"   # its index.csv identifies the test data (version tag test_data_hash)
     out: str = "artifacts/register/registered.json"
 
     def __post_init__(self) -> None:
@@ -71,6 +97,9 @@ class Decision:
     promoted: bool
     forced: bool
     reason: str
+    candidate_test_data: str | None = None
+    champion_test_data: str | None = None
+    repaired: str | None = None   # what an interrupted earlier move left and this command completed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,6 +117,8 @@ class Decision:
             f"  -> {'PROMOTED' if self.promoted else 'KEPT champion'}{' (forced)' if self.forced else ''}: "
             f"{self.reason}",
         ]
+        if self.repaired:
+            lines.insert(0, f"registry repaired first: {self.repaired}")
         return "\n".join(lines)
 
 
@@ -133,11 +164,14 @@ def register(
     experiment: str = "eulernet-register",
     artifact_location: str | None = None,
     await_registration_for: int = 60,
+    test_data_hash: str | None = None,
 ) -> str:
     """Log the checkpoint as a pyfunc model, register it under ``name`` and point ``candidate`` at it.
 
     ``threshold`` (chosen on dev) is written into the registered checkpoint so every consumer of the version
-    decides with the same cut. Returns the new version number as a string.
+    decides with the same cut. ``test_data_hash`` (see :func:`hash_test_data`) becomes the version tag
+    ``test_data_hash``; without it the version is never compared with another (only ``force`` promotes it over
+    a champion). Returns the new version number as a string.
     """
     import mlflow
     import torch
@@ -171,6 +205,8 @@ def register(
                 "landmark_backend": (ckpt.get("landmark") or {}).get("backend"),
                 "source_checkpoint": str(checkpoint_path),
             })
+            # No input_example: MLflow would run a video through the model at registration just to store it.
+            warnings.filterwarnings("ignore", message="An input example was not provided")
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
@@ -191,14 +227,34 @@ def register(
     client.set_model_version_tag(name, version, "run_id", run_id)
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, version, str(k), str(v))
+    if test_data_hash:
+        client.set_model_version_tag(name, version, TEST_DATA_TAG, str(test_data_hash))
     client.set_registered_model_alias(name, CANDIDATE, version)
     return version
 
 
-def _version_metric(client, name: str, version: str, metric: str) -> float | None:
-    mv = client.get_model_version(name, version)
-    raw = (mv.tags or {}).get(f"{METRIC_PREFIX}{metric.lower()}")
+def hash_test_data(index_csv: str | Path, split: str = "test") -> str:
+    """The test-data hash of a shards ``index.csv`` (``components.labeling.shards.split_data_hash``);
+    RegistryError when it cannot be computed."""
+    from components.labeling.shards import ShardsError, split_data_hash
+
+    try:
+        return split_data_hash(index_csv, split)
+    except ShardsError as exc:
+        raise RegistryError(str(exc)) from None
+
+
+def _version_tags(client, name: str, version: str | None) -> dict[str, str]:
+    return dict(client.get_model_version(name, version).tags or {}) if version else {}
+
+
+def _tag_metric(tags: dict[str, str], metric: str) -> float | None:
+    raw = tags.get(f"{METRIC_PREFIX}{metric.lower()}")
     return None if raw is None else float(raw)
+
+
+def _version_metric(client, name: str, version: str, metric: str) -> float | None:
+    return _tag_metric(_version_tags(client, name, version), metric)
 
 
 def _alias_version(client, name: str, alias: str) -> str | None:
@@ -210,14 +266,180 @@ def _alias_version(client, name: str, alias: str) -> str | None:
         return None
 
 
+def _model_tags(client, name: str) -> dict[str, str]:
+    return dict(client.get_registered_model(name).tags or {})
+
+
+def _history(client, name: str) -> list[str]:
+    return [str(v) for v in json.loads(_model_tags(client, name).get(HISTORY_TAG, "[]"))]
+
+
 def champion_history(name: str, tracking_uri: str | None = None) -> list[str]:
-    rm = _client(tracking_uri).get_registered_model(name)
-    return [str(v) for v in json.loads((rm.tags or {}).get(HISTORY_TAG, "[]"))]
+    return _history(_client(tracking_uri), name)
 
 
-def _move_champion(client, name: str, version: str, history: list[str]) -> None:
-    client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+def _require_model(client, name: str, what: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        raise RegistryError(f"model {name!r} is not registered ({what}); register a model first") from exc
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ------------------------------------------------------------------------------------------ writer lock
+def _holder_gone(owner: str) -> bool:
+    """True when the lock owner (``host:pid:nonce``) ran on this host and that process no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def _writer_lock(client, name: str, wait_s: float | None = None):
+    """Hold ``<name>.promotion-lock`` (a registered model: its creation is atomic, a second create fails) for
+    the duration of one champion move. Waits up to ``wait_s`` for another holder; breaks a lock older than
+    ``LOCK_STALE_S`` (its holder crashed: the intent it may have left is completed by the caller)."""
+    from mlflow.exceptions import MlflowException
+
+    lock = f"{name}{LOCK_SUFFIX}"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + (LOCK_WAIT_S if wait_s is None else wait_s)
+    while True:
+        try:
+            client.create_registered_model(lock, tags={"lock_owner": owner, "lock_for": name},
+                                           description=f"promote/rollback lock for {name}; delete only if stale")
+            break
+        except MlflowException as exc:
+            if "database is locked" in str(exc) and time.monotonic() < deadline:
+                time.sleep(0.2 + 0.2 * random.random())  # SQLite busy under concurrent writers: try again
+                continue
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            held = client.get_registered_model(lock)
+        except MlflowException:
+            continue  # released between our create and this read: try again at once
+        age_s = time.time() - held.creation_timestamp / 1000.0
+        holder = (held.tags or {}).get("lock_owner", "?")
+        if age_s > LOCK_STALE_S or _holder_gone(holder):
+            warnings.warn(f"breaking a stale registry lock {lock!r} held by {holder} for {age_s:.0f}s "
+                          f"(its process is gone or it is older than {LOCK_STALE_S:.0f}s)", stacklevel=3)
+            with contextlib.suppress(MlflowException):
+                if (client.get_registered_model(lock).tags or {}).get("lock_owner") == holder:
+                    client.delete_registered_model(lock)
+            continue
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"another promote/rollback of {name!r} holds the lock {lock!r} ({holder}, for {age_s:.0f}s); "
+                f"retry later (a lock left by a crashed process expires after {LOCK_STALE_S:.0f}s)")
+        time.sleep(0.2 + 0.2 * random.random())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(MlflowException):
+            if (client.get_registered_model(lock).tags or {}).get("lock_owner") == owner:
+                client.delete_registered_model(lock)
+
+
+# ------------------------------------------------------------------------------------------ champion moves
+def _apply(client, name: str, intent: dict) -> None:
+    """Carry out a recorded move (idempotent: a repair re-runs it whole): version tags, alias, history, then
+    clear the intent."""
+    for version, tags in (intent.get("version_tags") or {}).items():
+        for k, v in tags.items():
+            client.set_model_version_tag(name, version, k, v)
+    client.set_registered_model_alias(name, CHAMPION, intent["to"])
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(intent["history"]))
+    client.delete_registered_model_tag(name, INTENT_TAG)
+
+
+def _repair(client, name: str) -> str | None:
+    """Complete a move a crashed writer left half-done; adopt a champion alias moved by hand into the history.
+    Call with the writer lock held. Returns what was repaired, or None."""
+    tags = _model_tags(client, name)
+    raw = tags.get(INTENT_TAG)
+    if raw:
+        try:
+            intent = json.loads(raw)
+            note = f"completed an interrupted {intent['op']} (champion v{intent['from']} -> v{intent['to']})"
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(f"model {name!r} has an unreadable '{INTENT_TAG}' tag ({raw!r}): inspect the "
+                                f"'{CHAMPION}' alias and '{HISTORY_TAG}', then delete the tag") from exc
+        _apply(client, name, intent)
+        return note
+    champ = _alias_version(client, name, CHAMPION)
+    history = [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
+    if champ is not None and (not history or history[-1] != champ):
+        history.append(champ)
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+        return f"champion v{champ} was set outside promote/rollback; appended to {HISTORY_TAG}"
+    return None
+
+
+def _move_champion(client, name: str, expected: str | None, version: str, history: list[str], op: str,
+                   version_tags: dict[str, dict[str, str]] | None = None) -> None:
+    """Compare-and-set ``champion`` from ``expected`` to ``version`` with ``history``: re-read the alias right
+    before writing (fail if it moved), record the intent, write, then re-read to verify."""
+    now = _alias_version(client, name, CHAMPION)
+    if now != expected:
+        raise ConcurrentChangeError(
+            f"model {name!r}: '{CHAMPION}' moved from {_v(expected)} to {_v(now)} while this {op} was deciding "
+            f"(another writer changed it); nothing was changed, run `eulernet {op}` again")
+    intent = {"op": op, "from": expected, "to": version, "history": history, "at": _now(),
+              "version_tags": version_tags or {}}
+    client.set_registered_model_tag(name, INTENT_TAG, json.dumps(intent))
+    _apply(client, name, intent)
+    after, after_history = _alias_version(client, name, CHAMPION), _history(client, name)
+    if after != version or after_history != history:
+        raise ConcurrentChangeError(
+            f"model {name!r}: after this {op} wrote '{CHAMPION}'=v{version} the registry shows {_v(after)} with "
+            f"history {after_history}: another writer changed it at the same time")
+
+
+def _v(version: str | None) -> str:
+    return "none" if version is None else f"v{version}"
+
+
+def _decide(metric: str, cand: str, cand_tags: dict[str, str], champ: str | None, champ_tags: dict[str, str],
+            force: bool) -> tuple[bool, str]:
+    """The promotion rule (without ``force``): ``(promote?, why)``."""
+    cand_value, champ_value = _tag_metric(cand_tags, metric), _tag_metric(champ_tags, metric)
+    if cand_tags.get(ROLLED_BACK_TAG) == "true":
+        return False, (f"v{cand} was rolled back (at {cand_tags.get('rolled_back_at', '?')}); only --force "
+                       f"promotes it again")
+    if cand_value is None:
+        return False, (f"candidate v{cand} has no '{metric}' metric tag to compare"
+                       + ("" if champ else " (no champion yet; --force promotes it anyway)"))
+    if champ is None:
+        return True, "no champion yet"
+    if champ_value is None:
+        return False, f"champion v{champ} has no '{metric}' metric tag to compare with; only --force replaces it"
+    cand_data, champ_data = cand_tags.get(TEST_DATA_TAG), champ_tags.get(TEST_DATA_TAG)
+    if not cand_data or not champ_data:
+        unknown = " and ".join(f"{who} v{v}" for who, v, d in (("candidate", cand, cand_data),
+                                                               ("champion", champ, champ_data)) if not d)
+        return False, (f"not comparable: {unknown} has no '{TEST_DATA_TAG}' tag (evaluated on unknown test "
+                       f"data); only --force promotes")
+    if cand_data != champ_data:
+        return False, (f"not comparable: candidate v{cand} was evaluated on test data {cand_data[:12]} and "
+                       f"champion v{champ} on {champ_data[:12]} (different test sets); re-evaluate both on the "
+                       f"same shards, or --force")
+    if (cand_value >= champ_value) if _higher_is_better(metric) else (cand_value <= champ_value):
+        return True, f"candidate {cand_value:.4f} is at least as good as champion {champ_value:.4f}"
+    return False, f"candidate {cand_value:.4f} is worse than champion {champ_value:.4f}"
 
 
 def promote(
@@ -226,59 +448,59 @@ def promote(
     force: bool = False,
     version: str | int | None = None,
     tracking_uri: str | None = None,
+    lock_wait_s: float | None = None,
 ) -> Decision:
     """Move ``champion`` to ``version`` (default: the ``candidate`` alias) when it is at least as good on
-    ``metric`` as the current champion, or unconditionally with ``force`` (recorded on the version)."""
+    ``metric`` as the current champion on the same test data, or unconditionally with ``force`` (recorded on
+    the version). See the module docstring for the lock, the compare-and-set and the crash repair."""
     client = _client(tracking_uri)
     metric = metric.lower()
-    cand = str(version) if version is not None else _alias_version(client, name, CANDIDATE)
-    if cand is None:
-        raise RegistryError(f"model {name!r} has no '{CANDIDATE}' alias; register a model first")
-    champ = _alias_version(client, name, CHAMPION)
-    cand_value = _version_metric(client, name, cand, metric)
-    champ_value = _version_metric(client, name, champ, metric) if champ else None
+    _require_model(client, name, f"no '{CANDIDATE}' alias")
+    with _writer_lock(client, name, lock_wait_s):
+        repaired = _repair(client, name)
+        cand = str(version) if version is not None else _alias_version(client, name, CANDIDATE)
+        if cand is None:
+            raise RegistryError(f"model {name!r} has no '{CANDIDATE}' alias; register a model first")
+        champ = _alias_version(client, name, CHAMPION)
+        cand_tags, champ_tags = _version_tags(client, name, cand), _version_tags(client, name, champ)
+        cand_value, champ_value = _tag_metric(cand_tags, metric), _tag_metric(champ_tags, metric)
 
-    if champ == cand:
-        return Decision(name, metric, cand, cand_value, champ, champ_value, False, force,
-                        f"v{cand} is already the champion")
-    if champ is None:
-        promoted, reason = True, "no champion yet"
-    elif cand_value is None and not force:
-        promoted, reason = False, f"candidate v{cand} has no '{metric}' metric tag to compare"
-    elif champ_value is None:
-        promoted, reason = True, f"champion v{champ} has no '{metric}' metric; candidate replaces it"
-    else:
-        better_or_equal = (cand_value >= champ_value) if _higher_is_better(metric) else (cand_value <= champ_value)
-        if better_or_equal:
-            promoted, reason = True, f"candidate {cand_value:.4f} is at least as good as champion {champ_value:.4f}"
-        else:
-            promoted, reason = False, f"candidate {cand_value:.4f} is worse than champion {champ_value:.4f}"
-    if not promoted and force:
-        promoted, reason = True, f"forced despite: {reason}"
-    if promoted:
-        history = champion_history(name, tracking_uri)
-        history.append(cand)
-        _move_champion(client, name, cand, history)
-        client.set_model_version_tag(name, cand, "promoted_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        client.set_model_version_tag(name, cand, "promoted_by_force", str(bool(force)).lower())
-        client.set_model_version_tag(name, cand, "promotion_reason", reason)
-    return Decision(name, metric, cand, cand_value, champ, champ_value, promoted, force and promoted, reason)
+        def decision(promoted: bool, forced: bool, reason: str) -> Decision:
+            return Decision(name, metric, cand, cand_value, champ, champ_value, promoted, forced, reason,
+                            cand_tags.get(TEST_DATA_TAG), champ_tags.get(TEST_DATA_TAG), repaired)
+
+        if champ == cand:
+            return decision(False, False, f"v{cand} is already the champion")
+        promoted, reason = _decide(metric, cand, cand_tags, champ, champ_tags, force)
+        if not promoted and force:
+            promoted, reason = True, f"forced despite: {reason}"
+        if promoted:
+            history = _history(client, name) + [cand]
+            tags = {"promoted_at": _now(), "promoted_by_force": str(bool(force)).lower(), "promotion_reason": reason}
+            if force and cand_tags.get(ROLLED_BACK_TAG) == "true":
+                tags[ROLLED_BACK_TAG] = "false"  # re-promoted on purpose: rolled_back_at keeps the record
+            _move_champion(client, name, champ, cand, history, "promote", {cand: tags})
+        return decision(promoted, force and promoted, reason)
 
 
-def rollback(name: str, tracking_uri: str | None = None) -> tuple[str, str]:
-    """Point ``champion`` back at the previous champion; returns ``(from_version, to_version)``."""
+def rollback(name: str, tracking_uri: str | None = None, lock_wait_s: float | None = None) -> tuple[str, str]:
+    """Point ``champion`` back at the previous champion and mark the removed one ``rolled_back=true`` (a plain
+    ``promote`` never installs it again); returns ``(from_version, to_version)``."""
     client = _client(tracking_uri)
-    history = champion_history(name, tracking_uri)
-    current = _alias_version(client, name, CHAMPION)
-    # Drop trailing entries that are no longer the live champion (e.g. an alias moved by hand).
-    while history and history[-1] != current:
+    _require_model(client, name, "nothing to roll back")
+    with _writer_lock(client, name, lock_wait_s):
+        _repair(client, name)
+        history = _history(client, name)
+        current = _alias_version(client, name, CHAMPION)
+        # Drop trailing entries that are no longer the live champion (e.g. the alias was deleted by hand).
+        while history and history[-1] != current:
+            history.pop()
+        if len(history) < 2:
+            raise RegistryError(f"model {name!r} has no previous champion to roll back to (history {history})")
         history.pop()
-    if len(history) < 2:
-        raise RegistryError(f"model {name!r} has no previous champion to roll back to (history {history})")
-    history.pop()
-    target = history[-1]
-    _move_champion(client, name, target, history)
-    client.set_model_version_tag(name, current, "rolled_back_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        target = history[-1]
+        _move_champion(client, name, current, target, history, "rollback",
+                       {current: {ROLLED_BACK_TAG: "true", "rolled_back_at": _now()}})
     return current, target
 
 

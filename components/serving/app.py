@@ -30,7 +30,7 @@ from ray import serve
 from components.runtime import absolute_tracking_uri
 from components.runtime import tracking_uri as runtime_uri
 
-from .config import ServeConfig
+from .config import ServeConfig, check_device
 from .inputs import VIDEO_CONTENT_TYPES, InputError, Limits, decode_frames_json, decode_video
 
 log = logging.getLogger("ray.serve")
@@ -94,6 +94,46 @@ async def _multipart_video(request: Request, body: bytes) -> bytes:
     return await upload.read()
 
 
+def _require_device(device: str) -> None:
+    """:func:`check_device` with what torch and Ray say about this process (a replica, or a plain process)."""
+    import torch
+
+    try:
+        import ray
+
+        gpu_ids = ray.get_gpu_ids() if ray.is_initialized() and _replica_id() is not None else None
+    except Exception:
+        gpu_ids = None
+    available = torch.cuda.is_available()
+    check_device(device, cuda_available=available, device_count=torch.cuda.device_count() if available else 0,
+                 gpu_ids=gpu_ids, torch_cuda=torch.version.cuda)
+
+
+class CandidateRejected(RuntimeError):
+    """A new champion failed :func:`check_candidate`: the replica keeps the model it has and says why."""
+
+
+def check_candidate(predictor, info: dict, version: str) -> None:
+    """What a replica checks before it swaps to a new champion: it got the version it asked for, the metadata
+    it decides with is sane, and a reference clip scores one finite value in [0, 1]. Raises CandidateRejected."""
+    problems = []
+    if str(info.get("version")) != str(version):
+        problems.append(f"asked for v{version}, loaded v{info.get('version')}")
+    if int(predictor.clip_len) < 1 or int(predictor.crop_size) < 8:
+        problems.append(f"clip {predictor.clip_len} frames x {predictor.crop_size} px is no servable input")
+    threshold = predictor.threshold
+    if threshold is not None and not (np.isfinite(threshold) and 0.0 <= float(threshold) <= 1.0):
+        problems.append(f"threshold {threshold!r} is not in [0, 1]")
+    if not problems:
+        side, n = int(predictor.crop_size), int(predictor.clip_len)
+        clip = np.random.default_rng(0).integers(0, 256, (1, n, side, side, 3), dtype=np.uint8)  # fixed reference
+        scores = np.asarray(predictor.score_clips(clip), dtype=np.float64)
+        if scores.shape != (1,) or not np.isfinite(scores).all() or not 0.0 <= scores[0] <= 1.0:
+            problems.append(f"the reference clip scored {scores.tolist()}, not one value in [0, 1]")
+    if problems:
+        raise CandidateRejected(f"{info.get('name')} v{version} rejected before the swap: " + "; ".join(problems))
+
+
 @serve.deployment(name="LivenessService", max_ongoing_requests=32, health_check_period_s=10,
                   ray_actor_options={"num_cpus": 1})
 @serve.ingress(api)
@@ -104,6 +144,7 @@ class LivenessService:
         import cv2
         import torch
 
+        _require_device(device)  # before any model work: a GPU replica without a usable GPU stops here, clearly
         torch.set_num_threads(torch_threads)
         # Requests are the unit of parallelism here; OpenCV's own pool on top would oversubscribe the cores.
         cv2.setNumThreads(1)
@@ -116,6 +157,7 @@ class LivenessService:
         self._max_clips = 4
         self._reload_interval_s = 10.0
         self._reload_error: str | None = None
+        self._rejected_version: str | None = None  # a champion that failed check_candidate: not retried
         self._last_poll: float | None = None
         self._batches = {"count": 0, "requests": 0, "clips": 0, "max_requests": 0}
         self._model_idle: asyncio.Event | None = None  # created on the replica's event loop at first use
@@ -151,6 +193,7 @@ class LivenessService:
                 raise RuntimeError(f"model {self._model_name!r} has no '{self._alias}' alias to serve")
             predictor, info = load_version(self._model_name, version, alias=self._alias,
                                            tracking_uri=self._tracking_uri, device=self._device, batch_size=64)
+            check_candidate(predictor, info, version)  # before the swap: a bad model never serves
         predictor.predict_maps(np.zeros((1, predictor.clip_len, predictor.crop_size, predictor.crop_size, 3),
                                         np.uint8))  # warm-up: first-call allocations stay out of request latency
         log.info("loaded %s v%s", info["name"], info["version"])
@@ -176,9 +219,16 @@ class LivenessService:
             try:
                 self._last_poll = time.time()
                 version = alias_version(self._model_name, self._alias, self._tracking_uri)
+                if version is not None and version == self._rejected_version:
+                    continue  # refused once (not downloaded again each poll); /healthz keeps saying why
                 if version is not None and version != self._state.info["version"]:
                     self._state = self._load(version)
+                    self._rejected_version = None
                 self._reload_error = None
+            except CandidateRejected as exc:  # the checks failed: keep the loaded model, do not retry this one
+                self._rejected_version = version
+                self._reload_error = str(exc)
+                log.warning("champion reload refused: %s", exc)
             except Exception as exc:  # keep serving the loaded model; /healthz reports the problem
                 self._reload_error = f"{type(exc).__name__}: {exc}"
                 log.warning("champion reload failed: %s", self._reload_error)
@@ -355,7 +405,7 @@ class LivenessService:
     async def healthz(self):
         st = self._state
         return {"status": "ok", "model": {"name": st.info["name"], "version": st.info["version"]},
-                "reload_error": self._reload_error}
+                "reload_error": self._reload_error, "rejected_version": self._rejected_version}
 
     @api.get("/v1/model")
     async def model(self):
@@ -368,6 +418,7 @@ class LivenessService:
             "reload_interval_s": self._reload_interval_s,
             "reload_error": self._reload_error,
             "variant": p.variant,
+            "device": str(p.device),
             "threshold": p.decide(0.0)[1],
             "inference": p.inference.to_dict(),
             "preprocess": {"crop_size": p.crop_size, "mean": list(p.mean), "std": list(p.std)},
@@ -393,6 +444,15 @@ def build_app(model_name: str = "eulernet", tracking_uri: str | None = None, con
     """
     cfg = config or ServeConfig(model_name=model_name)
     opts = {"user_config": cfg.user_config(), **(deployment_options or {})}
+    # Options given replace the decorator's ray_actor_options as a whole: start from its num_cpus. A cuda
+    # replica reserves its GPU(s) here, so Ray places it on a GPU node and gives it a GPU of its own.
+    actor = {"num_cpus": 1, **dict(opts.get("ray_actor_options") or {})}
+    if cfg.gpus:
+        if float(actor.get("num_gpus") or cfg.gpus) != cfg.gpus:
+            raise ValueError(f"ray_actor_options.num_gpus = {actor['num_gpus']} but serve device {cfg.device!r} "
+                             f"with num_gpus {cfg.num_gpus} asks for {cfg.gpus:g}")
+        actor["num_gpus"] = cfg.gpus
+    opts["ray_actor_options"] = actor
     deployment = LivenessService.options(**opts)
     return deployment.bind(
         model_name=model_name,

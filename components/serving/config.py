@@ -24,7 +24,8 @@ class ServeConfig:
     max_clips: int = 4                 # clips scored per request (spread over the video)
     preprocess_threads: int = 2
     torch_threads: int = 1             # intra-op threads of the forward pass; >1 only on dedicated cores
-    device: str = "cpu"                # "cuda" on GPU replicas (add num_gpus to ray_actor_options)
+    device: str = "cpu"                # "cuda" on GPU replicas: each replica then reserves num_gpus
+    num_gpus: float | None = None      # GPUs per replica (fractions share one); None: 1 on cuda, 0 on cpu
     max_upload_bytes: int = 20_000_000
     max_frames: int = 300
     max_resolution: int = 1920
@@ -45,7 +46,25 @@ class ServeConfig:
             raise ValueError(f"batch_wait_timeout_s must be >= 0, got {self.batch_wait_timeout_s}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.num_gpus is not None:
+            if not (self.num_gpus >= 0):
+                raise ValueError(f"num_gpus must be >= 0, got {self.num_gpus}")
+            if self.device == "cpu" and self.num_gpus > 0:
+                raise ValueError(f"num_gpus={self.num_gpus} reserves GPUs a device: cpu replica never uses; "
+                                 "set device: cuda or num_gpus: 0")
+            if self.device != "cpu" and self.num_gpus == 0:
+                raise ValueError(f"device: {self.device} needs num_gpus > 0 (e.g. 1, or 0.5 to put two replicas on "
+                                 "one GPU): a replica without a GPU of its own lands on GPU 0 with every other one")
+            if self.num_gpus > 1 and self.num_gpus != int(self.num_gpus):
+                raise ValueError(f"num_gpus above 1 must be a whole number, got {self.num_gpus}")
         self.limits()  # validates the limit fields with their own messages
+
+    @property
+    def gpus(self) -> float:
+        """GPUs each replica reserves (``ray_actor_options.num_gpus``): ``num_gpus``, else 1 on cuda, 0 on cpu."""
+        if self.num_gpus is not None:
+            return float(self.num_gpus)
+        return 0.0 if self.device == "cpu" else 1.0
 
     def limits(self) -> Limits:
         return Limits(max_upload_bytes=self.max_upload_bytes, max_frames=self.max_frames,
@@ -61,7 +80,7 @@ class ServeConfig:
 # the values params.yaml `serve:` holds, which `disagreements` checks (eulernet serve refuses to start otherwise).
 USER_CONFIG_KEYS = ("max_batch_size", "batch_wait_timeout_s", "reload_interval_s", "max_clips")
 APP_ARG_KEYS = ("model_name", "alias", "max_upload_bytes", "max_frames", "max_resolution", "preprocess_threads",
-                "torch_threads", "device")
+                "torch_threads", "device", "num_gpus")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +117,10 @@ def disagreements(cfg: ServeConfig, serve_file: ServeFile, where: str = "serve c
 
     Keys the file leaves out take params' value at run time, so only values that are present are compared.
     ``http_options`` are not compared: where the proxy binds belongs to the place of deployment (loopback on a
-    laptop, 0.0.0.0 inside a pod)."""
-    out = []
+    laptop, 0.0.0.0 inside a pod). The file's own ``ray_actor_options.num_gpus`` must match the GPUs its
+    device asks for (:func:`gpu_disagreements`): Serve applies the file's ``ray_actor_options`` as a whole,
+    over what the application sets."""
+    out = gpu_disagreements(cfg, serve_file, where)
     for section, values, keys in (("args", serve_file.args, APP_ARG_KEYS),
                                   ("user_config", serve_file.user_config, USER_CONFIG_KEYS)):
         unknown = sorted(set(values) - set(keys) - {"tracking_uri", "checkpoint"})
@@ -110,3 +131,48 @@ def disagreements(cfg: ServeConfig, serve_file: ServeFile, where: str = "serve c
                 out.append(f"{where} {section}.{key} = {values[key]!r} but params.yaml serve.{key} = "
                            f"{getattr(cfg, key)!r}")
     return out
+
+
+def gpu_disagreements(cfg: ServeConfig, serve_file: ServeFile, where: str = "serve config") -> list[str]:
+    """The file's ``ray_actor_options.num_gpus`` against the GPUs its replicas' device needs (the file's own
+    ``device``/``num_gpus`` args, else params.yaml's): a cuda replica must reserve a GPU, a cpu one none."""
+    actor = dict(serve_file.deployment.get("ray_actor_options") or {})
+    if not actor:  # the application's own options apply (build_app sets num_gpus from the device)
+        return []
+    args = {k: serve_file.args[k] for k in ("device", "num_gpus") if k in serve_file.args}
+    try:
+        want = dataclasses.replace(cfg, **args).gpus
+    except ValueError as exc:
+        return [f"{where} args: {exc}"]
+    have = float(actor.get("num_gpus") or 0.0)
+    if have != want:
+        device = args.get("device", cfg.device)
+        return [f"{where} ray_actor_options.num_gpus = {have:g} but device {device!r} needs {want:g} "
+                "(serve num_gpus)"]
+    return []
+
+
+def check_device(device: str, *, cuda_available: bool, device_count: int, gpu_ids: list | None = None,
+                 torch_cuda: str | None = None) -> None:
+    """Fail fast, with what to change, when a replica set up for ``device`` cannot use it.
+
+    ``cuda_available``/``device_count``: what torch sees; ``gpu_ids``: the GPUs Ray assigned this replica
+    (``ray.get_gpu_ids()``; None outside Ray); ``torch_cuda``: ``torch.version.cuda`` (None on a CPU build).
+    Ray 2.60 no longer hides the GPUs from an actor that reserved none, so a cuda replica without
+    ``num_gpus`` would see every GPU and load onto GPU 0 next to all the others: that is an error here too."""
+    if device == "cpu":
+        return
+    if not cuda_available:
+        build = f"CUDA {torch_cuda}" if torch_cuda else "a CPU-only build"
+        raise RuntimeError(
+            f"serve device is {device!r} but CUDA is not available in this replica (torch is {build}, "
+            f"{device_count} GPU(s) visible): run GPU replicas on a GPU worker group with the GPU image "
+            "(infra/docker/Dockerfile, TORCH_VARIANT=cu*) and num_gpus > 0, or set serve.device: cpu")
+    if gpu_ids is not None and len(gpu_ids) == 0:
+        raise RuntimeError(
+            f"serve device is {device!r} but Ray assigned this replica no GPU: set serve.num_gpus (or the "
+            "deployment's ray_actor_options.num_gpus) > 0, e.g. 1, or 0.5 to share a GPU between two replicas")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= device_count:
+        raise RuntimeError(f"serve device is {device!r} but this replica sees {device_count} GPU(s) "
+                           f"(cuda:0..cuda:{device_count - 1}); Ray numbers a replica's own GPUs from 0: use 'cuda'")

@@ -9,7 +9,7 @@ import importlib
 
 from components.training.config import TrainConfig, TrainResult
 
-_LAZY = {"fit": "driver", "copy_best": "driver", "TrainingError": "driver", 
+_LAZY = {"fit": "driver", "copy_best": "driver", "TrainingError": "driver",
          "train_loop_per_worker": "loop"}
 __all__ = ["TrainConfig", "TrainResult", *_LAZY]
 

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import pandas as pd
 
-LABEL_TYPES = ("location_map", "binary_mask", "depth_map")
-THRESHOLD_RULES = ("eer", "min_acer")
 OPTIMIZERS = ("ranger", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -19,8 +17,9 @@ class TrainConfig:
     """One training run. Defaults follow the paper (IV-A): Ranger, lr 1e-4, 16 clips per step.
 
     ``batch_size`` is the GLOBAL number of clips per optimizer step, split evenly over ``num_workers`` (so
-    changing the worker count keeps the optimisation the same). ``use_gpu="auto"`` takes GPUs when the Ray
-    cluster has them; ``amp`` only acts on CUDA (mixed precision on CPU is slower here).
+    changing the worker count keeps the optimisation the same). ``use_gpu="auto"`` takes one GPU per worker when
+    the Ray cluster has, or its autoscaler may add, that many, and a resumed run keeps its first decision
+    (``components.training.devices``); ``amp`` only acts on CUDA (mixed precision on CPU is slower here).
     ``eval_every``: dev evaluation every N epochs (the last epoch always); epochs without one still
     checkpoint, with ``dev_acer = inf`` so they never rank as best.
     ``cpus_per_worker=None`` (auto) reserves at most one CPU per worker and leaves one CPU of a small cluster
@@ -87,6 +86,8 @@ class TrainConfig:
             bad(f"max_failures must be >= 0 (or -1 for unlimited), got {self.max_failures}")
         if self.num_to_keep < 1:
             bad(f"num_to_keep must be >= 1, got {self.num_to_keep}")
+        from components.metrics.rates import THRESHOLD_RULES
+
         if self.threshold_rule not in THRESHOLD_RULES:
             bad(f"threshold_rule must be one of {THRESHOLD_RULES}, got {self.threshold_rule!r}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
@@ -105,7 +106,7 @@ class TrainConfig:
             bad(f"bn_recalibration_batches must be >= 0, got {self.bn_recalibration_batches}")
         if self.shuffle_buffer < 0:
             bad(f"shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
-        from components.model import VARIANTS, variant_label_type
+        from components.model import LABEL_TYPES, VARIANTS, variant_label_type
 
         if self.variant not in VARIANTS:
             bad(f"unknown variant {self.variant!r}; choose one of {sorted(VARIANTS)}")
@@ -133,3 +134,5 @@ class TrainResult:
     run_id: str | None
     resumed_from: list[int]
     run_path: str
+    use_gpu: bool | None = None  # the resolved device policy (components.training.devices) ...
+    device_reason: str = ""      # ... and why

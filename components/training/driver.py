@@ -6,20 +6,27 @@ sets a global MLflow tracking URI: it talks to the given ``tracking_uri`` throug
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from components.inference.config import InferenceConfig
 from components.runtime import absolute_tracking_uri, json_safe
 from components.training.config import TrainConfig, TrainResult
 from components.training.loop import PREDICTOR_FILE, train_loop_per_worker
 
+if TYPE_CHECKING:
+    from components.training.devices import DeviceDecision
+
 RUN_PATH_TAG = "eulernet.ray_run_path"
+log = logging.getLogger(__name__)
 
 
 class TrainingError(RuntimeError):
@@ -49,15 +56,21 @@ def _check_dev(shards_dir: str) -> None:
                             "and to rank checkpoints by dev ACER")
 
 
-def _data_meta(train_ds, meta: dict | None) -> dict:
-    """Crop size and clip length as the shards hold them; a caller's differing value is an error."""
+def _inference_config(train_ds, shards_dir: str, cfg: TrainConfig) -> InferenceConfig:
+    """The inference config the checkpoints will carry, from the data alone: the label config recorded beside
+    the shards (landmark backend, clip layout, decode size) and the clip shape the shards actually hold."""
+    from components.labeling.pipeline import LabelConfig, read_label_config
+
     frames = train_ds.take(1)[0]["frames"]  # (T, S, S, 3)
     found = {"clip_len": int(frames.shape[0]), "crop_size": int(frames.shape[1])}
-    meta = dict(meta or {})
+    label = read_label_config(shards_dir)
+    if label is None:  # shards written by hand (tests, imports): the labeling defaults at the shards' shape
+        label = LabelConfig(crop_size=found["crop_size"], clip_len=found["clip_len"])
     for k, v in found.items():
-        if k in meta and int(meta[k]) != v:
-            raise TrainingError(f"{k}={meta[k]} was given but the shards hold clips with {k}={v}")
-    return {**meta, **found}
+        if getattr(label, k) != v:
+            raise TrainingError(f"{shards_dir}/label_config.json says {k}={getattr(label, k)} but the shards hold "
+                                f"clips with {k}={v}: relabel (eulernet label)")
+    return InferenceConfig.from_label_config(label, variant=cfg.variant, label_type=cfg.label_type)
 
 
 def _start_run(client, experiment: str, run_name: str, run_path: str, tags: dict,
@@ -74,6 +87,40 @@ def _start_run(client, experiment: str, run_name: str, run_path: str, tags: dict
     return run.info.run_id
 
 
+def resumable_run_name(cfg: TrainConfig, shards_dir: str | os.PathLike, storage_path: str,
+                       tracking_uri: str | None, experiment: str = "eulernet") -> str:
+    """A Ray run name that is the same for the same training params and the same shards, so a stage that was
+    killed (e.g. an interrupted ``dvc repro``) continues its run, and its MLflow run, when re-run unchanged.
+
+    A run of that name that already FINISHED is not reopened (re-running a finished stage means training
+    again): the next free ``-2``, ``-3`` ... suffix is used instead."""
+    import hashlib
+
+    shards = Path(shards_dir)
+    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    for name in ("index.csv", "label_config.json"):
+        if (shards / name).is_file():
+            h.update((shards / name).read_bytes())
+    base = f"{cfg.variant}-{h.hexdigest()[:12]}"
+    if not tracking_uri:
+        return base
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=absolute_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    storage_path = str(Path(storage_path).resolve()) if "://" not in storage_path else storage_path
+    for n in range(1, 1000):
+        name = base if n == 1 else f"{base}-{n}"
+        if exp is None:
+            return name
+        found = client.search_runs([exp.experiment_id],
+                                   filter_string=f"tags.`{RUN_PATH_TAG}` = '{storage_path.rstrip('/')}/{name}'",
+                                   max_results=1)
+        if not found or found[0].info.status != "FINISHED":
+            return name
+    raise TrainingError(f"no free run name for {base}")
+
+
 def _local_dir(checkpoint, dest: Path) -> Path:
     # A local-filesystem checkpoint is used in place; remote storage (s3://...) is downloaded first.
     if checkpoint.filesystem.type_name == "local":
@@ -83,16 +130,22 @@ def _local_dir(checkpoint, dest: Path) -> Path:
 
 def fit(cfg: TrainConfig, shards_dir: str | os.PathLike, storage_path: str, run_name: str,
         experiment: str = "eulernet", tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-        resume_from: str | None = None, meta: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
-        artifact_location: str | None = None, fault: dict | None = None) -> TrainResult:
+        resume_from: str | None = None, params: dict[str, Any] | None = None,
+        artifact_location: str | None = None,
+        epoch_start_hook: str | dict[str, Any] | None = None,
+        on_start: Callable[[str], None] | None = None) -> TrainResult:
     """Train ``cfg`` on the ``train`` shards with ``cfg.num_workers`` Ray Train workers; rank by dev ACER.
 
     ``storage_path``/``run_name``: where Ray Train keeps checkpoints. Calling ``fit`` again with the same
     pair continues that run from its latest checkpoint (an interrupted run resumes rather than restarts).
     ``resume_from``: a checkpoint directory (holding ``train_state.pt``) to start from when the run has no
-    checkpoint of its own. ``meta``: keyword arguments for ``build_meta`` describing the data (crop_size,
-    clip_len, clip_interval, clips_per_video, landmark_backend, mean, std). ``tracking_uri=None`` disables
-    MLflow. ``fault`` is test-only (see ``train_loop_per_worker``).
+    checkpoint of its own. How the shards were cut (landmark backend, clip layout, decode size) is read from
+    ``<shards_dir>/label_config.json`` and becomes the checkpoints' ``InferenceConfig``. ``tracking_uri=None``
+    disables MLflow. ``epoch_start_hook``: ``"package.module:function"`` or ``{"fn": "package.module:function",
+    "kwargs": {...}}``, called on every worker as ``fn(epoch=<1-based epoch about to start>, rank=<world rank>,
+    **kwargs)`` at the start of each epoch (see ``loop.load_epoch_start_hook``); the tests use it to kill a worker.
+    ``cfg.use_gpu`` is resolved by :func:`choose_device` (logged, recorded beside the checkpoints, kept on a
+    resume, the MLflow param ``use_gpu_resolved`` and tags ``use_gpu``/``use_gpu_reason``).
     """
     import ray
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -106,15 +159,14 @@ def fit(cfg: TrainConfig, shards_dir: str | os.PathLike, storage_path: str, run_
     dev_ds = _split_dataset(shards_dir, "dev", ["frames", "video_id", "label", "attack_type"])
     if cfg.cache_data:
         train_ds, dev_ds = train_ds.materialize(), dev_ds.materialize()
-    meta = _data_meta(train_ds, meta)
+    inference = _inference_config(train_ds, shards_dir, cfg)
 
-    use_gpu = cfg.use_gpu
-    if use_gpu == "auto":
-        use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     per_worker = cfg.cpus_per_worker or min(1.0, max(cpus - 1.0, cpus / 2.0) / cfg.num_workers)
     storage_path = str(Path(storage_path).resolve()) if "://" not in storage_path else storage_path
     run_path = f"{storage_path.rstrip('/')}/{run_name}"
+    device = choose_device(cfg, run_path)
+    use_gpu = device.use_gpu
 
     client, run_id = None, None
     if tracking_uri:
@@ -123,19 +175,25 @@ def fit(cfg: TrainConfig, shards_dir: str | os.PathLike, storage_path: str, run_
         tracking_uri = absolute_tracking_uri(tracking_uri)
         client = MlflowClient(tracking_uri=tracking_uri)
         run_id = _start_run(client, experiment, run_name, run_path, dict(tags or {}), artifact_location)
-        client.log_dict(run_id, {"train": cfg.to_dict(), "meta": meta or {}, "params": params or {},
-                                 "tags": tags or {}, "use_gpu": use_gpu, "shards_dir": shards_dir,
+        # Tags, not only params: a resumed run never re-logs its params, and an override must still show.
+        client.set_tag(run_id, "use_gpu", str(use_gpu))
+        client.set_tag(run_id, "use_gpu_reason", device.reason[:5000])
+        client.log_dict(run_id, {"train": cfg.to_dict(), "inference": inference.to_dict(), "params": params or {},
+                                 "tags": tags or {}, "use_gpu": use_gpu, "device": device.to_dict(),
+                                 "shards_dir": shards_dir,
                                  "storage_path": storage_path, "run_name": run_name}, "config/resolved.json")
 
     # Optimiser steps of the whole run, for the cosine schedule: each worker sees its equal share of the clips.
     steps_per_epoch = math.ceil(train_ds.count() / cfg.num_workers / cfg.per_worker_batch)
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    loop_config = {"train": cfg.to_dict(), "meta": dict(meta), "params": {"data": dict(meta), **(params or {})},
+    loop_config = {"train": cfg.to_dict(), "inference": inference.to_dict(),
+                   "params": {"inference": inference.to_dict(), "use_gpu_resolved": use_gpu, **(params or {})},
                    "total_steps": steps_per_epoch * cfg.epochs,
-                   "tags": {**(tags or {}), "use_gpu": str(use_gpu)},
+                   "tags": {**(tags or {}), "use_gpu": str(use_gpu), "use_gpu_reason": device.reason},
                    "mlflow": {"tracking_uri": tracking_uri, "run_id": run_id} if run_id else None,
-                   "resume_from": str(resume_from) if resume_from else None, "fault": fault}
+                   "resume_from": str(resume_from) if resume_from else None,
+                   "epoch_start_hook": epoch_start_hook}
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -151,6 +209,8 @@ def fit(cfg: TrainConfig, shards_dir: str | os.PathLike, storage_path: str, run_
         # dev is read whole by rank 0 (threshold + ACER need every dev video), train is split over workers.
         dataset_config=DataConfig(datasets_to_split=["train"]),
     )
+    if on_start and run_id:  # e.g. training.progress.EpochProgress.start: an epoch bar fed from this run
+        on_start(run_id)
     try:
         result = trainer.fit()
     except Exception as exc:
@@ -188,7 +248,24 @@ def fit(cfg: TrainConfig, shards_dir: str | os.PathLike, storage_path: str, run_
         client.set_tag(run_id, "best_epoch", str(best_metrics.get("epoch")))
         client.set_terminated(run_id, status="FINISHED")
     return TrainResult(best_checkpoint_path=str(best_path), history=history, best=_scalars(best_metrics),
-                       run_id=run_id, resumed_from=resumed, run_path=run_path)
+                       run_id=run_id, resumed_from=resumed, run_path=run_path, use_gpu=use_gpu,
+                       device_reason=device.reason)
+
+
+def choose_device(cfg: TrainConfig, run_path: str) -> "DeviceDecision":
+    """Resolve ``cfg.use_gpu`` for the run at ``run_path`` (see ``components.training.devices``), log the
+    decision and why, and record it beside the run's checkpoints so that a resume keeps it."""
+    from components.training.devices import gpu_capacity, read_decision, resolve_use_gpu, write_decision
+
+    gpus_now, gpus_autoscaler = gpu_capacity()
+    try:
+        decision = resolve_use_gpu(cfg.use_gpu, cfg.num_workers, gpus_now, gpus_autoscaler,
+                                   previous=read_decision(run_path))
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    log.info("use_gpu=%s (%s, use_gpu: %s): %s", decision.use_gpu, decision.source, cfg.use_gpu, decision.reason)
+    write_decision(run_path, decision)
+    return decision
 
 
 def _scalars(d: dict) -> dict:
@@ -215,7 +292,8 @@ def _resumed(best_ckpt, result) -> list[int]:
 
 def copy_best(result: TrainResult, dest: str | os.PathLike) -> Path:
     """Copy the best Predictor checkpoint to ``dest`` (e.g. artifacts/model/checkpoint.pt)."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(result.best_checkpoint_path, dest)
-    return dest
+    from components.files import atomic_path
+
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(result.best_checkpoint_path, tmp)
+    return Path(dest)

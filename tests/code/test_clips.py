@@ -27,3 +27,15 @@ def test_too_short_video_has_no_clip_and_cap_spreads_clips():
 def test_bad_geometry_is_rejected():
     with pytest.raises(ValueError):
         clip_starts(30, 0, 3)
+
+
+def test_label_cache_key_changes_with_the_decode_and_crop_code(monkeypatch):
+    """A change to the decode/crop/label code must relabel: the ledger key carries the code's hash."""
+    from components.labeling import pipeline
+
+    cfg = pipeline.LabelConfig()
+    real = pipeline.labeling_code_version()
+    assert len(real) == 16 and cfg.fingerprint() == cfg.fingerprint()
+    before = pipeline.cache_key("a" * 64, cfg)
+    monkeypatch.setattr(pipeline, "labeling_code_version", lambda: "0" * 16)
+    assert pipeline.cache_key("a" * 64, cfg) != before

@@ -86,14 +86,14 @@ def test_unknown_section_and_duplicate_key_are_errors(tmp_path):
         read_params(tmp_path / "dup.yaml")
 
 
-def _rayservice_serve_file():
+def _rayservice_serve_file(app_name: str = "eulernet"):
     import yaml
 
     from components.serving.config import read_serve_config
 
     docs = list(yaml.safe_load_all(open("infra/kuberay/rayservice.yaml")))
     service = next(d for d in docs if d and d.get("kind") == "RayService")
-    return read_serve_config(service["spec"]["serveConfigV2"])
+    return read_serve_config(service["spec"]["serveConfigV2"], app_name)
 
 
 def test_serve_settings_have_one_source():
@@ -106,6 +106,33 @@ def test_serve_settings_have_one_source():
     assert disagreements(cfg, local, "infra/serve_config.yaml") == []
     assert disagreements(cfg, cluster, "rayservice.yaml") == []
     assert local.args and local.user_config and cluster.args and cluster.user_config  # something was compared
+    # The GPU variant differs from params.yaml in its GPU keys only (device, num_gpus), and reserves its GPUs.
+    import dataclasses
+
+    gpu = _rayservice_serve_file("eulernet-gpu")
+    gpu_keys = {k: gpu.args[k] for k in ("device", "num_gpus") if k in gpu.args}
+    assert gpu_keys.get("device", "").startswith("cuda")
+    assert disagreements(dataclasses.replace(cfg, **gpu_keys), gpu, "rayservice.yaml eulernet-gpu") == []
+    assert gpu.deployment["ray_actor_options"]["num_gpus"] > 0
+
+
+def test_serve_file_gpu_reservation_must_match_its_device():
+    import dataclasses
+
+    from components.serving.config import ServeConfig, disagreements, read_serve_config
+
+    cfg = load_section(ServeConfig, "serve", "params.yaml")
+    text = open("infra/serve_config.yaml").read()
+    # A cuda replica whose ray_actor_options reserve no GPU would land on GPU 0 beside every other replica.
+    cuda = read_serve_config(text.replace("max_resolution: 1920 ", "max_resolution: 1920\n      device: cuda "))
+    assert cuda.args["device"] == "cuda"
+    assert disagreements(dataclasses.replace(cfg, device="cuda"), cuda) == [
+        "serve config ray_actor_options.num_gpus = 0 but device 'cuda' needs 1 (serve num_gpus)"]
+    # A cpu replica reserving a GPU wastes it.
+    wasted = read_serve_config(text.replace("num_cpus: 1 ", "num_gpus: 1\n          num_cpus: 1 "))
+    assert wasted.deployment["ray_actor_options"]["num_gpus"] == 1
+    assert disagreements(cfg, wasted) == ["serve config ray_actor_options.num_gpus = 1 but device 'cpu' needs 0 "
+                                          "(serve num_gpus)"]
 
 
 def test_serve_disagreement_is_named(tmp_path):

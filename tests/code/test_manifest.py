@@ -45,3 +45,22 @@ def test_video_round_trip_and_clear_errors(tmp_path):
     assert err.value.reason in {"unreadable", "no_frames"}
     with pytest.raises(VideoError, match="missing"):
         read_frames(tmp_path / "nope.mp4")
+
+
+def test_digest_table_hashes_each_file_version_once(tmp_path):
+    import hashlib
+    import os
+
+    from components.data.digest import DigestTable
+
+    f = tmp_path / "v.mp4"
+    f.write_bytes(b"first version")
+    first = DigestTable()
+    assert first.digest(f) == hashlib.sha256(b"first version").hexdigest() and first.hashed == 1
+    first.write(tmp_path / "cache.csv")
+    again = DigestTable.read(tmp_path / "cache.csv")
+    assert again.digest(f) == hashlib.sha256(b"first version").hexdigest() and again.hashed == 0  # reused
+    f.write_bytes(b"second version!")  # new size: the stale entry must not be trusted
+    os.utime(f, ns=(1, 1))
+    assert again.digest(f) == hashlib.sha256(b"second version!").hexdigest() and again.hashed == 1
+    assert DigestTable.read(tmp_path / "missing.csv").rows == {}

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.metrics import (auc, breakdown, choose_threshold, det_curve, error_rates, roc_curve,
-                                video_scores)
+from components.metrics import auc, breakdown, choose_threshold, det_curve, error_rates, roc_curve, video_scores
 from components.metrics.report import evaluate_splits, split_summary
 
 # 4 live, 3 attacks; two scores sit exactly on the threshold 0.5 (one live, one attack).

@@ -235,3 +235,81 @@ def test_ingest_flow_writes_repo_relative_manifest(tmp_path, monkeypatch, capsys
     params.write_text(yaml.safe_dump({"data": {"adapter": "sample", "root": "data/sample", "colour": 1}}))
     assert main(["ingest", "--params", str(params), "--out", str(out)]) == 2
     assert "unknown key(s) ['colour']" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ contained paths
+def _generic_root(tmp_path: Path, tiny_video: Path, paths: list[str]) -> Path:
+    root = tmp_path / "dataset"
+    (root / "v").mkdir(parents=True)
+    shutil.copy(tiny_video, root / "v" / "in.avi")
+    rows = "\n".join(f"{p},u{i},d,indoor,live,vid{i}" for i, p in enumerate(paths))
+    _write_csv(root / "labels.csv", f"path,subject_id,device,scene,attack_type,video_id\n{rows}")
+    return root
+
+
+def test_generic_csv_paths_must_stay_inside_the_root(tmp_path, tiny_video):
+    outside = tmp_path / "secret.avi"
+    shutil.copy(tiny_video, outside)
+    root = _generic_root(tmp_path, tiny_video, ["v/in.avi", "../secret.avi", str(outside), "v/../../secret.avi",
+                                                "v/link.avi", "v/./in.avi"])
+    (root / "v" / "link.avi").symlink_to(outside)  # a symlink inside the root that leads out of it
+    with pytest.raises(ManifestError) as err:
+        from_generic_csv(root)
+    msg = str(err.value)
+    assert "4 bad row(s)" in msg and "allow_outside_root" in msg
+    for line in (3, 4, 5, 6):  # '..', absolute, '..' after a subfolder, the symlink
+        assert f"line {line}: path" in msg and "outside the dataset root" in msg
+    assert "line 2:" not in msg and "line 7:" not in msg
+    assert f"resolves to {outside.resolve()}" in msg
+
+    df = from_generic_csv(root, allow_outside_root=True)  # explicit opt-in: accepted as written
+    assert list(df["path"])[:3] == [(root / "v/in.avi").as_posix(), (root / "../secret.avi").as_posix(),
+                                    outside.as_posix()]
+
+
+def test_symlinks_inside_the_root_and_a_symlinked_root_are_fine(tmp_path, tiny_video):
+    root = _generic_root(tmp_path, tiny_video, ["v/alias.avi", "v/in.avi"])
+    (root / "v" / "alias.avi").symlink_to(root / "v" / "in.avi")
+    linked = tmp_path / "linked-root"
+    linked.symlink_to(root)  # the dataset folder itself reached through a symlink
+    assert len(from_generic_csv(linked, linked / "labels.csv")) == 2
+
+
+def test_sample_manifest_paths_must_stay_inside_the_root(tmp_path):
+    import pandas as pd
+
+    root = tmp_path / "sample"
+    root.mkdir()
+    manifest = pd.read_csv(REPO / "data/sample/manifest.csv", dtype=str, keep_default_na=False).head(3)
+    manifest.loc[1, "path"] = "../../etc/passwd"
+    manifest.loc[2, "path"] = "/etc/hostname"
+    manifest.to_csv(root / "manifest.csv", index=False)
+    with pytest.raises(ManifestError, match=r"2 path\(s\) outside the dataset root") as err:
+        from_sample(root)
+    assert "line 3: path" in str(err.value) and "line 4: path" in str(err.value)
+    assert len(from_sample(root, allow_outside_root=True)) == 3
+
+
+def test_oulu_video_symlinked_from_outside_is_refused(oulu_tree, tmp_path):
+    root, _ = oulu_tree
+    copy = tmp_path / "oulu"
+    shutil.copytree(root, copy, symlinks=True)
+    victim = copy / "Test_files" / "1_3_36_1.avi"
+    outside = tmp_path / "elsewhere.avi"
+    shutil.move(victim, outside)
+    victim.symlink_to(outside)
+    with pytest.raises(ManifestError, match=r"Test.txt line 1: path .* outside the dataset root"):
+        from_oulu_npu(copy, protocol=1)
+    assert len(from_oulu_npu(copy, protocol=1, allow_outside_root=True)) == 72
+
+
+def test_allow_outside_root_is_a_data_param():
+    from components.config import ConfigError, load_section
+    from components.data.adapters import IngestConfig
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert params["data"]["allow_outside_root"] is False  # off by default, and spelled out in params.yaml
+    assert load_section(IngestConfig, "data", REPO / "params.yaml").allow_outside_root is False
+    assert load_section(IngestConfig, "data", {"data": {"allow_outside_root": True}}).allow_outside_root is True
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_section(IngestConfig, "data", {"data": {"allow_outside_roots": True}})

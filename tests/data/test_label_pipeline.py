@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 
 import numpy as np
@@ -149,14 +150,25 @@ def test_label_flow_succeeds_with_skipped_videos(ray_session, videos, tmp_path, 
                                                                     "concurrency": 1}}))
     parser = argparse.ArgumentParser()
     flow.add_arguments(parser)
+    # No validate verdict for this manifest: labeling refuses, and says what to run.
+    assert flow.run(parser.parse_args(["--no-progress"])) == 2
+    assert "run `eulernet validate` first" in capsys.readouterr().err
+    from components.quality.gates import manifest_digest
+
+    (art / "quality").mkdir()
+    (art / "quality" / "summary.json").write_text(json.dumps(
+        {"success": True, "failures": [], "manifest_sha256": manifest_digest(art / "manifest.csv")}))
     assert flow.run(parser.parse_args(["--no-progress"])) == 0
     outp = capsys.readouterr().out
+    assert json.loads((art / "shards" / "gates.json").read_text())["gates"] == "passed"
     assert "1 ok, 1 skipped" in outp and "unreadable" in outp
     assert (art / "shards" / "report.csv").is_file()
 
     # Only unusable videos: exit 1. Unknown params key: exit 2.
     rel[rel["video_id"] == "corrupt"].to_csv(art / "manifest.csv", index=False)
-    assert flow.run(parser.parse_args(["--no-progress", "--out", "artifacts/shards2"])) == 1
+    assert flow.run(parser.parse_args(["--no-progress", "--out", "artifacts/shards2"])) == 2  # verdict is stale
+    assert "another manifest" in capsys.readouterr().err
+    assert flow.run(parser.parse_args(["--no-progress", "--out", "artifacts/shards2", "--skip-gates"])) == 1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": {"crop_sz": 64}}))
     assert flow.run(parser.parse_args([])) == 2
     assert "unknown key" in capsys.readouterr().err
@@ -191,3 +203,70 @@ def test_label_pipeline_with_storage_uri(ray_session, videos, tmp_path):
     rep3 = label_videos(small, out, cfg, progress=False, storage=f"file://{store}")
     assert rep3.report.set_index("video_id").loc["live", "cached"] == False  # noqa: E712 (numpy bool)
     assert len(load_clips(out)["video_id"]) == 1
+
+
+def _distinct_face_videos(root, real_face_rgb, n):
+    from components.data.video import write_video
+
+    rows = []
+    for i in range(n):  # different crops of the same real face: distinct bytes, so distinct cache keys
+        path = root / f"face{i}.mp4"
+        write_video(path, _face_frames(real_face_rgb, 14, 200, 214 + 2 * i, 128 + i))
+        rows.append(_row(f"face{i}", path.name, 1 if i % 2 else 0, "live" if i % 2 else "print"))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.slow
+def test_label_resumes_after_a_sigkill_with_the_same_outputs(tmp_path, real_face_rgb):
+    """A real SIGKILL of `eulernet label` mid-run: the rerun keeps what was written (no relabeling of finished
+    videos), deletes nothing it needs, and ends with the same clips as an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from tests.harness.faults import kill_ray_session
+
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    art = tmp_path / "artifacts"
+    art.mkdir()
+    _distinct_face_videos(art, real_face_rgb, 8).to_csv(art / "manifest.csv", index=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": {
+        "crop_size": 64, "clips_per_video": 1, "concurrency": 1, "max_side": 256}}))
+    cmd = [f"{bin_dir}/eulernet", "label", "--skip-gates", "--no-progress"]
+
+    proc = subprocess.Popen(cmd + ["--out", "artifacts/shards"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    data = art / "shards" / "data"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list(data.rglob("*.parquet")):
+        time.sleep(0.2)
+    killed_mid_run = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    kill_ray_session(out)
+    assert not (art / "shards" / "ledger.csv").exists() or not killed_mid_run  # the ledger never saw that run
+
+    again = subprocess.run(cmd + ["--out", "artifacts/shards"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    fresh = subprocess.run(cmd + ["--out", "artifacts/fresh"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+
+    resumed = pd.read_csv(art / "shards" / "report.csv").set_index("video_id").sort_index()
+    clean = pd.read_csv(art / "fresh" / "report.csv").set_index("video_id").sort_index()
+    assert (resumed[["status", "clips"]] == clean[["status", "clips"]]).all().all()
+    if killed_mid_run:
+        assert resumed["cached"].any(), "nothing written before the kill was reused"
+    a, b = load_clips(art / "shards"), load_clips(art / "fresh")
+    order_a = np.lexsort((a["clip_index"], a["video_id"]))
+    order_b = np.lexsort((b["clip_index"], b["video_id"]))
+    assert list(a["video_id"][order_a]) == list(b["video_id"][order_b])
+    np.testing.assert_array_equal(a["frames"][order_a], b["frames"][order_b])
+    np.testing.assert_array_equal(a["location_map"][order_a], b["location_map"][order_b])

@@ -172,3 +172,39 @@ def test_validate_flow_exit_codes_and_outputs(tmp_path, monkeypatch, sample):
     assert (out / "data_docs" / "index.html").is_file()
     params.write_text(yaml.safe_dump({"validate": {"live_ratio": [0.9, 0.1]}}))
     assert main(["validate", "--params", str(params), "--manifest", str(manifest), "--out", str(out)]) == 2
+
+
+def test_gates_are_enforced_where_data_is_consumed(tmp_path):
+    """A verdict counts only if it exists, passed, and is about exactly this manifest; shards carry it on."""
+    import json
+
+    from components.quality.gates import (
+        GateError,
+        manifest_digest,
+        require_passed,
+        require_shards_passed,
+        write_gate_record,
+    )
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("video_id,path\nv1,a.mp4\n")
+    summary = tmp_path / "summary.json"
+    with pytest.raises(GateError, match="run `eulernet validate` first"):
+        require_passed(summary, manifest)
+    summary.write_text(json.dumps({"success": False, "failures": ["x"], "manifest_sha256": manifest_digest(manifest)}))
+    with pytest.raises(GateError, match="FAILED"):
+        require_passed(summary, manifest)
+    summary.write_text(json.dumps({"success": True, "failures": [], "manifest_sha256": manifest_digest(manifest)}))
+    assert require_passed(summary, manifest) == manifest_digest(manifest)
+
+    shards = tmp_path / "shards"
+    with pytest.raises(GateError, match="has no gates.json"):
+        require_shards_passed(shards, summary)
+    write_gate_record(shards, manifest, passed=False)
+    with pytest.raises(GateError, match="--skip-gates"):
+        require_shards_passed(shards, summary)
+    write_gate_record(shards, manifest, passed=True)
+    assert require_shards_passed(shards, summary) == manifest_digest(manifest)
+    manifest.write_text("video_id,path\nv1,a.mp4\nv2,b.mp4\n")  # the data moved on after labeling
+    with pytest.raises(GateError, match="another manifest"):
+        require_shards_passed(shards, summary)

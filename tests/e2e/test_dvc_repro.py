@@ -95,3 +95,24 @@ def test_repro_registers_a_champion_and_is_then_up_to_date(project):
 
     status = _run(["dvc", "status"], proj, env)
     assert "up to date" in status.stdout, status.stdout
+
+
+def test_bare_dvc_pull_on_a_fresh_clone_succeeds(tmp_path):
+    """What a DVC user types first: `dvc pull` with no target fetches the data and fails on nothing (stage
+    outputs are regenerable and not cached, so there is nothing missing from the remote to fail on)."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(REPO), str(clone)], tmp_path, env)
+    shutil.copy(REPO / "dvc.yaml", clone / "dvc.yaml")  # this working tree's pipeline, not only the last commit's
+    proc = subprocess.run(["dvc", "pull"], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "ERROR" not in proc.stdout + proc.stderr
+    assert (clone / "data/sample/manifest.csv").is_file()
+
+
+def test_plots_are_declared_once():
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    top = [next(iter(p)) if isinstance(p, dict) else p for p in spec.get("plots", [])]
+    staged = [next(iter(p)) if isinstance(p, dict) else p for s in spec["stages"].values() for p in s.get("plots", [])]
+    names = top + staged
+    assert len(names) == len(set(names)), f"plots declared twice: {sorted(n for n in names if names.count(n) > 1)}"

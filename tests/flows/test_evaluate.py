@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from test_train_shards import write_tiny_shards
 
 
@@ -41,9 +40,9 @@ def _run(tmp_path, checkpoint, shards, rule="eer"):
 
 
 def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_session):
+    from components.inference import Predictor
     from components.labeling.shards import load_clips
     from components.metrics import choose_threshold, error_rates
-    from components.inference import Predictor
 
     shards = write_tiny_shards(tmp_path / "shards", {"train": 2, "dev": 6, "test": 8}, seed=1)
     before = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
@@ -71,7 +70,7 @@ def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_s
     assert 0.0 <= m["auc"] <= 1.0 and m["dev"]["n_videos"] == 6 and m["test"]["n_videos"] == 8
     factors = {(b["factor"], b["value"]) for b in m["breakdown"]}
     assert {("device", "dev0"), ("device", "dev1"), ("attack_type", "live")} <= factors
-    assert json.loads((out / "threshold.json").read_text())["threshold"] == pytest.approx(t)
+    assert not (out / "threshold.json").exists()  # one source: metrics.json["threshold"]
 
     vs = pd.read_csv(out / "video_scores.csv")
     assert len(vs) == 14 and vs.set_index("video_id").loc[test.index, "score"].to_numpy() == \
@@ -86,8 +85,8 @@ def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_s
 
 
 def test_gradcam_maps_shapes_and_range(checkpoint):
-    from components.metrics.gradcam import LAYERS, gradcam
     from components.inference import Predictor
+    from components.metrics.gradcam import LAYERS, gradcam
 
     p = Predictor.from_checkpoint(checkpoint)
     clip = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)

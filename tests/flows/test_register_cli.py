@@ -15,12 +15,15 @@ def workdir(tmp_path_factory):
     """A repo-shaped folder: checkpoint, eval outputs, params.yaml; MLflow SQLite + artifacts inside it."""
     import mlflow
 
-    from components.model.eulernet import create_model
     from components.inference import build_meta, save_checkpoint
+    from components.model.eulernet import create_model
 
     root = tmp_path_factory.mktemp("repo")
     save_checkpoint(root / "artifacts/model/checkpoint.pt", create_model("c4", width=0.125),
                     build_meta(variant="c4", crop_size=64, clips_per_video=1))
+    (root / "artifacts/shards").mkdir(parents=True)  # its test rows are the registered test_data_hash
+    (root / "artifacts/shards/index.csv").write_text(
+        "video_id,cache_key,split,label,status\nv0,k0,test,1,ok\nv1,k1,test,0,ok\nv2,k2,train,1,ok\n")
     (root / "params.yaml").write_text(
         "register:\n"
         f"  model_name: {NAME}\n"
@@ -52,7 +55,6 @@ def write_eval(root, acer: float, threshold: float) -> None:
     test = {"acer": acer, "apcer": acer * 1.5, "bpcer": acer * 0.5, "auc": 1 - acer}
     (root / "artifacts/eval/metrics.json").write_text(json.dumps({"threshold": threshold, **test, "test": test,
                                                                    "dev": {"acer": 0.0}}))
-    (root / "artifacts/eval/threshold.json").write_text(json.dumps({"threshold": threshold, "rule": "eer"}))
 
 
 def registered(root) -> dict:
@@ -78,6 +80,9 @@ def test_register_promote_rollback_cycle(workdir, capsys):
     assert info["metrics"]["acer"] == pytest.approx(0.20) and info["tags"]["threshold_source"] == "dev"
     reqs = MlflowClient().get_model_version(NAME, "1")
     assert reqs.run_id
+    from components.registry.registry import hash_test_data  # the test rows of the shards index, as a tag
+
+    assert reqs.tags["test_data_hash"] == hash_test_data(workdir / "artifacts/shards/index.csv")
 
     write_eval(workdir, acer=0.30, threshold=0.40)  # worse: registered as candidate, champion kept
     assert cli("register", "--params", "params.yaml") == 0
@@ -106,8 +111,8 @@ def test_register_promote_rollback_cycle(workdir, capsys):
     assert "at least as good" in capsys.readouterr().out
 
     assert cli("promote", "--params", "params.yaml", "--version", "2", "--metric", "auc") == 0
-    out = capsys.readouterr().out  # auc: higher is better; v2 0.70 < v3 0.80
-    assert "higher is better" in out and "KEPT" in out
+    out = capsys.readouterr().out  # auc: higher is better; v2 0.70 < v3 0.80, and v2 was rolled back
+    assert "higher is better" in out and "KEPT" in out and "rolled back" in out
 
 
 def test_promote_unknown_model_is_a_clear_error(workdir, capsys):
@@ -135,3 +140,35 @@ def test_predict_cli_with_registered_champion(workdir, real_face_rgb, capsys):
     assert cli("predict", "missing.mp4", "--params", "params.yaml",
                "--checkpoint", "artifacts/model/checkpoint.pt") == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_registered_pyfunc_loads_by_alias_and_matches_the_predictor(workdir, real_face_rgb):
+    """`mlflow.pyfunc.load_model("models:/<name>@champion")` in a fresh interpreter (nothing of ours imported
+    beforehand) scores a video exactly as the Predictor does, and names why a bad video got no score."""
+    import subprocess
+    import sys
+
+    from components.data.video import write_video
+    from components.registry.registry import load_champion
+
+    face = real_face_rgb[20:260, 110:350]  # (240, 240, 3)
+    frames = np.stack([np.roll(face, 2 * i, axis=0) for i in range(14)])  # (14, 240, 240, 3)
+    write_video(workdir / "pyfunc.mp4", frames, fps=15)
+    (workdir / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    code = (
+        "import json, mlflow.pyfunc, pandas as pd\n"
+        f"m = mlflow.pyfunc.load_model('models:/{NAME}@champion')\n"
+        "out = m.predict(pd.DataFrame({'video': ['pyfunc.mp4', 'broken.mp4']}))\n"
+        "print(json.dumps(out.astype(object).where(out.notna(), None).to_dict('records')))\n"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    predictor, info = load_champion(NAME)
+    want = predictor.predict_file(workdir / "pyfunc.mp4")
+    assert rows[0]["error"] is None and rows[0]["n_clips"] == want["n_clips"] >= 1
+    assert rows[0]["score"] == pytest.approx(want["score"], abs=1e-6)
+    assert rows[0]["decision"] == want["decision"] and rows[0]["threshold"] == pytest.approx(predictor.threshold)
+    assert rows[1]["score"] is None and rows[1]["decision"] is None and "broken.mp4" in rows[1]["error"]

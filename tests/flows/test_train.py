@@ -10,7 +10,6 @@ import json
 import pandas as pd
 import pytest
 import yaml
-
 from test_train_shards import write_tiny_shards
 
 TINY = dict(variant="baseline", width=0.125, lr=3e-3, batch_size=4, num_workers=2, seed=0, cache_data=True)
@@ -43,7 +42,9 @@ def test_train_flow_two_workers_lowers_loss_and_tracks_everything(tmp_path, shar
         "label": {"crop_size": 32, "clip_interval": 3, "clips_per_video": 2, "backend": "dlib"},
         "train": {**TINY, "epochs": 3}}))
     args = argparse.Namespace(params="params.yaml", shards=str(shards), out="artifacts/model", resume=None,
-                              experiment="eulernet")
+                              experiment="eulernet", gates="artifacts/quality/summary.json", skip_gates=False)
+    assert train_flow.run(args) == 2  # hand-made shards never passed the data gates
+    args.skip_gates = True
     assert train_flow.run(args) == 0
 
     out = tmp_path / "artifacts" / "model"
@@ -72,16 +73,19 @@ def test_train_flow_two_workers_lowers_loss_and_tracks_everything(tmp_path, shar
     run = runs[0]
     assert run.info.status == "FINISHED"
     for k, v in {"train.lr": "0.003", "train.batch_size": "4", "train.num_workers": "2",
-                 "train.variant": "baseline", "train.label_type": "location_map", "data.crop_size": "32",
-                 "data.clip_interval": "3", "data.landmark_backend": "dlib"}.items():
+                 "train.variant": "baseline", "train.label_type": "location_map", "inference.crop_size": "32",
+                 "inference.clip_interval": "3", "inference.landmark_backend": "dlib"}.items():
         assert run.data.params[k] == v, k
     for key in ("train_loss", "dev_apcer", "dev_bpcer", "dev_acer"):
         steps = [m.step for m in c.get_metric_history(run.info.run_id, key)]
         assert sorted(steps) == [1, 2, 3], key
     losses = [m.value for m in sorted(c.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)]
     assert losses == pytest.approx(hist["train_loss"].tolist())
-    assert run.data.tags["dvc_data_hash"] == "0123456789abcdef.dir"
+    assert run.data.tags["dvc_data_hash"] == "0123456789abcdef.dir" and run.data.tags["data_gates"] == "skipped"
     assert run.data.tags["git_commit"]  # 'unknown' outside a git repository, the commit inside one
+    # The resolved device policy (no GPU here, no autoscaler): a param, and tags saying why.
+    assert run.data.params["use_gpu_resolved"] == "False" and run.data.tags["use_gpu"] == "False"
+    assert "GPU" in run.data.tags["use_gpu_reason"]
     arts = {a.path for a in c.list_artifacts(run.info.run_id)} | \
         {a.path for d in ("training", "model", "config") for a in c.list_artifacts(run.info.run_id, d)}
     assert {"config/resolved.json", "training/history.csv", "training/training_curves.png",
@@ -89,16 +93,18 @@ def test_train_flow_two_workers_lowers_loss_and_tracks_everything(tmp_path, shar
 
 
 def test_killed_worker_restarts_and_interrupted_run_continues(tmp_path, shards, mlflow_uri):
-    """Rank 0 dies at the start of epoch 2 (one restart allowed: the new worker group goes on from epoch 1's
-    checkpoint), then again at the start of epoch 3 (no restart left: the run stops). Calling fit again with
-    the same name and storage continues from epoch 2's checkpoint instead of starting over."""
+    """Rank 0 dies hard (``tests.harness.faults`` through the loop's ``epoch_start_hook``) at the start of
+    epoch 2 (one restart allowed: the new worker group goes on from epoch 1's checkpoint), then again at the
+    start of epoch 3 (no restart left: the run stops). Calling fit again with the same name and storage
+    continues from epoch 2's checkpoint instead of starting over."""
     from components.training import TrainConfig, TrainingError, fit
+    from tests.harness.faults import kill_rank0_at
 
     cfg = TrainConfig(**TINY, epochs=3, max_failures=1)
     kw = dict(experiment="resume", tracking_uri=mlflow_uri, artifact_location=str(tmp_path / "mlart"))
     faults = [{"epoch": 2, "marker": str(tmp_path / "kill2")}, {"epoch": 3, "marker": str(tmp_path / "kill3")}]
     with pytest.raises(TrainingError):
-        fit(cfg, shards, str(tmp_path / "ray"), "interrupted", fault=faults, **kw)
+        fit(cfg, shards, str(tmp_path / "ray"), "interrupted", epoch_start_hook=kill_rank0_at(faults), **kw)
     assert (tmp_path / "kill2").read_text().startswith("killed at the start of epoch 2")
     assert (tmp_path / "kill3").read_text().startswith("killed at the start of epoch 3")
     c = _client(mlflow_uri)
@@ -110,9 +116,65 @@ def test_killed_worker_restarts_and_interrupted_run_continues(tmp_path, shards, 
 
     res = fit(cfg, shards, str(tmp_path / "ray"), "interrupted", **kw)  # same name + storage: continue
     assert res.resumed_from == [1, 2]  # restart from epoch 1, then this call from epoch 2: nothing retrained
+    assert res.use_gpu is False  # the device the run started on, kept on resume
+    assert json.loads((tmp_path / "ray" / "interrupted" / "eulernet_device.json").read_text())["source"] == "resumed"
     assert res.history["epoch"].tolist() == [1, 2, 3]
     assert res.history["train_loss"].iloc[:2].tolist() == pytest.approx([logged[1], logged[2]])
     assert res.run_id == first.info.run_id  # the same MLflow run goes on
     run = c.get_run(res.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["resumed_from_epoch"] == "1,2"
     assert sorted(m.step for m in c.get_metric_history(res.run_id, "train_loss")) == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_killed_train_stage_resumes_its_run_when_rerun_unchanged(tmp_path, shards):
+    """A real SIGKILL of `eulernet train` (what an interrupted `dvc repro` does): the same command re-run with
+    unchanged params and data continues the same Ray run and the same MLflow run from its last checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bin_dir = os.path.dirname(sys.executable)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MLFLOW_TRACKING_URI": uri,
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    for key in ("RAY_ADDRESS", "EULERNET_STORAGE"):
+        env.pop(key, None)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {**TINY, "epochs": 4}}))
+    cmd = [f"{bin_dir}/eulernet", "train", "--skip-gates", "--shards", str(shards)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    client, deadline = _client(uri), time.time() + 600
+    run = None
+    while time.time() < deadline and proc.poll() is None:  # kill once epoch 2 has been checkpointed
+        exp = client.get_experiment_by_name("eulernet") if (tmp_path / "mlflow.db").exists() else None
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        if runs and len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 2:
+            run = runs[0]
+            break
+        time.sleep(1)
+    assert run is not None and proc.poll() is None, "the run finished or never started before the kill"
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    from tests.harness.faults import kill_ray_session
+
+    kill_ray_session(out)
+    assert not (tmp_path / "artifacts/model/train_metrics.json").exists()
+
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    summary = json.loads((tmp_path / "artifacts/model/train_metrics.json").read_text())
+    assert summary["mlflow_run_id"] == run.info.run_id  # the same MLflow run, continued
+    assert summary["resumed_from"] and summary["resumed_from"][0] >= 2
+    hist = pd.read_csv(tmp_path / "artifacts/model/history.csv")
+    assert hist["epoch"].tolist() == [1, 2, 3, 4]
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    # Re-running a FINISHED stage trains anew (a new run), it does not reopen the finished one.
+    from components.training import TrainConfig
+    from components.training.driver import resumable_run_name
+
+    cfg = TrainConfig(**{**TINY, "epochs": 4})
+    storage = str(tmp_path / "artifacts" / "ray_runs")
+    assert resumable_run_name(cfg, shards, storage, uri).endswith("-2")

@@ -28,8 +28,8 @@ def test_bad_values_are_rejected_with_the_field_named(kw, msg):
 
 
 def test_repo_params_sections_load():
-    from components.metrics.evaluate import EvalConfig
     from components.config import ConfigError, build, load_section
+    from components.metrics.evaluate import EvalConfig
 
     cfg = load_section(TrainConfig, "train", "params.yaml")
     assert cfg.use_gpu == "auto" and cfg.label_type == "location_map"
@@ -39,8 +39,14 @@ def test_repo_params_sections_load():
 
 
 def test_provenance_helpers(tmp_path, monkeypatch):
-    from components.training.driver import absolute_tracking_uri
-    from components.training.tracking import dvc_data_hash, git_commit, tracking_uri
+    from components.runtime import (
+        absolute_tracking_uri,
+        dvc_data_hash,
+        git_commit,
+        provenance_tags,
+        storage_root,
+        tracking_uri,
+    )
 
     (tmp_path / "data.dvc").write_text("outs:\n- md5: abc123.dir\n  path: sample\n")
     assert dvc_data_hash(tmp_path / "data.dvc") == "abc123.dir"
@@ -53,6 +59,13 @@ def test_provenance_helpers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert absolute_tracking_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path}/mlflow.db"
     assert absolute_tracking_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///rel.db")  # relative in the env: still made absolute
+    assert tracking_uri() == f"sqlite:///{tmp_path}/rel.db"
+    assert provenance_tags("train", tmp_path)["stage"] == "train"
+    monkeypatch.delenv("EULERNET_STORAGE", raising=False)
+    assert storage_root() == str(tmp_path / "artifacts")
+    monkeypatch.setenv("EULERNET_STORAGE", "s3://bucket/prefix/")
+    assert storage_root() == "s3://bucket/prefix"
 
 
 def test_ablation_table_mean_and_std_over_seeds():

@@ -10,8 +10,8 @@ import torch
 from components.inference import clip_scores
 from components.model.eulernet import (
     FCAM,
-    TEST_WIDTH,
     TABLE_I,
+    TEST_WIDTH,
     VARIANTS,
     ConcatFusion,
     EulerNet,

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from components.model.eulernet import TEST_WIDTH, EulerNet, create_model
 from components.inference import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     Predictor,
     build_meta,
+    clip_scores,
     load_checkpoint,
     make_checkpoint,
     save_checkpoint,
-    clip_scores,
     to_model_input,
 )
+from components.model.eulernet import TEST_WIDTH, create_model
 
 S = 32
 

@@ -83,8 +83,8 @@ def train_tiny(live_crops: np.ndarray, attack_crops: np.ndarray, steps: int = 24
     """
     import torch
 
-    from components.model.eulernet import create_model
     from components.inference import to_model_input
+    from components.model.eulernet import create_model
 
     torch.manual_seed(seed)
     model = create_model("c4", width=0.125, clip_len=CLIP_LEN).eval()
@@ -114,8 +114,8 @@ def _face_clips(face_rgb: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _make_checkpoints(root: Path, face_rgb: np.ndarray) -> dict[str, Path]:
-    from components.model.eulernet import create_model
     from components.inference import build_meta, save_checkpoint
+    from components.model.eulernet import create_model
 
     clips = _face_clips(face_rgb)
     model, _ = train_tiny(clips["live"], clips["attack"])
@@ -177,7 +177,7 @@ def service(_checkpoints_future, ray_session, registry, checkpoints):
     from components.serving.app import build_app
     from components.serving.config import ServeConfig
 
-    v1 = register(checkpoints["trained"], MODEL_NAME, {"acer": 0.20}, threshold=0.5)
+    v1 = register(checkpoints["trained"], MODEL_NAME, {"acer": 0.20}, threshold=0.5, test_data_hash="serve-test")
     promote(MODEL_NAME)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import time
 
 import httpx
@@ -33,8 +32,8 @@ def one_clip_frames(videos):
 
 def test_live_scores_above_attack_and_matches_predictor(service, videos, checkpoints):
     from components.data.video import read_frames
-    from components.labeling.landmarks import make_backend
     from components.inference import Predictor
+    from components.labeling.landmarks import make_backend
 
     live = post_video(service["url"], videos["live"].read_bytes())
     attack = post_video(service["url"], videos["attack"].read_bytes())
@@ -56,8 +55,8 @@ def test_live_scores_above_attack_and_matches_predictor(service, videos, checkpo
 
 
 def test_frames_json_path_matches_predictor(service, checkpoints, one_clip_frames):
-    from components.labeling.landmarks import make_backend
     from components.inference import Predictor
+    from components.labeling.landmarks import make_backend
 
     r = post_frames(service["url"], one_clip_frames)
     assert r.status_code == 200, r.text
@@ -180,14 +179,14 @@ def test_promotion_gate_and_hot_reload_without_restart(service, checkpoints, vid
     before = httpx.get(f"{url}/v1/model", timeout=10).json()
     assert before["version"] == service["v1"]
 
-    worse = register(checkpoints["untrained"], MODEL_NAME, {"acer": 0.35}, threshold=0.5)
+    worse = register(checkpoints["untrained"], MODEL_NAME, {"acer": 0.35}, threshold=0.5, test_data_hash="serve-test")
     decision = promote(MODEL_NAME)
     assert not decision.promoted and decision.champion_version == service["v1"]
     assert "worse" in decision.reason
     time.sleep(1.5)  # three poll periods: the service must stay on the champion
     assert httpx.get(f"{url}/v1/model", timeout=10).json()["version"] == service["v1"]
 
-    better = register(checkpoints["untrained"], MODEL_NAME, {"acer": 0.10}, threshold=0.5)
+    better = register(checkpoints["untrained"], MODEL_NAME, {"acer": 0.10}, threshold=0.5, test_data_hash="serve-test")
     decision = promote(MODEL_NAME)
     assert decision.promoted and decision.candidate_version == better != worse
     after = _wait_for_version(url, better)

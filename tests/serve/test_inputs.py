@@ -50,8 +50,8 @@ def test_frames_json_roundtrip_is_lossless(videos):
     (b'{"frames": "abc"}', "malformed_frames"),
     (b'{"frames": ["***"]}', "malformed_frames"),
     (b'{"frames": [12]}', "malformed_frames"),
-    (('{"frames": ["%s"]}' % base64.b64encode(b"GIF89a....").decode()).encode(), "malformed_frames"),
-    (('{"frames": ["%s"]}' % base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 20).decode()).encode(),
+    (('{"frames": ["' + base64.b64encode(b"GIF89a....").decode() + '"]}').encode(), "malformed_frames"),
+    (('{"frames": ["' + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 20).decode() + '"]}').encode(),
      "malformed_frames"),
 ])
 def test_frames_json_rejects_malformed(body, code):
