@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="artifacts/model/checkpoint.pt", help="Predictor checkpoint")
     parser.add_argument("--shards", default="artifacts/shards", help="labeled shards (dev and test splits)")
     parser.add_argument("--out", default="artifacts/eval", help="output folder")
+    parser.add_argument("--headline", default="metrics/eval.json",
+                        help="the few headline numbers, a small file tracked by git (dvc exp show / metrics diff)")
 
 
 def _pct(v) -> str:
@@ -46,5 +48,9 @@ def run(args: argparse.Namespace) -> int:
           f"AUC {'n/a' if report.get('auc') is None else format(report['auc'], '.4f')}")
     if report.get("note"):
         print(f"note: {report['note']}")
-    print(f"metrics: {Path(args.out) / 'metrics.json'}")
+    from components.files import write_json
+    from components.metrics.report import headline
+
+    write_json(args.headline, headline(report))  # small, git-tracked: what `dvc exp show` compares
+    print(f"metrics: {args.headline} (headline), {Path(args.out) / 'metrics.json'} (full report)")
     return 0

@@ -70,6 +70,13 @@ def run(args: argparse.Namespace) -> int:
                           attacks_per_cell=args.attacks_per_cell, n_frames=args.frames, fps=args.fps,
                           size=tuple(args.size), seed=args.seed, temporal_only=args.temporal_only,
                           split_ratio=tuple(args.split_ratio), split_by=args.split_by)
+        from components.data.synthetic import empty_splits
+
+        if empty := empty_splits(cfg):  # fine for a smoke dataset, never silent
+            print(f"eulernet generate: warning: --subjects {cfg.n_subjects} with --split-ratio "
+                  f"{' '.join(map(str, cfg.split_ratio))} (by {cfg.split_by}) leaves {', '.join(empty)} empty; "
+                  "`eulernet train` needs a dev split (threshold) and evaluation a test split: add subjects or "
+                  "change the ratio", file=sys.stderr)
         df = generate_dataset(args.out, cfg, progress=not args.no_progress, workers=args.workers)
     except (ValueError, ManifestError, OSError) as exc:
         print(f"eulernet generate: {exc}", file=sys.stderr)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 HELP = "run the Ray Serve liveness endpoint for models:/<name>@champion"
 
@@ -67,15 +66,68 @@ def run(args) -> int:
     url = f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
     print(f"serving {args.checkpoint or f'models:/{cfg.model_name}@{cfg.alias}'} at {url}/ "
           f"(POST {url}/v1/liveness, docs at {url}/docs)", flush=True)
+    if local:
+        metrics = _metrics_url()
+        if metrics:
+            print(f"Prometheus metrics at {metrics} (docs/serving.md, Operations)", flush=True)
     if args.smoke_test:
         return _smoke_test(url, args.smoke_test)
     if args.blocking or local:
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            serve.shutdown()
+        name = _wait_for_stop_signal()
+        timeout = (serve_file.deployment or {}).get("graceful_shutdown_timeout_s", 20)
+        print(f"eulernet serve: {name}: draining in-flight requests (up to {timeout:g} s), then stopping", flush=True)
+        _drain_and_stop("eulernet")
+        print("eulernet serve: stopped", flush=True)
     return 0
+
+
+def _metrics_url() -> str | None:
+    """Where this node's Ray metrics agent serves Prometheus text (a random port on a local Ray; Ray binds it on
+    every interface)."""
+    import ray
+
+    try:
+        node = next(n for n in ray.nodes() if n.get("Alive") and n.get("MetricsExportPort"))
+    except Exception:  # no live node, or Ray without its metrics agent
+        return None
+    return f"http://127.0.0.1:{node['MetricsExportPort']}/metrics"
+
+
+def _wait_for_stop_signal() -> str:
+    """Block until SIGTERM or SIGINT (Kubernetes, systemd, ``kill``, Ctrl-C); returns the signal's name.
+
+    Python handlers replace the fatal-signal dump Ray's core worker installs for SIGTERM (a stack trace on
+    stderr and exit 15 with every in-flight request cut off). A second signal while draining exits at once."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum, frame):
+        if stop.is_set():  # second Ctrl-C / TERM: stop waiting for the drain (Serve is still shut down)
+            print("eulernet serve: second signal, stopping without waiting for the drain", file=sys.stderr, flush=True)
+            raise SystemExit(1)
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    while not stop.wait(1.0):
+        pass
+    return received[0]
+
+
+def _drain_and_stop(app_name: str) -> None:
+    """Delete the application, then stop Serve. Deleting it first lets each replica finish the requests it has
+    (Serve waits up to the deployment's ``graceful_shutdown_timeout_s``) while the HTTP proxy is still there to
+    deliver their answers."""
+    from ray import serve
+
+    try:
+        serve.delete(app_name, _blocking=True)
+    finally:
+        serve.shutdown()
 
 
 def _smoke_test(url: str, video: str) -> int:

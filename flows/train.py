@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="params file (section `train`); how the shards were cut comes from the shards")
     parser.add_argument("--shards", default="artifacts/shards", help="labeled shards from `eulernet label`")
     parser.add_argument("--out", default="artifacts/model", help="output folder")
+    parser.add_argument("--headline", default="metrics/train.json",
+                        help="best epoch, dev ACER and loss: a small file tracked by git (dvc exp show)")
     parser.add_argument("--resume", metavar="RUN_NAME", help="continue this interrupted Ray Train run")
     parser.add_argument("--experiment", default="eulernet", help="MLflow experiment name")
     parser.add_argument("--gates", default="artifacts/quality/summary.json",
@@ -78,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
                "best_epoch": result.best.get("epoch"), "mlflow_run_id": result.run_id, "ray_run": result.run_path,
                "resumed_from": result.resumed_from, **tags}
     write_json(out / "train_metrics.json", summary)
+    write_json(getattr(args, "headline", "metrics/train.json"), {  # numbers only: what experiments compare
+        "best_epoch": summary.get("best_epoch"), "dev_acer": summary.get("dev_acer"),
+        "train_loss": summary.get("train_loss")})
     acer = summary.get("dev_acer")
     print(f"best epoch {summary['best_epoch']}/{cfg.epochs}: dev ACER "
           f"{'n/a' if acer is None else f'{100 * acer:.2f}%'}, checkpoint {out / 'checkpoint.pt'}, "

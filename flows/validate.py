@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="params file (section `validate:`)")
     parser.add_argument("--manifest", default="artifacts/manifest.csv", help="manifest written by `eulernet ingest`")
     parser.add_argument("--out", default="artifacts/quality", help="folder for summary.txt/json and data_docs/")
+    parser.add_argument("--headline", default="metrics/quality.json",
+                        help="passed (1/0), videos and failed expectations: a small file tracked by git")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     write_text(out / "summary.txt", report.summary + "\n")
     # The verdict names the exact manifest it judged: label and train refuse data it does not cover.
     write_json(out / "summary.json", {**report.to_json(), "manifest_sha256": manifest_digest(args.manifest)})
+    write_json(getattr(args, "headline", "metrics/quality.json"), {
+        "passed": int(report.success), "videos": report.to_json()["n_videos"], "failed": len(report.failures)})
     # The console gets the verdict; the tables (devices, scenes, splits) are in summary.txt and the Data Docs.
     print(report.summary.splitlines()[0])
     print(f"details: {out / 'summary.txt'}, Data Docs: {out / 'data_docs' / 'index.html'}")

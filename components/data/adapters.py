@@ -25,7 +25,7 @@ class IngestConfig:
     """The ``data:`` section of params.yaml."""
     adapter: Literal["sample", "generic", "oulu"] = "sample"
     root: str = "data/sample"
-    csv: str = ""  # generic: the CSV (absolute, or relative to the current directory); default root/labels.csv
+    csv: str = ""  # generic: the CSV (absolute, or relative to root); default root/manifest.csv (or labels.csv)
     protocol: int = 1  # oulu: 1-4
     fold: int | None = None  # oulu: 1-6 for protocols 3 and 4
     # Video paths must resolve (symlinks followed) inside ``root``; true accepts absolute, ``..`` and symlinked
@@ -103,9 +103,19 @@ def from_generic_csv(root: str | Path, csv_path: str | Path | None = None,
     Every bad row is reported by its CSV line number (the header is line 1).
     """
     root = Path(root)
-    csv_path = Path(csv_path) if csv_path else root / "labels.csv"
-    if not csv_path.is_file():
-        raise ManifestError(f"generic CSV {csv_path} not found")
+    if csv_path:
+        # Relative to the dataset root, like the video paths inside it (an absolute path is taken as is).
+        csv_path = Path(csv_path) if Path(csv_path).is_absolute() else root / csv_path
+        if not csv_path.is_file():
+            raise ManifestError(f"generic CSV {csv_path} not found (data.csv is resolved relative to data.root "
+                                f"{root}, or give an absolute path)")
+    else:
+        # One file name across the project: `eulernet generate` writes manifest.csv; labels.csv is still read.
+        found = [root / n for n in ("manifest.csv", "labels.csv") if (root / n).is_file()]
+        if not found:
+            raise ManifestError(f"no {root / 'manifest.csv'} (or labels.csv) found; set data.csv to the CSV "
+                                "describing the videos (relative to data.root)")
+        csv_path = found[0]
     raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     raw.columns = [c.strip() for c in raw.columns]
     missing = [c for c in GENERIC_REQUIRED if c not in raw.columns]

@@ -1049,6 +1049,14 @@ def dataset_splits(cfg: SynthConfig) -> list[str]:
     return [by_id[subject_identity(cfg, s)[0].name] for s in range(cfg.n_subjects)]
 
 
+def empty_splits(cfg: SynthConfig) -> list[str]:
+    """Splits the ratio asks for (non-zero share) that no subject lands in, e.g. dev and test for 3 subjects at
+    3:1:1: the pipeline needs dev (threshold) and test (figures), so `eulernet generate` warns about them."""
+    present = set(dataset_splits(cfg))
+    wanted = [name for name, share in zip(("train", "dev", "test"), cfg.split_ratio) if share > 0]
+    return [name for name in wanted if name not in present]
+
+
 def plan_dataset(cfg: SynthConfig) -> pd.DataFrame:
     """The manifest rows the generator will write (no rendering)."""
     splits = dataset_splits(cfg)

@@ -16,6 +16,23 @@ class VideoError(ValueError):
         self.detail = detail
 
 
+# Container signatures: the only formats decoded (a file without one is reported as not_a_video).
+_VIDEO_MAGIC = (
+    (4, b"ftyp"),              # ISO-BMFF: mp4, mov, 3gp
+    (0, b"RIFF"),              # avi
+    (0, b"\x1a\x45\xdf\xa3"),  # matroska / webm
+    (0, b"\x00\x00\x01\xba"),  # MPEG-PS
+    (0, b"OggS"),
+)
+
+
+def looks_like_video(data: bytes) -> bool:
+    """True when ``data`` (the first bytes of a file or upload) starts like a known video container."""
+    if len(data) > 376 and data[0] == data[188] == 0x47:  # MPEG-TS: a sync byte every 188-byte packet
+        return True
+    return any(data[off:off + len(magic)] == magic for off, magic in _VIDEO_MAGIC)
+
+
 def read_frames(path: str | Path, max_frames: int | None = None, max_side: int | None = None) -> np.ndarray:
     """Decode up to ``max_frames`` frames as RGB uint8, shape (N, H, W, 3).
 
@@ -23,8 +40,16 @@ def read_frames(path: str | Path, max_frames: int | None = None, max_side: int |
     upload cannot exhaust memory before any check runs.
     """
     path = Path(path)
+    if path.is_dir():
+        raise VideoError("missing", f"{path} is a directory, not a video file")
     if not path.is_file():
         raise VideoError("missing", f"{path} does not exist")
+    with path.open("rb") as fh:
+        head = fh.read(1024)
+    if not looks_like_video(head):
+        # FFmpeg would "decode" a text file through its tty demuxer; only known containers are read.
+        raise VideoError("not_a_video", f"{path.name} is not a known video container (mp4/mov, avi, mkv/webm, "
+                                        "mpeg, ogg)")
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():

@@ -18,7 +18,7 @@ SECONDARY_FACE_AREA = 0.25
 class LabelingError(ValueError):
     """A video cannot be turned into clips; ``reason`` is one of REASONS (machine-readable, used in reports)."""
 
-    REASONS = ("too_short", "no_face", "multiple_faces", "unreadable", "error")
+    REASONS = ("too_short", "no_face", "multiple_faces", "not_a_video", "unreadable", "error")
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")

@@ -5,6 +5,7 @@ into the operating point. Its output is JSON-safe (NaN becomes None) and says pl
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import pandas as pd
@@ -50,3 +51,17 @@ def evaluate_splits(dev_videos: pd.DataFrame, test_videos: pd.DataFrame, rule: s
     if "note" in test:
         report["note"] = "test: " + test["note"]
     return json_safe(report)
+
+
+def headline(report: dict, digits: int = 4) -> dict:
+    """The handful of numbers an experiment table compares (``dvc exp show``, ``dvc metrics diff``): test
+    ACER/APCER/BPCER/AUC/EER, dev ACER, the threshold and per-attack APCER, rounded. Numbers only, flat keys; the
+    full report stays in ``metrics.json`` beside the other evaluation outputs."""
+    def r(v):
+        return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(float(v), digits)
+
+    out = {f"test_{k}": r(report.get(k)) for k in ("acer", "apcer", "bpcer", "auc", "eer")}
+    out["dev_acer"] = r((report.get("dev") or {}).get("acer"))
+    out["threshold"] = r(report.get("threshold"))
+    out.update({f"apcer_{k}": r(v) for k, v in sorted((report.get("apcer_per_attack") or {}).items())})
+    return out

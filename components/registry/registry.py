@@ -127,9 +127,13 @@ def _higher_is_better(metric: str) -> bool:
 
 
 def _client(tracking_uri: str | None = None):
+    import mlflow
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    # The registry lives where the runs live: resolve one URI and give it to both, so a registry URI set
+    # elsewhere in the process can never split "where we registered" from "where we promote".
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def pinned_requirements(packages: tuple[str, ...] = PINNED_PACKAGES) -> list[str]:
@@ -464,6 +468,11 @@ def promote(
         champ = _alias_version(client, name, CHAMPION)
         cand_tags, champ_tags = _version_tags(client, name, cand), _version_tags(client, name, champ)
         cand_value, champ_value = _tag_metric(cand_tags, metric), _tag_metric(champ_tags, metric)
+        known = sorted(k[len(METRIC_PREFIX):] for k in {**cand_tags, **champ_tags} if k.startswith(METRIC_PREFIX))
+        if cand_value is None and champ_value is None and known and not force:
+            # A typo (`--metric bogus`) must not turn into a silent "nothing to compare".
+            raise RegistryError(f"neither v{cand} nor the champion has a {metric!r} metric; the versions carry "
+                                f"{known}")
 
         def decision(promoted: bool, forced: bool, reason: str) -> Decision:
             return Decision(name, metric, cand, cand_value, champ, champ_value, promoted, forced, reason,
@@ -545,11 +554,13 @@ def download_checkpoint(name: str, version: str, dst: str | Path | None = None,
 
 def load_version(name: str, version: str, alias: str | None = None, tracking_uri: str | None = None,
                  device: str = "cpu", batch_size: int = 8):
-    """``(Predictor, info dict)`` for one registered version."""
+    """``(Predictor, info dict)`` for one registered version. The downloaded checkpoint is deleted once loaded (a
+    serving replica loads one per start and per reload: none may pile up in its temp folder)."""
     from components.inference import Predictor
 
-    path = download_checkpoint(name, version, tracking_uri=tracking_uri)
-    predictor = Predictor.from_checkpoint(str(path), device=device, batch_size=batch_size)
+    with tempfile.TemporaryDirectory(prefix=f"{name}-v{version}-") as tmp:
+        path = download_checkpoint(name, version, dst=tmp, tracking_uri=tracking_uri)
+        predictor = Predictor.from_checkpoint(str(path), device=device, batch_size=batch_size)
     return predictor, version_info(name, version, alias=alias, tracking_uri=tracking_uri)
 
 

@@ -1,7 +1,8 @@
 """Ray Serve liveness endpoint: FastAPI ingress, clip batching across requests, hot reload of the champion.
 
-One deployment does everything so a request pays one hop: the request coroutine decodes the upload and cuts
-face clips on a small thread pool (OpenCV and dlib work outside the event loop), then awaits ``_score_batch``,
+One deployment does everything so a request pays one hop: the request coroutine has the upload decoded in a
+memory-capped decoder process (``decode.DecodePool``: a crash or timeout there is one request's 503), cuts face
+clips on a small thread pool (dlib works outside the event loop), then awaits ``_score_batch``,
 a ``@serve.batch`` method that merges the clips of every request waiting in the replica into one forward pass.
 Each queued item carries the loaded model it was cut for, so a reload in the middle of a batch never mixes
 crop sizes or versions; the response names the version that actually scored it. ``_score`` holds requests
@@ -26,12 +27,16 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
+from ray.serve.schema import LoggingConfig
 
 from components.runtime import absolute_tracking_uri
 from components.runtime import tracking_uri as runtime_uri
 
+from .access import ANONYMOUS, ApiKeys, RateLimiter, load_api_keys, presented_key, retry_after_header
 from .config import ServeConfig, check_device
-from .inputs import VIDEO_CONTENT_TYPES, InputError, Limits, decode_frames_json, decode_video
+from .decode import DecodePool
+from .inputs import VIDEO_CONTENT_TYPES, ClipPlan, InputError, Limits
+from .telemetry import InternalErrors, Metrics, request_id
 
 log = logging.getLogger("ray.serve")
 
@@ -58,10 +63,11 @@ api = FastAPI(
     description="Face anti-spoofing on short videos. POST a video (multipart field `video`, or a raw "
                 "`video/*` body) or `{\"frames\": [base64 PNG/JPEG, ...]}` to `/v1/liveness`.",
 )
+api.add_middleware(InternalErrors)  # any exception a route lets out: a bare 500 with the request id, logged once
 
 
-def _error(exc: InputError) -> JSONResponse:
-    return JSONResponse(exc.to_json(), status_code=exc.status)
+def _canary() -> None:
+    """The no-op task health checks submit to each thread pool: it runs unless the pool is wedged."""
 
 
 # Helpers the deployment calls are defined above it: Serve ships the ingress class by value, and names
@@ -134,13 +140,16 @@ def check_candidate(predictor, info: dict, version: str) -> None:
         raise CandidateRejected(f"{info.get('name')} v{version} rejected before the swap: " + "; ".join(problems))
 
 
+# JSON logs: every line a replica writes (logs/serve/replica_*.log) carries the request id of the request it
+# belongs to (Serve's context filter), so one id finds the access line, any warning and a 500's traceback.
 @serve.deployment(name="LivenessService", max_ongoing_requests=32, health_check_period_s=10,
-                  ray_actor_options={"num_cpus": 1})
+                  ray_actor_options={"num_cpus": 1}, logging_config=LoggingConfig(encoding="JSON"))
 @serve.ingress(api)
 class LivenessService:
     def __init__(self, model_name: str, alias: str = "champion", tracking_uri: str | None = None,
                  checkpoint: str | None = None, limits: dict | None = None, preprocess_threads: int = 2,
-                 torch_threads: int = 1, device: str = "cpu"):
+                 torch_threads: int = 1, device: str = "cpu", decode: dict | None = None,
+                 rate_limit_per_s: float = 0.0, rate_limit_burst: int = 20, health_timeout_s: float = 20.0):
         import cv2
         import torch
 
@@ -148,6 +157,12 @@ class LivenessService:
         torch.set_num_threads(torch_threads)
         # Requests are the unit of parallelism here; OpenCV's own pool on top would oversubscribe the cores.
         cv2.setNumThreads(1)
+        # Keys from the replica's environment (EULERNET_API_KEY / EULERNET_API_KEY_FILE): a key file that cannot
+        # be read stops the replica here rather than letting it serve without the protection asked for.
+        self._api_keys = ApiKeys(load_api_keys())
+        self._rate_limiter = RateLimiter(rate_limit_per_s, rate_limit_burst)
+        self._health_timeout_s = float(health_timeout_s)
+        self._metrics = Metrics()
         self._model_name = model_name
         self._alias = alias
         self._tracking_uri = tracking_uri
@@ -165,11 +180,14 @@ class LivenessService:
         # dlib objects are not documented thread-safe: one landmark backend per preprocessing thread.
         self._local = threading.local()
         self._pre_pool = concurrent.futures.ThreadPoolExecutor(preprocess_threads, thread_name_prefix="prep")
+        # Uploads are decoded in worker processes (memory cap, deadline): a decoder crash is one request's 503.
+        self._decoder = DecodePool(**(decode or {}))
         # One inference thread: torch already spreads one forward pass over torch_threads cores. OpenMP's
         # thread count is per calling thread (Ray sets OMP_NUM_THREADS for the worker), so set it in that thread.
         self._infer_pool = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="infer", initializer=torch.set_num_threads, initargs=(torch_threads,))
-        self._state = self._load(None)
+        self._state: _Loaded | None = None
+        self._set_state(self._load(None))
         self._warm_backends(preprocess_threads)
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -199,6 +217,13 @@ class LivenessService:
         log.info("loaded %s v%s", info["name"], info["version"])
         return _Loaded(predictor, info, time.time())
 
+    def _set_state(self, new: _Loaded) -> None:
+        """Swap the served model (one assignment: readers see the old or the new one) and say so in the metrics."""
+        old = self._state
+        self._state = new
+        previous = (old.info["name"], str(old.info["version"])) if old is not None else None
+        self._metrics.serving(new.info["name"], str(new.info["version"]), previous)
+
     def _warm_backends(self, n_threads: int) -> None:
         """Load one landmark model in every preprocessing thread now (~2 s each), not in the first requests
         that happen to land on a fresh thread. The barrier makes each thread take exactly one warm-up task."""
@@ -220,16 +245,16 @@ class LivenessService:
                 self._last_poll = time.time()
                 version = alias_version(self._model_name, self._alias, self._tracking_uri)
                 if version is not None and version == self._rejected_version:
-                    continue  # refused once (not downloaded again each poll); /healthz keeps saying why
+                    continue  # refused once (not downloaded again each poll); /v1/model keeps saying why
                 if version is not None and version != self._state.info["version"]:
-                    self._state = self._load(version)
+                    self._set_state(self._load(version))
                     self._rejected_version = None
                 self._reload_error = None
             except CandidateRejected as exc:  # the checks failed: keep the loaded model, do not retry this one
                 self._rejected_version = version
                 self._reload_error = str(exc)
                 log.warning("champion reload refused: %s", exc)
-            except Exception as exc:  # keep serving the loaded model; /healthz reports the problem
+            except Exception as exc:  # keep serving the loaded model; /v1/model and /readyz report it
                 self._reload_error = f"{type(exc).__name__}: {exc}"
                 log.warning("champion reload failed: %s", self._reload_error)
 
@@ -245,14 +270,45 @@ class LivenessService:
         self._reload_interval_s = float(user_config.get("reload_interval_s", self._reload_interval_s))
         self._max_clips = int(user_config.get("max_clips", self._max_clips))
 
-    def check_health(self) -> None:
-        # A failed reload is not unhealthy (the old model still serves, /healthz says why); no model at all is.
+    async def _problems(self) -> list[str]:
+        """Why this replica cannot serve (empty: it can): no model, a dead champion poller, or a thread pool that
+        does not run a no-op task within ``health_timeout_s`` (every worker stuck). A failed or refused reload is
+        not a problem here: the loaded model still serves, and /v1/model says why the reload failed."""
+        problems = []
         if self._state is None:
-            raise RuntimeError("no model loaded")
+            problems.append("no model loaded")
+        if self._poller is not None and not self._poller.is_alive():
+            problems.append("the champion poller thread is not running")
+        timeout = self._health_timeout_s
+
+        async def canary(name: str, pool: concurrent.futures.Executor) -> str | None:
+            try:
+                future = pool.submit(_canary)
+            except RuntimeError:  # shut down
+                return f"the {name} pool is shut down"
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            except TimeoutError:
+                future.cancel()  # not left queued behind the stuck work
+                return f"the {name} pool ran no task within {timeout:g} s (wedged)"
+            return None
+
+        found = await asyncio.gather(canary("preprocessing", self._pre_pool), canary("inference", self._infer_pool))
+        decoder = self._decoder.health()  # every decode worker dead for a while, or one stuck past its deadline
+        return problems + [p for p in found if p] + ([decoder] if decoder else [])
+
+    async def check_health(self) -> None:
+        """Serve's replica health hook (every ``health_check_period_s``): raising makes Serve replace the replica."""
+        problems = await self._problems()
+        if problems:
+            log.error("replica unhealthy: %s", "; ".join(problems))
+            raise RuntimeError("; ".join(problems))
 
     def __del__(self):
         if hasattr(self, "_stop"):
             self._stop.set()
+        if hasattr(self, "_decoder"):
+            self._decoder.close()
 
     # ---------------------------------------------------------------- request path
     def _backend(self, predictor):
@@ -267,7 +323,7 @@ class LivenessService:
             backends[key] = make_landmark_backend(predictor.inference)
         return backends[key]
 
-    def _clips(self, frames: np.ndarray, state: _Loaded):
+    def _clips(self, frames: np.ndarray, state: _Loaded, max_clips: int):
         from components.data.clips import clip_span
 
         p = state.predictor
@@ -275,7 +331,8 @@ class LivenessService:
         if len(frames) < need:
             raise InputError(422, "too_short", f"{len(frames)} frames; one clip needs {need} "
                                                f"({p.clip_len} frames at interval {p.clip_interval})")
-        return p.extract_clips(frames, backend=self._backend(p), max_clips=self._max_clips)
+        # The max_clips the frames were decoded for (only those clips' frames carry pixels).
+        return p.extract_clips(frames, backend=self._backend(p), max_clips=max_clips)
 
     async def _score(self, crops: np.ndarray, state: _Loaded):
         """Queue for the model only while it is idle.
@@ -321,6 +378,7 @@ class LivenessService:
                 n = len(crops[i])
                 results[i] = (maps[offset:offset + n], st, len(crops))
                 offset += n
+        self._metrics.batch.observe(len(crops))
         b = self._batches
         b["count"] += 1
         b["requests"] += len(crops)
@@ -328,7 +386,9 @@ class LivenessService:
         b["max_requests"] = max(b["max_requests"], len(crops))
         return results
 
-    async def _read_frames(self, request: Request, work_side: int) -> np.ndarray:
+    async def _read_frames(self, request: Request, state: _Loaded, max_clips: int) -> np.ndarray:
+        """The request's frames at the model's decode size, decoded in a worker process (``decode.DecodePool``);
+        only the frames of the clips ``state``'s model will score with ``max_clips`` carry pixels."""
         ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         known = ctype == "multipart/form-data" or ctype == "application/json" or ctype.startswith(VIDEO_CONTENT_TYPES)
         if not known:
@@ -345,78 +405,150 @@ class LivenessService:
             if len(body) > limit + 64 * 1024:  # multipart framing overhead allowance
                 raise InputError(413, "too_large", f"body exceeds the {limit}-byte limit")
         body = bytes(body)
-        loop = asyncio.get_running_loop()
+        p = state.predictor
+        work_side = p.inference.decode_side
+        plan = ClipPlan(int(p.clip_len), int(p.clip_interval), max_clips)
         if ctype == "application/json":
-            return await loop.run_in_executor(self._pre_pool, decode_frames_json, body, self._limits, work_side)
+            return await self._decoder.decode_frames_json(body, self._limits, work_side, plan)
         if ctype == "multipart/form-data":
             body = await _multipart_video(request, body)
-        return await loop.run_in_executor(self._pre_pool, decode_video, body, self._limits, work_side)
+        return await self._decoder.decode_video(body, self._limits, work_side, plan)
+
+    # ---------------------------------------------------------------- access, answers
+    def _caller(self, request: Request) -> str | None:
+        """Who is asking: the key id of a valid API key, ``anonymous`` when no key is configured, else None."""
+        if not self._api_keys.enabled:
+            return ANONYMOUS
+        return self._api_keys.identify(presented_key(request.headers))
+
+    def _reply(self, status: int, body: dict, rid: str, headers: dict | None = None,
+               scoring: bool = True) -> JSONResponse:
+        """A JSON answer other than a score, with the request id; counted in the metrics when it is a scoring one."""
+        if scoring:
+            self._metrics.answered(status, body.get("error"))  # the metric keeps the precise code
+        if status >= 500:
+            # A 5xx body never describes the inside (decoder state, paths): the log line and the metric do, under
+            # the same request id. A 503 is the client's cue to retry, and says when.
+            log.warning("request %s answered %d %s: %s", rid, status, body.get("error"), body.get("detail"))
+            body = {"error": "internal"}
+            if status == 503:
+                headers = {"Retry-After": "1", **(headers or {})}
+        return JSONResponse({**body, "request_id": rid}, status_code=status, headers=headers)
+
+    def _unauthorized(self, rid: str, scoring: bool) -> JSONResponse:
+        return self._reply(401, {"error": "unauthorized",
+                                 "detail": "missing or invalid API key: send `Authorization: Bearer <key>` or "
+                                           "`X-API-Key: <key>`"},
+                           rid, headers={"WWW-Authenticate": 'Bearer realm="eulernet"'}, scoring=scoring)
 
     @api.post("/v1/liveness")
     async def liveness(self, request: Request, heatmap: bool = False):
         """Score a short video. Query `heatmap=true` adds a PNG overlay of the predicted map (demo page)."""
         t0 = time.perf_counter()
+        rid = request_id(request.headers)
+        caller = self._caller(request)
+        if caller is None:
+            return self._unauthorized(rid, scoring=True)
+        wait = self._rate_limiter.take(caller)  # before any byte of the body is read
+        if wait > 0:
+            return self._reply(429, {"error": "rate_limited",
+                                     "detail": f"more than {self._rate_limiter.rate:g} requests/s (burst "
+                                               f"{self._rate_limiter.burst}) for this caller; retry later"},
+                               rid, headers={"Retry-After": retry_after_header(wait)})
         self._in_flight += 1
         try:
-            return await self._liveness(request, heatmap, t0)
+            return await self._liveness(request, heatmap, t0, rid)
         finally:
             self._in_flight -= 1
 
-    async def _liveness(self, request: Request, heatmap: bool, t0: float):
+    async def _liveness(self, request: Request, heatmap: bool, t0: float, rid: str):
         from components.labeling.clips import LabelingError
 
         try:
             state = self._state  # the model this request is decoded, cut and scored for, even across a reload
-            frames = await self._read_frames(request, state.predictor.inference.decode_side)
+            max_clips = self._max_clips  # and its clip count, even across a reconfigure
+            frames = await self._read_frames(request, state, max_clips)
             t1 = time.perf_counter()
             loop = asyncio.get_running_loop()
             try:
-                clips = await loop.run_in_executor(self._pre_pool, self._clips, frames, state)
+                clips = await loop.run_in_executor(self._pre_pool, self._clips, frames, state, max_clips)
             except LabelingError as exc:
                 status, code = _LABELING_ERRORS.get(exc.reason, (422, exc.reason))
                 raise InputError(status, code, str(exc)) from None
             t2 = time.perf_counter()
             maps, state, batch_requests = await self._score(clips.crops, state)
             t3 = time.perf_counter()
-        except InputError as exc:
-            return _error(exc)
-        except Exception as exc:  # a bug, not bad input: JSON like every other answer, and logged in full
-            log.exception("liveness request failed")
-            return JSONResponse({"error": "internal", "detail": f"{type(exc).__name__}: {exc}"}, status_code=500)
-        out = {
-            **state.predictor.result(clips, maps),  # the same answer `eulernet predict` gives for these clips
-            "frames": int(len(frames)),
-            "model": {"name": state.info["name"], "version": state.info["version"]},
-            "batch_requests": batch_requests,
-        }
-        if heatmap:
-            from .render import overlay_png
+            out = {
+                **state.predictor.result(clips, maps),  # the same answer `eulernet predict` gives for these clips
+                "frames": int(len(frames)),
+                "model": {"name": state.info["name"], "version": state.info["version"]},
+                "batch_requests": batch_requests,
+            }
+            if heatmap:
+                from .render import overlay_png
 
-            face_map = maps.mean(axis=(0, 1))  # (M, M): the clip- and frame-averaged map
-            out["map"] = np.round(face_map, 4).tolist()
-            out["heatmap_png"] = await loop.run_in_executor(self._pre_pool, overlay_png, clips.crops[0, 0], face_map)
-        out["latency_ms"] = round((time.perf_counter() - t0) * 1000.0, 2)
+                face_map = maps.mean(axis=(0, 1))  # (M, M): the clip- and frame-averaged map
+                out["map"] = np.round(face_map, 4).tolist()
+                out["heatmap_png"] = await loop.run_in_executor(self._pre_pool, overlay_png, clips.crops[0, 0],
+                                                                face_map)
+        except InputError as exc:
+            return self._reply(exc.status, exc.to_json(), rid)
+        except Exception:  # a bug, not bad input: logged once with its traceback; the answer says nothing of it
+            log.exception("liveness request %s failed", rid)
+            return self._reply(500, {"error": "internal"}, rid)
+        total = time.perf_counter() - t0
+        out["latency_ms"] = round(total * 1000.0, 2)
         # Where the time went: read+decode, face finding+cropping, batch wait+model.
         out["timing_ms"] = {"decode": round((t1 - t0) * 1e3, 2), "faces": round((t2 - t1) * 1e3, 2),
                             "model": round((t3 - t2) * 1e3, 2)}
+        out["request_id"] = rid
+        self._metrics.stages({"decode": t1 - t0, "faces": t2 - t1, "model": t3 - t2, "total": total})
+        self._metrics.scored(out)
+        self._metrics.answered(200, None)
         return out
 
+    # ---------------------------------------------------------------- health, model
     @api.get("/healthz")
-    async def healthz(self):
+    async def healthz(self, request: Request):
+        """Liveness: the replica's event loop answers. Says nothing about the model (that is /readyz)."""
+        return {"status": "ok", "request_id": request_id(request.headers)}
+
+    @api.get("/readyz")
+    async def readyz(self, request: Request):
+        """Readiness: a model is loaded, the champion poller runs and both thread pools run a task (the checks
+        ``check_health`` makes). 200 when ready, else 503 naming what is wrong."""
+        problems = await self._problems()
         st = self._state
-        return {"status": "ok", "model": {"name": st.info["name"], "version": st.info["version"]},
-                "reload_error": self._reload_error, "rejected_version": self._rejected_version}
+        body = {"status": "not_ready" if problems else "ready", "problems": problems,
+                "model": None if st is None else {"name": st.info["name"], "version": st.info["version"]},
+                "reload_failing": self._reload_error is not None, "rejected_version": self._rejected_version,
+                "request_id": request_id(request.headers)}
+        if problems:
+            return JSONResponse({"error": "not_ready", **body}, status_code=503)
+        return body
 
     @api.get("/v1/model")
-    async def model(self):
+    async def model(self, request: Request, internal: bool = False):
+        """What this replica serves. Internal details (artifact source, registry tags, tracking URI, checkpoint
+        path, reload error text, pid) only with `internal=true` and a valid API key."""
+        rid = request_id(request.headers)
+        caller = self._caller(request)
+        if caller is None:
+            return self._unauthorized(rid, scoring=False)
+        if internal and caller == ANONYMOUS:
+            return self._reply(403, {"error": "forbidden",
+                                     "detail": "internal=true needs an API key: configure EULERNET_API_KEY (or "
+                                               "EULERNET_API_KEY_FILE) on the replicas and send it"},
+                               rid, scoring=False)
         st = self._state
         p = st.predictor
-        return {
-            **st.info,
+        out = {
+            **{k: v for k, v in st.info.items() if k not in ("source", "tags")},
             "loaded_at": st.loaded_at,
             "last_poll": self._last_poll,
             "reload_interval_s": self._reload_interval_s,
-            "reload_error": self._reload_error,
+            "reload_failing": self._reload_error is not None,
+            "rejected_version": self._rejected_version,
             "variant": p.variant,
             "device": str(p.device),
             "threshold": p.decide(0.0)[1],
@@ -427,8 +559,16 @@ class LivenessService:
             "batching": {"max_batch_size": self._score_batch._get_max_batch_size(),
                          "batch_wait_timeout_s": self._score_batch._get_batch_wait_timeout_s(), **self._batches},
             "limits": dataclasses.asdict(self._limits),
-            "replica": {"pid": os.getpid(), "id": _replica_id()},
+            "access": {"api_key": self._api_keys.enabled, "rate_limit_per_s": self._rate_limiter.rate,
+                       "rate_limit_burst": self._rate_limiter.burst},
+            "replica": {"id": _replica_id()},
+            "request_id": rid,
         }
+        if internal:
+            out["internal"] = {"source": st.info.get("source"), "tags": st.info.get("tags"),
+                               "tracking_uri": self._tracking_uri, "checkpoint": self._checkpoint,
+                               "reload_error": self._reload_error, "pid": os.getpid()}
+        return out
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def demo(self):
@@ -463,6 +603,10 @@ def build_app(model_name: str = "eulernet", tracking_uri: str | None = None, con
         preprocess_threads=cfg.preprocess_threads,
         torch_threads=cfg.torch_threads,
         device=cfg.device,
+        rate_limit_per_s=cfg.rate_limit_per_s,
+        rate_limit_burst=cfg.rate_limit_burst,
+        health_timeout_s=cfg.health_timeout_s,
+        decode=cfg.decode_options(),
     )
 
 

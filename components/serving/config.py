@@ -29,6 +29,13 @@ class ServeConfig:
     max_upload_bytes: int = 20_000_000
     max_frames: int = 300
     max_resolution: int = 1920
+    max_seconds: float = 10.0          # a longer video is scored on its first max_seconds (at most max_frames)
+    decode_workers: int = 2            # decoder processes per replica (a crash there fails one request)
+    decode_memory_mb: int = 512        # address space each decoder may add to its start-up size (RLIMIT_AS)
+    decode_deadline_s: float = 10.0    # a decode running longer is killed: 503 decode_timeout
+    rate_limit_per_s: float = 0.0      # scoring requests per second per API key per replica; 0: no limit
+    rate_limit_burst: int = 20         # requests a key may send at once before the rate applies
+    health_timeout_s: float = 20.0     # a thread pool that runs no canary task within this is wedged (unhealthy)
 
     def __post_init__(self) -> None:
         if not self.model_name:
@@ -42,8 +49,20 @@ class ServeConfig:
         for name in ("max_batch_size", "max_clips", "preprocess_threads", "torch_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.decode_workers < 1:
+            raise ValueError(f"decode_workers must be >= 1, got {self.decode_workers}")
+        if self.decode_memory_mb < 64:
+            raise ValueError(f"decode_memory_mb must be >= 64, got {self.decode_memory_mb}")
+        if not self.decode_deadline_s > 0:
+            raise ValueError(f"decode_deadline_s must be > 0, got {self.decode_deadline_s}")
         if self.batch_wait_timeout_s < 0:
             raise ValueError(f"batch_wait_timeout_s must be >= 0, got {self.batch_wait_timeout_s}")
+        if self.rate_limit_per_s < 0:
+            raise ValueError(f"rate_limit_per_s must be >= 0 (0: no limit), got {self.rate_limit_per_s}")
+        if self.rate_limit_burst < 1:
+            raise ValueError(f"rate_limit_burst must be >= 1, got {self.rate_limit_burst}")
+        if self.health_timeout_s <= 0:
+            raise ValueError(f"health_timeout_s must be > 0, got {self.health_timeout_s}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.num_gpus is not None:
@@ -69,7 +88,12 @@ class ServeConfig:
     def limits(self) -> Limits:
         return Limits(max_upload_bytes=self.max_upload_bytes, max_frames=self.max_frames,
                       max_resolution=self.max_resolution,
-                      max_json_frames_bytes=self.max_upload_bytes)
+                      max_json_frames_bytes=self.max_upload_bytes, max_seconds=self.max_seconds)
+
+    def decode_options(self) -> dict[str, Any]:
+        """``decode.DecodePool`` arguments for each replica."""
+        return {"workers": self.decode_workers, "memory_mb": self.decode_memory_mb,
+                "deadline_s": self.decode_deadline_s}
 
     def user_config(self) -> dict[str, Any]:
         """The knobs a running deployment changes live (``reconfigure``)."""
@@ -80,7 +104,8 @@ class ServeConfig:
 # the values params.yaml `serve:` holds, which `disagreements` checks (eulernet serve refuses to start otherwise).
 USER_CONFIG_KEYS = ("max_batch_size", "batch_wait_timeout_s", "reload_interval_s", "max_clips")
 APP_ARG_KEYS = ("model_name", "alias", "max_upload_bytes", "max_frames", "max_resolution", "preprocess_threads",
-                "torch_threads", "device", "num_gpus")
+                "torch_threads", "device", "num_gpus", "max_seconds", "decode_workers", "decode_memory_mb",
+                "decode_deadline_s", "rate_limit_per_s", "rate_limit_burst", "health_timeout_s")
 
 
 @dataclasses.dataclass(frozen=True)

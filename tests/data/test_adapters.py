@@ -313,3 +313,21 @@ def test_allow_outside_root_is_a_data_param():
     assert load_section(IngestConfig, "data", {"data": {"allow_outside_root": True}}).allow_outside_root is True
     with pytest.raises(ConfigError, match="unknown key"):
         load_section(IngestConfig, "data", {"data": {"allow_outside_roots": True}})
+
+
+def test_generic_csv_name_and_location_follow_the_dataset_root(tmp_path, tiny_video, monkeypatch):
+    """`data.csv` is relative to `data.root` (not the working directory); with no `data.csv` the generator's own
+    file name, manifest.csv, is found first (labels.csv still works)."""
+    root = tmp_path / "mydata"
+    (root / "meta").mkdir(parents=True)
+    shutil.copy(tiny_video, root / "a.avi")
+    body = "path,subject_id,device,scene,attack_type\na.avi,u1,pixel_7,indoor,real\n"
+    _write_csv(root / "meta" / "my.csv", body)
+    monkeypatch.chdir(tmp_path)  # a relative csv must not be looked up here
+    assert len(from_generic_csv(root, "meta/my.csv")) == 1
+    with pytest.raises(ManifestError, match="relative to data.root"):
+        from_generic_csv(root, "my.csv")
+    with pytest.raises(ManifestError, match="manifest.csv"):
+        from_generic_csv(root)
+    _write_csv(root / "manifest.csv", body)
+    assert set(from_generic_csv(root)["source"]) == {"generic:manifest.csv"}

@@ -62,13 +62,13 @@ def test_label_pipeline_report_shards_and_cache(ray_session, videos, tmp_path):
     assert rep.n_new == 4 and rep.n_cached == 0
     assert r.loc["live", "status"] == "ok" and r.loc["live", "clips"] == 2
     assert r.loc["print", "status"] == "ok" and r.loc["print", "clips"] == 2
-    assert (r.loc["corrupt", "status"], r.loc["corrupt", "reason"]) == ("skipped", "unreadable")
+    assert (r.loc["corrupt", "status"], r.loc["corrupt", "reason"]) == ("skipped", "not_a_video")
     assert (r.loc["noise", "status"], r.loc["noise", "reason"]) == ("skipped", "no_face")
     assert r.loc["noise", "detail"] == "no face found in the 8 sampled frames"  # 2 clips x 4 frames looked at
     assert r.loc["live", "frames_no_face"] == 0 and r.loc["live", "max_faces"] == 1
     on_disk = pd.read_csv(out / "report.csv").set_index("video_id")
-    assert on_disk.loc["corrupt", "reason"] == "unreadable" and on_disk.loc["live", "clips"] == 2
-    assert "skipped (no_face): 1" in rep.summary() and "skipped (unreadable): 1" in rep.summary()
+    assert on_disk.loc["corrupt", "reason"] == "not_a_video" and on_disk.loc["live", "clips"] == 2
+    assert "skipped (no_face): 1" in rep.summary() and "skipped (not_a_video): 1" in rep.summary()
 
     clips = load_clips(out)
     assert list(clips) == SCHEMA_COLUMNS
@@ -101,7 +101,7 @@ def test_label_pipeline_report_shards_and_cache(ray_session, videos, tmp_path):
     assert rep2.n_new == 1 and rep2.n_cached == 4
     r2 = rep2.report.set_index("video_id")
     assert not r2.loc["carphone", "cached"] and r2.loc["carphone", "status"] == "ok" and r2.loc["carphone", "clips"] == 2
-    assert r2.loc["corrupt", "cached"] and r2.loc["corrupt", "reason"] == "unreadable"
+    assert r2.loc["corrupt", "cached"] and r2.loc["corrupt", "reason"] == "not_a_video"
     assert len(list((out / "data").iterdir())) == 2  # one folder of shards per run that labeled something
     assert sorted(set(load_clips(out)["video_id"])) == ["carphone", "live", "print"]
 
@@ -161,7 +161,7 @@ def test_label_flow_succeeds_with_skipped_videos(ray_session, videos, tmp_path, 
     assert flow.run(parser.parse_args(["--no-progress"])) == 0
     outp = capsys.readouterr().out
     assert json.loads((art / "shards" / "gates.json").read_text())["gates"] == "passed"
-    assert "1 ok, 1 skipped" in outp and "unreadable" in outp
+    assert "1 ok, 1 skipped" in outp and "not_a_video" in outp
     assert (art / "shards" / "report.csv").is_file()
 
     # Only unusable videos: exit 1. Unknown params key: exit 2.
@@ -186,7 +186,7 @@ def test_label_pipeline_with_storage_uri(ray_session, videos, tmp_path):
     rep = label_videos(small, out, cfg, progress=False, storage=f"file://{store}")
     r = rep.report.set_index("video_id")
     assert (r.loc["live", "status"], r.loc["live", "clips"]) == ("ok", 1)
-    assert r.loc["corrupt", "reason"] == "unreadable"  # decoded by the worker from its staged copy
+    assert r.loc["corrupt", "reason"] == "not_a_video"  # decoded by the worker from its staged copy
     assert not (out / "data").exists()  # only index, ledger and report stay in out_dir
     files = pd.read_csv(out / "index.csv", keep_default_na=False).set_index("video_id").loc["live", "files"]
     assert files.startswith(f"file://{store}/shards/data/") and files.endswith(".parquet")

@@ -133,7 +133,7 @@ def test_unreadable_and_short_videos_fail(small_copy):
     report = run_gates(df, _cfg(min_per_cell=2, require_splits=["train"]), data_root=root)
     assert not report.success
     (status,) = [f for f in report.failures if "video_status" in f]
-    assert f"{df['video_id'][0]} (video_status=unreadable)" in status
+    assert f"{df['video_id'][0]} (video_status=not_a_video)" in status
     assert f"{df['video_id'][1]} (video_status=too_short)" in status
     assert f"{df['video_id'][2]} (video_status=missing)" in status
     (frames,) = [f for f in report.failures if "frames_read" in f]
@@ -153,6 +153,10 @@ def test_duplicate_content_fails(small_copy):
     assert df["video_id"][0] in f and "renamed_copy" in f
 
 
+def summary_failures(out):
+    return json.loads((out / "summary.json").read_text())["failures"]
+
+
 def test_validate_flow_exit_codes_and_outputs(tmp_path, monkeypatch, sample):
     from flows.cli import main
 
@@ -164,8 +168,11 @@ def test_validate_flow_exit_codes_and_outputs(tmp_path, monkeypatch, sample):
     bad["path"] = "data/sample/" + bad["path"]
     bad.to_csv(manifest, index=False)
     out = tmp_path / "quality"
-    rc = main(["validate", "--params", str(params), "--manifest", str(manifest), "--out", str(out)])
+    rc = main(["validate", "--params", str(params), "--manifest", str(manifest), "--out", str(out),
+               "--headline", str(tmp_path / "quality.json")])
     assert rc == 1
+    assert json.loads((tmp_path / "quality.json").read_text()) == {"passed": 0, "videos": len(bad),
+                                                                    "failed": len(summary_failures(out))}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["success"] is False and any("scene=outdoor" in f for f in summary["failures"])
     assert "FAILED" in (out / "summary.txt").read_text()

@@ -415,3 +415,17 @@ def test_generate_command_identity_split_preset_and_workers(tmp_path):
     ident = df["meta"].map(lambda m: json.loads(m)["identity"])
     assert dict(zip(ident, df["split"])) == {"obama": "train", "biden": "train", "t1_1": "dev", "t1_2": "test"}
     assert all(json.loads(m)["split_by"] == "identity" for m in df["meta"])
+
+
+def test_generate_warns_about_an_empty_split(tmp_path, capsys):
+    """`generate --subjects 3` at 3:1:1 puts everyone in train: never silently, the empty splits are named."""
+    from components.data.synthetic import SynthConfig, empty_splits
+    from flows.cli import main
+
+    assert empty_splits(SynthConfig(n_subjects=3)) == ["dev", "test"]
+    assert empty_splits(SynthConfig(n_subjects=5)) == []
+    assert empty_splits(SynthConfig(n_subjects=3, split_ratio=(1, 1, 1))) == []
+    assert main(["generate", "--out", str(tmp_path / "d"), "--subjects", "3", "--devices", "iphone_12", "--scenes",
+                 "indoor", "--attacks", "print", "--frames", "4", "--size", "160", "128", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "leaves dev, test empty" in err

@@ -41,7 +41,7 @@ def project(tmp_path_factory):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("components", "flows"):
         shutil.copytree(REPO / name, proj / name, ignore=ignore)
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, proj / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY.items():
@@ -116,3 +116,44 @@ def test_plots_are_declared_once():
     staged = [next(iter(p)) if isinstance(p, dict) else p for s in spec["stages"].values() for p in s.get("plots", [])]
     names = top + staged
     assert len(names) == len(set(names)), f"plots declared twice: {sorted(n for n in names if names.count(n) > 1)}"
+
+
+def _exp_rows(node, out=None) -> list[dict]:
+    """Every revision record in `dvc exp show --json` output (the layout nests experiments under their base)."""
+    out = [] if out is None else out
+    if isinstance(node, dict):
+        if "rev" in node and isinstance(node.get("data"), dict):
+            out.append(node)
+        for v in node.values():
+            _exp_rows(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _exp_rows(v, out)
+    return out
+
+
+@pytest.mark.slow
+def test_experiments_compare_through_dvc(project):
+    """The DVC loop: commit, `dvc exp run -S train.lr=...` twice, and `dvc exp show --json` / `dvc metrics diff`
+    read real numbers back (headline metrics are small git-tracked files, not ignored artifacts)."""
+    proj, env, _ = project
+    env = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com"}
+    headline = json.loads((proj / "metrics/eval.json").read_text())
+    assert {"test_acer", "test_apcer", "test_bpcer", "test_auc", "dev_acer", "threshold"} <= set(headline)
+    assert all(v is None or isinstance(v, (int, float)) for v in headline.values())  # numbers only
+    _run(["git", "add", "-A"], proj, env)
+    _run(["git", "commit", "-qm", "baseline"], proj, env)
+    for name, lr in (("lr-a", "0.01"), ("lr-b", "0.0005")):
+        _run(["dvc", "exp", "run", "-n", name, "-S", f"train.lr={lr}"], proj, env)
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], proj, env).stdout)
+    rows = {r.get("name") or r["rev"]: r["data"] for r in _exp_rows(shown)}
+    assert {"lr-a", "lr-b"} <= set(rows), sorted(rows)
+    for name, lr in (("lr-a", 0.01), ("lr-b", 0.0005)):
+        data = rows[name]
+        assert data["params"]["params.yaml"]["data"]["train"]["lr"] == lr
+        acer = data["metrics"]["metrics/eval.json"]["data"]["test_acer"]
+        assert isinstance(acer, (int, float)) and 0.0 <= acer <= 1.0
+    diff = _run(["dvc", "metrics", "diff", "HEAD", "--json"], proj, env)
+    assert "failed to load" not in diff.stdout + diff.stderr
+    assert "metrics/eval.json" in json.loads(diff.stdout or "{}") or diff.stdout.strip() == "{}"

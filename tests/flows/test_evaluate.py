@@ -35,7 +35,7 @@ def _run(tmp_path, checkpoint, shards, rule="eer"):
     params.write_text(yaml.safe_dump({"evaluate": {"threshold_rule": rule, "gradcam_clips": 1}}))
     out = tmp_path / "eval"
     rc = flow.run(argparse.Namespace(params=str(params), checkpoint=str(checkpoint), shards=str(shards),
-                                     out=str(out)))
+                                     out=str(out), headline=str(tmp_path / "metrics" / "eval.json")))
     return rc, out
 
 
@@ -71,6 +71,10 @@ def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_s
     factors = {(b["factor"], b["value"]) for b in m["breakdown"]}
     assert {("device", "dev0"), ("device", "dev1"), ("attack_type", "live")} <= factors
     assert not (out / "threshold.json").exists()  # one source: metrics.json["threshold"]
+    head = json.loads((tmp_path / "metrics" / "eval.json").read_text())  # the git-tracked headline numbers
+    assert head["threshold"] == pytest.approx(m["threshold"], abs=1e-4)
+    assert head["test_acer"] == pytest.approx(m["acer"], abs=1e-4) and head["dev_acer"] == pytest.approx(
+        m["dev"]["acer"], abs=1e-4)
 
     vs = pd.read_csv(out / "video_scores.csv")
     assert len(vs) == 14 and vs.set_index("video_id").loc[test.index, "score"].to_numpy() == \

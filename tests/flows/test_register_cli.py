@@ -172,3 +172,15 @@ def test_registered_pyfunc_loads_by_alias_and_matches_the_predictor(workdir, rea
     assert rows[0]["score"] == pytest.approx(want["score"], abs=1e-6)
     assert rows[0]["decision"] == want["decision"] and rows[0]["threshold"] == pytest.approx(predictor.threshold)
     assert rows[1]["score"] is None and rows[1]["decision"] is None and "broken.mp4" in rows[1]["error"]
+
+
+def test_cli_names_what_is_wrong(workdir, capsys):
+    """A typo'd metric, a directory and a text file named .mp4 each get their own clear message (exit 2)."""
+    assert cli("promote", "--params", "params.yaml", "--metric", "bogus") == 2
+    err = capsys.readouterr().err
+    assert "'bogus' metric" in err and "'acer'" in err
+    assert cli("predict", ".", "--checkpoint", "artifacts/model/checkpoint.pt") == 2
+    assert "is a directory" in capsys.readouterr().err
+    (workdir / "notes.mp4").write_text("just some text, renamed\n" * 40)
+    assert cli("predict", "notes.mp4", "--checkpoint", "artifacts/model/checkpoint.pt") == 2
+    assert "not_a_video" in capsys.readouterr().err

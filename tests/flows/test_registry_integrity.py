@@ -26,10 +26,10 @@ def store(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    previous = mlflow.get_tracking_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # Tracking URI only: the registry follows it (a process-global registry URI would outlive this fixture).
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model(NAME)
 
@@ -44,8 +44,7 @@ def store(tmp_path, monkeypatch):
         return str(mv.version)
 
     yield {"uri": uri, "client": client, "add": add, "root": tmp_path}
-    mlflow.set_tracking_uri(previous[0])
-    mlflow.set_registry_uri(previous[1])
+    mlflow.set_tracking_uri(previous)
 
 
 def champion(client) -> str | None:

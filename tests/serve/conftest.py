@@ -196,3 +196,39 @@ def service(_checkpoints_future, ray_session, registry, checkpoints):
         time.sleep(0.3)
     yield {"url": url, "port": port, "v1": v1, "tracking_uri": registry}
     serve.shutdown()
+
+
+# Two keys, so a test can exhaust one key's rate limit and see the other still served.
+API_KEYS = ("test-key-alpha-0123456789", "test-key-bravo-0123456789")
+SECURED_BURST = 10
+
+
+@pytest.fixture(scope="package")
+def secured_service(service, checkpoints):
+    """A second application beside `service` (same Serve instance and port, route /secured): the trained
+    checkpoint served with an API key (EULERNET_API_KEY in the replica's environment), a per-key rate limit of
+    SECURED_BURST requests then one per 100 s, and a wide batch window (1 s) so concurrent requests batch."""
+    import httpx
+    from ray import serve
+
+    from components.serving.app import build_app
+    from components.serving.config import ServeConfig
+
+    cfg = ServeConfig(model_name="secured", port=service["port"], max_clips=2, preprocess_threads=2,
+                      batch_wait_timeout_s=1.0, rate_limit_per_s=0.01, rate_limit_burst=SECURED_BURST,
+                      **SERVE_LIMITS)
+    env = {"EULERNET_API_KEY": ",".join(API_KEYS)}
+    app = build_app("secured", None, cfg, checkpoint=str(checkpoints["trained"]),
+                    deployment_options={"ray_actor_options": {"num_cpus": 0.5, "runtime_env": {"env_vars": env}}})
+    serve.run(app, name="eulernet-secured", route_prefix="/secured")
+    url = f"{service['url']}/secured"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=30).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    yield {"url": url, "keys": API_KEYS, "burst": SECURED_BURST}
+    serve.delete("eulernet-secured")

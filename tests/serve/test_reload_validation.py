@@ -1,6 +1,6 @@
 """Hot reload trusts nothing (issue 13, item 4): before a replica swaps to a new champion it checks the version,
 the metadata it decides with and a reference clip's score; a model that fails is not served, not downloaded again
-at every poll, and /healthz says why. No Ray Serve needed: the check and the poll loop run as plain code."""
+at every poll, and /v1/model says why. No Ray Serve needed: the check and the poll loop run as plain code."""
 from __future__ import annotations
 
 import threading
@@ -75,6 +75,7 @@ def test_the_poll_loop_keeps_the_old_model_and_does_not_retry_a_rejected_one(mon
         return SimpleNamespace(info={"name": "m", "version": version})
 
     svc._load = load
+    svc._set_state = lambda st: setattr(svc, "_state", st)  # the swap (the real one also sets a metric)
     monkeypatch.setattr(registry, "alias_version", lambda name, alias, uri=None: champion["version"])
     poller = threading.Thread(target=LivenessService.func_or_class._poll_loop, args=(svc,), daemon=True)
     poller.start()

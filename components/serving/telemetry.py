@@ -1,0 +1,118 @@
+"""Request ids and Prometheus metrics of the liveness endpoint.
+
+Metrics go through ``ray.serve.metrics`` (Ray's metrics agent exports them in Prometheus format on each node's
+metrics export port, prefixed ``ray_``, tagged with the application, deployment and replica; counters get a
+``_total`` suffix). docs/serving.md lists them with an example query each.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+# Seconds; a request spends ~10 ms decoding, ~100 ms finding faces and ~100-400 ms in the model on a CPU.
+LATENCY_BOUNDARIES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+SCORE_BOUNDARIES = [round(0.05 * i, 2) for i in range(1, 20)]  # 0.05 .. 0.95
+BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32]
+STAGES = ("decode", "faces", "model", "total")
+
+
+def request_id(headers) -> str:
+    """The request's id: the ``X-Request-ID`` Serve's proxy puts on every request (the caller's own, or one it
+    generates; it also returns it as a response header), else Serve's request context, else a fresh one."""
+    rid = headers.get("x-request-id") if headers is not None else None
+    if rid:
+        return rid
+    try:
+        from ray.serve.context import _get_serve_request_context
+
+        rid = _get_serve_request_context().request_id
+    except Exception:  # outside Serve
+        rid = ""
+    return rid or uuid.uuid4().hex
+
+
+class Metrics:
+    """The replica's metric objects (created in the replica: Serve adds its application/deployment/replica tags)."""
+
+    def __init__(self):
+        from ray.serve.metrics import Counter, Gauge, Histogram
+
+        self.requests = Counter(
+            "eulernet_requests", description="Liveness requests answered, by HTTP status and error code "
+                                             "(error is 'none' on a 200).", tag_keys=("status", "error"))
+        self.latency = Histogram(
+            "eulernet_stage_seconds", description="Time per request stage: decode (read + decode the upload), "
+                                                  "faces (landmarks + crops), model (batch wait + forward pass), total.",
+            boundaries=LATENCY_BOUNDARIES, tag_keys=("stage",))
+        self.decisions = Counter("eulernet_decisions", description="Scored requests by decision.",
+                                 tag_keys=("decision",))
+        self.score = Histogram("eulernet_score", description="Liveness score of scored requests (0 attack .. 1 live).",
+                               boundaries=SCORE_BOUNDARIES)
+        self.faceless = Counter("eulernet_faceless_frames", description="Sampled frames of scored requests in which "
+                                                                       "no face was found (borrowed a neighbour's).")
+        self.batch = Histogram("eulernet_batch_requests", description="Requests merged into one forward pass.",
+                               boundaries=BATCH_BOUNDARIES)
+        self.model = Gauge("eulernet_model_info", description="1 for the model version this replica serves, 0 for "
+                                                              "versions it served before.", tag_keys=("model", "version"))
+
+    def answered(self, status: int, error: str | None) -> None:
+        self.requests.inc(tags={"status": str(status), "error": error or "none"})
+
+    def stages(self, seconds: dict[str, float]) -> None:
+        for stage, value in seconds.items():
+            self.latency.observe(max(0.0, value), tags={"stage": stage})
+
+    def scored(self, result: dict) -> None:
+        self.decisions.inc(tags={"decision": str(result.get("decision"))})
+        self.score.observe(float(result["score"]))
+        missing = int(result.get("n_frames_no_face") or 0)
+        if missing:
+            self.faceless.inc(missing)
+
+    def serving(self, name: str, version: str, previous: tuple[str, str] | None) -> None:
+        if previous is not None and previous != (name, version):
+            self.model.set(0, tags={"model": previous[0], "version": previous[1]})
+        self.model.set(1, tags={"model": name, "version": version})
+
+
+class NullMetrics:
+    """Stands in outside a replica (unit use): records nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class InternalErrors:
+    """ASGI middleware, the last line behind every route: an exception no route handled is answered
+    ``{"error": "internal", "request_id": ...}`` (500, nothing of the exception in it) and logged once, with its
+    traceback and the request id. (The scoring route catches its own and counts them in the metrics.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except Exception:
+            from starlette.datastructures import Headers
+
+            rid = request_id(Headers(scope=scope))
+            logging.getLogger("ray.serve").exception("request %s to %s failed", rid, scope.get("path"))
+            if started:  # the answer is already on its way: nothing more can be said to this client
+                return
+            body = json.dumps({"error": "internal", "request_id": rid}).encode()
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})

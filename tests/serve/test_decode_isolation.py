@@ -1,0 +1,238 @@
+"""Decoding in worker processes (components/serving/decode.py), without Ray: a crash, a timeout, a memory
+blow-up or a cancelled request costs that one request (503/413) and the next request is served; no temporary
+file and no worker process outlives its request or its replica."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from components.serving.decode import DecodePool, DecoderUnavailable, DecodeWorkerError, _decoded, _Ticket
+from components.serving.inputs import ClipPlan, InputError, Limits, decode_frames_json, decode_video, encode_frames_json
+
+LIMITS = Limits(max_upload_bytes=1_000_000, max_frames=60, max_resolution=640)
+FAULTS = "tests.serve.decode_faults"
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie still answers kill(0): count it as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(cond, timeout: float = 15.0) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+@pytest.fixture(scope="module")
+def worker_tmp(tmp_path_factory):
+    """The workers' TMPDIR: whatever a decoder would leave in a temp folder lands here, where tests look."""
+    path = tmp_path_factory.mktemp("decoder-tmp")
+    old = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = old
+
+
+@pytest.fixture(scope="module")
+def pool(worker_tmp):
+    p = DecodePool(workers=2, memory_mb=256, deadline_s=5.0)
+    yield p
+    p.close()
+
+
+@pytest.fixture()
+def solo(worker_tmp):
+    """One worker, short queue wait: for faults that need to know which worker runs the request."""
+    p = DecodePool(workers=1, memory_mb=256, deadline_s=5.0, queue_timeout_s=0.5)
+    yield p
+    p.close()
+
+
+def test_pool_decodes_exactly_as_in_process(pool, videos):
+    data = videos["live"].read_bytes()
+    assert np.array_equal(pool.decode("video", data, LIMITS, 480), decode_video(data, LIMITS, 480))
+    plan = ClipPlan(4, 3, 2)
+    assert np.array_equal(pool.decode("video", data, LIMITS, 480, plan), decode_video(data, LIMITS, 480, plan))
+    body = json.dumps(encode_frames_json(decode_video(data, LIMITS, 480)[:12])).encode()
+    assert np.array_equal(pool.decode("frames", body, LIMITS, 480, plan), decode_frames_json(body, LIMITS, 480, plan))
+
+
+def test_async_api(pool, videos):
+    data = videos["live"].read_bytes()
+
+    async def many():
+        return await asyncio.gather(*[pool.decode_video(data, LIMITS, 480, ClipPlan(4, 3, 2)) for _ in range(5)])
+
+    assert [f.shape for f in asyncio.run(many())] == [(22, 192, 192, 3)] * 5
+
+
+def test_input_errors_are_4xx_and_keep_the_worker(pool, videos):
+    before = sorted(pool.pids())
+    with pytest.raises(InputError) as err:
+        pool.decode("video", videos["truncated"].read_bytes(), LIMITS, 480)
+    assert (err.value.status, err.value.code) == (422, "corrupt_video")
+    assert not isinstance(err.value, DecoderUnavailable)
+    with pytest.raises(InputError) as err:
+        pool.decode("video", videos["huge"].read_bytes(), LIMITS, 480)
+    assert (err.value.status, err.value.code) == (413, "resolution_too_large")
+    assert sorted(pool.pids()) == before  # refusing an input costs no worker
+
+
+def test_worker_crash_is_one_503_and_the_next_request_succeeds(pool, videos):
+    with pytest.raises(DecoderUnavailable) as err:
+        pool.call(f"{FAULTS}:exit_now", 3)
+    assert (err.value.status, err.value.code) == (503, "decoder_unavailable")
+    assert err.value.to_json()["error"] == "decoder_unavailable"
+    frames = pool.decode("video", videos["live"].read_bytes(), LIMITS, 480)  # served by the other or a new worker
+    assert frames.shape == (22, 192, 192, 3)
+    assert wait_for(lambda: len(pool.pids()) == 2)
+    assert pool.stats()["crashes"] >= 1 and pool.health() is None
+
+
+def test_worker_killed_mid_decode_is_a_503_then_served(solo, videos):
+    victim = solo.pids()[0]
+    result: dict = {}
+
+    def slow():
+        try:
+            solo.call(f"{FAULTS}:sleep", 30)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            result["exc"] = exc
+
+    t = threading.Thread(target=slow)
+    t.start()
+    assert wait_for(lambda: solo._all[0].busy_since is not None, 5)
+    os.kill(victim, signal.SIGKILL)  # an OOM kill or a segfault, from the replica's point of view
+    t.join(10)
+    assert isinstance(result.get("exc"), DecoderUnavailable) and result["exc"].code == "decoder_unavailable"
+    assert solo.decode("video", videos["live"].read_bytes(), LIMITS, 480).shape == (22, 192, 192, 3)
+    assert victim not in solo.pids()
+
+
+def test_deadline_kills_the_decode(solo):
+    victim = solo.pids()[0]
+    t0 = time.monotonic()
+    with pytest.raises(DecoderUnavailable) as err:
+        solo.call(f"{FAULTS}:sleep", 60, deadline_s=1.0)
+    assert (err.value.status, err.value.code) == (503, "decode_timeout")
+    assert time.monotonic() - t0 < 3.0
+    assert wait_for(lambda: not running(victim), 5)  # killed, not left running in the background
+    assert solo.call(f"{FAULTS}:sleep", 0) == 0  # the replacement answers
+
+
+def test_memory_cap_is_the_workers_413_not_the_replicas(pool):
+    with pytest.raises(InputError) as err:
+        pool.call(f"{FAULTS}:alloc", 2048)  # 2 GiB against a 256 MB cap
+    assert (err.value.status, err.value.code) == (413, "decode_memory_limit")
+    assert pool.call(f"{FAULTS}:alloc", 16) == 16
+    assert pool.stats()["memory_limit"] >= 1
+
+
+def test_cancelled_request_stops_its_decode(solo):
+    victim = solo.pids()[0]
+    ticket = _Ticket()
+    result: dict = {}
+
+    def slow():
+        try:
+            solo.run({"op": "call", "target": f"{FAULTS}:sleep", "args": [60]}, ticket=ticket)
+        except Exception as exc:  # noqa: BLE001
+            result["exc"] = exc
+
+    t = threading.Thread(target=slow)
+    t.start()
+    assert wait_for(lambda: ticket.worker is not None, 5)
+    t0 = time.monotonic()
+    ticket.cancel()  # what the coroutine does when the client goes away
+    t.join(5)
+    assert time.monotonic() - t0 < 2.0
+    assert isinstance(result.get("exc"), DecoderUnavailable)
+    assert wait_for(lambda: not running(victim), 5)
+
+
+def test_no_free_worker_is_a_503(solo):
+    t = threading.Thread(target=lambda: solo.call(f"{FAULTS}:sleep", 2))
+    t.start()
+    assert wait_for(lambda: solo._all[0].busy_since is not None, 5)
+    with pytest.raises(DecoderUnavailable, match="no decoder was free"):
+        solo.call(f"{FAULTS}:sleep", 0)
+    t.join()
+
+
+def test_idle_worker_killed_from_outside_costs_no_request(solo, videos):
+    os.kill(solo.pids()[0], signal.SIGKILL)
+    assert wait_for(lambda: not solo._all[0].alive(), 5)
+    assert solo.decode("video", videos["live"].read_bytes(), LIMITS, 480).shape == (22, 192, 192, 3)
+
+
+def test_a_workers_reply_is_checked_before_use():
+    ok = {"ok": True, "n": 10, "height": 4, "width": 4, "indices": [0, 3]}
+    assert _decoded(ok, b"\0" * 96, LIMITS, 8).n == 10
+    for bad, payload in (({**ok, "indices": [3, 0]}, b"\0" * 96), ({**ok, "indices": [0, 10]}, b"\0" * 96),
+                         ({**ok, "height": 4096}, b"\0" * 96), (ok, b"\0" * 95), ({**ok, "n": 10 ** 9}, b"\0" * 96),
+                         ({"ok": True}, b"")):
+        with pytest.raises(DecodeWorkerError):
+            _decoded(bad, payload, LIMITS, 8)
+
+
+def test_no_temp_file_survives_success_failure_or_a_killed_worker(pool, solo, worker_tmp, videos):
+    import tempfile
+
+    before = set(os.listdir(tempfile.gettempdir()))
+    pool.decode("video", videos["live"].read_bytes(), LIMITS, 480)
+    with pytest.raises(InputError):
+        pool.decode("video", videos["truncated"].read_bytes(), LIMITS, 480)
+    with pytest.raises(DecoderUnavailable):
+        pool.call(f"{FAULTS}:exit_now", 9)
+    with pytest.raises(DecoderUnavailable):
+        solo.call(f"{FAULTS}:sleep", 60, deadline_s=0.5)
+    assert os.listdir(worker_tmp) == []  # the workers' own temp folder: decoding reads from memory
+    assert not [n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("liveness-")]
+
+
+def test_workers_exit_with_their_replica(tmp_path):
+    """A replica killed with SIGKILL (ray.kill) leaves no decoder behind: they exit on their socket's EOF."""
+    script = tmp_path / "replica.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        f"sys.path.insert(0, {os.getcwd()!r})\n"
+        "from components.serving.decode import DecodePool\n"
+        "p = DecodePool(workers=2, memory_mb=128, deadline_s=5)\n"
+        "print(' '.join(map(str, p.pids())), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2, out.stderr
+    assert wait_for(lambda: not any(running(p) for p in pids), 10)
+
+
+def test_close_stops_every_worker(worker_tmp):
+    p = DecodePool(workers=2, memory_mb=128, deadline_s=5)
+    pids = p.pids()
+    p.close()
+    assert not any(running(pid) for pid in pids)
+    with pytest.raises(DecoderUnavailable):
+        p.call(f"{FAULTS}:sleep", 0)
