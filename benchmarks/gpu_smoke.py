@@ -268,7 +268,7 @@ def serve_gpu(device, checkpoint: str) -> dict:
 
     from components.serving.app import build_app
     from components.serving.config import ServeConfig
-    from components.serving.inputs import encode_frames_json
+    from components.serving.inputs import encode_frames_json, wait_until_up
     from tests.serve.conftest import face_frames
 
     port = _free_port()
@@ -281,14 +281,7 @@ def serve_gpu(device, checkpoint: str) -> dict:
     url = f"http://127.0.0.1:{port}"
     try:
         serve.run(app, name="smoke", route_prefix="/")
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_until_up(f"{url}/healthz", timeout_s=120, every_s=0.5)
         frames = face_frames(data.astronaut(), 12, live=True)
         r = httpx.post(f"{url}/v1/liveness", json=encode_frames_json(frames), timeout=120)
         require(r.status_code == 200, f"liveness answered {r.status_code}: {r.text[:500]}")

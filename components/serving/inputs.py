@@ -356,6 +356,24 @@ def decode_frames_json(body: bytes, limits: Limits, work_side: int, plan: ClipPl
     return decode_frames_json_sparse(body, limits, work_side, plan).to_array()
 
 
+def wait_until_up(url: str, timeout_s: float = 60.0, every_s: float = 0.3, probe_timeout_s: float = 5.0) -> bool:
+    """Client-side helper (tests, benchmarks): poll ``url`` (e.g. ``.../healthz``) until it answers 200 or
+    ``timeout_s`` passes; True when it came up."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=probe_timeout_s).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(every_s)
+    return False
+
+
 def encode_frames_json(frames: np.ndarray, fmt: str = ".png") -> dict[str, list[str]]:
     """Client-side helper (tests, benchmark, docs): RGB frames -> the JSON body ``decode_frames_json`` reads."""
     import cv2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from pathlib import Path
 
 import numpy as np
@@ -170,12 +169,12 @@ SERVE_LIMITS = {"max_upload_bytes": 1_000_000, "max_frames": 60, "max_resolution
 @pytest.fixture(scope="package")
 def service(_checkpoints_future, ray_session, registry, checkpoints):
     """The liveness app on 127.0.0.1, serving v1 (the trained model) as champion, polling every 0.5 s."""
-    import httpx
     from ray import serve
 
     from components.registry.registry import promote, register
     from components.serving.app import build_app
     from components.serving.config import ServeConfig
+    from components.serving.inputs import wait_until_up
 
     v1 = register(checkpoints["trained"], MODEL_NAME, {"acer": 0.20}, threshold=0.5, test_data_hash="serve-test")
     promote(MODEL_NAME)
@@ -186,14 +185,7 @@ def service(_checkpoints_future, ray_session, registry, checkpoints):
     app = build_app(MODEL_NAME, registry, cfg, deployment_options={"ray_actor_options": {"num_cpus": 0.5}})
     serve.run(app, name="eulernet-test", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    wait_until_up(f"{url}/healthz", timeout_s=60)
     yield {"url": url, "port": port, "v1": v1, "tracking_uri": registry}
     serve.shutdown()
 
@@ -208,11 +200,11 @@ def secured_service(service, checkpoints):
     """A second application beside `service` (same Serve instance and port, route /secured): the trained
     checkpoint served with an API key (EULERNET_API_KEY in the replica's environment), a per-key rate limit of
     SECURED_BURST requests then one per 100 s, and a wide batch window (1 s) so concurrent requests batch."""
-    import httpx
     from ray import serve
 
     from components.serving.app import build_app
     from components.serving.config import ServeConfig
+    from components.serving.inputs import wait_until_up
 
     cfg = ServeConfig(model_name="secured", port=service["port"], max_clips=2, preprocess_threads=2,
                       batch_wait_timeout_s=1.0, rate_limit_per_s=0.01, rate_limit_burst=SECURED_BURST,
@@ -222,13 +214,6 @@ def secured_service(service, checkpoints):
                     deployment_options={"ray_actor_options": {"num_cpus": 0.5, "runtime_env": {"env_vars": env}}})
     serve.run(app, name="eulernet-secured", route_prefix="/secured")
     url = f"{service['url']}/secured"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=30).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    wait_until_up(f"{url}/readyz", timeout_s=60, probe_timeout_s=30)
     yield {"url": url, "keys": API_KEYS, "burst": SECURED_BURST}
     serve.delete("eulernet-secured")
