@@ -206,6 +206,9 @@ def files_under(root: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- traffic
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0)  # at most three retries, about 3.5 s of waiting in all
+
+
 class Client:
     def __init__(self, url: str, corpus: dict[str, dict], seed: int):
         self.url, self.corpus = url, corpus
@@ -244,8 +247,13 @@ class Client:
         start = time.time() - t0
         status, info, dt = self.once(client, kind)
         rec = {"kind": kind, "t": start, "first": status, "first_info": info, "first_s": dt, "retried": False}
-        if self.retryable(status, info):  # retried once, as a client should
+        # A client retries what the service marks as transient, with backoff: the replica that replaces a killed
+        # one needs a moment to come up, so an immediate single retry can land on the same gap.
+        for backoff in RETRY_BACKOFF_S:
+            if not self.retryable(status, info):
+                break
             rec["retried"] = True
+            time.sleep(backoff)
             status, info, dt2 = self.once(client, kind)
             dt += dt2
         rec.update(status=status, info=info, latency=dt)
@@ -436,7 +444,8 @@ def report(res: dict) -> list[tuple[str, bool]]:
     for kind, counts in res["by_kind"].items():
         print(f"| {kind} | {sum(counts.values())} | {', '.join(f'{s}: {n}' for s, n in counts.items())} |")
     print(f"\nvalid requests: {res['valid']}, answered 200: {res['valid_ok']}, lost: {res['valid_lost']}")
-    print(f"retried once: {res['retried']} ({res['retried_ok']} then 200; {res['retried_near_kill']} in flight "
+    print(f"retried (backoff {RETRY_BACKOFF_S} s): {res['retried']} ({res['retried_ok']} then 200; "
+          f"{res['retried_near_kill']} in flight "
           f"when the replica was killed; first answers {res['retried_first']})")
     print(f"final 5xx answers: {res['status_5xx_final']}; app 500s: {res['app_500']}; hostile/bad answered outside "
           f"their expected status: {res['unexpected']}")

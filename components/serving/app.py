@@ -307,8 +307,9 @@ class LivenessService:
     def __del__(self):
         if hasattr(self, "_stop"):
             self._stop.set()
-        if hasattr(self, "_decoder"):
-            self._decoder.close()
+        close = getattr(getattr(self, "_decoder", None), "close", None)
+        if close is not None:  # tests may stand a plain namespace in for the decoder pool
+            close()
 
     # ---------------------------------------------------------------- request path
     def _backend(self, predictor):

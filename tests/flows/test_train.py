@@ -148,7 +148,7 @@ def test_killed_train_stage_resumes_its_run_when_rerun_unchanged(tmp_path, shard
                             start_new_session=True)
     client, deadline = _client(uri), time.time() + 600
     run = None
-    while time.time() < deadline and proc.poll() is None:  # kill once epoch 2 has been checkpointed
+    while time.time() < deadline and proc.poll() is None:  # kill once epoch 2 has been logged
         exp = client.get_experiment_by_name("eulernet") if (tmp_path / "mlflow.db").exists() else None
         runs = client.search_runs([exp.experiment_id]) if exp else []
         if runs and len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 2:
@@ -167,7 +167,9 @@ def test_killed_train_stage_resumes_its_run_when_rerun_unchanged(tmp_path, shard
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     summary = json.loads((tmp_path / "artifacts/model/train_metrics.json").read_text())
     assert summary["mlflow_run_id"] == run.info.run_id  # the same MLflow run, continued
-    assert summary["resumed_from"] and summary["resumed_from"][0] >= 2
+    # Epoch 2's metrics were logged before the kill; its checkpoint may or may not have been persisted by then,
+    # so the run continues from epoch 1 or 2, never from scratch.
+    assert summary["resumed_from"] and summary["resumed_from"][0] >= 1
     hist = pd.read_csv(tmp_path / "artifacts/model/history.csv")
     assert hist["epoch"].tolist() == [1, 2, 3, 4]
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
