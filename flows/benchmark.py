@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"learned rows to run (default {' '.join(d.rows)})")
     parser.add_argument("--subjects", type=int, help=f"subjects (default {d.n_subjects})")
     parser.add_argument("--epochs", type=int, help=f"training epochs per run (default {d.epochs})")
+    parser.add_argument("--face-path", choices=["detect", "track"], default=None,
+                        help=f"how labeling finds faces: detect on every sampled frame, or track between a few "
+                             f"detections (default {d.face_path})")
     parser.add_argument("--quick", action="store_true",
                         help="smoke size (a few minutes; too few test videos for the figures to mean anything)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Only what was given overrides the chosen size (so --quick keeps its own seeds and sizes).
     given = {"setting": args.setting, "seeds": args.seeds, "control_seeds": args.control_seeds, "rows": args.rows,
-             "n_subjects": args.subjects, "epochs": args.epochs}
+             "n_subjects": args.subjects, "epochs": args.epochs, "face_path": args.face_path}
     over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None}
     try:
         cfg = TemporalBenchmarkConfig.quick(**over) if args.quick else TemporalBenchmarkConfig(**over)

@@ -70,6 +70,7 @@ class TemporalBenchmarkConfig:
     scenes: tuple[str, ...] = ("indoor", "outdoor")
     data_seed: int = 11
     crop_size: int = 32  # a 32 px crop already averages sensor noise over ~3x3 source pixels
+    face_path: str = "track"  # labeling's face path (components.labeling.tracking); "detect" was the old one
     clips_per_video: int = 4
     seeds: tuple[int, ...] = (0, 1, 2)  # the eulernet row
     control_seeds: tuple[int, ...] = (0,)  # the paper and single_frame rows
@@ -166,7 +167,7 @@ def label_config(cfg: TemporalBenchmarkConfig):
     from components.labeling.pipeline import LabelConfig
 
     return LabelConfig(backend="dlib", crop_size=cfg.crop_size, clips_per_video=cfg.clips_per_video,
-                       max_side=480, concurrency=cfg.label_concurrency)
+                       max_side=480, concurrency=cfg.label_concurrency, face_path=cfg.face_path)
 
 
 def label(cfg: TemporalBenchmarkConfig, out: Path, manifest: pd.DataFrame, progress: bool = True):

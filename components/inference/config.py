@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.labeling.tracking import FACE_PATHS, TrackConfig
 from components.model.eulernet import LABEL_TYPES, VARIANTS
 
 DEFAULT_MEAN = (0.5, 0.5, 0.5)
@@ -44,6 +45,8 @@ class InferenceConfig:
     landmark_options: Mapping[str, Any] = field(default_factory=dict)
     face_fraction: float = 0.75
     max_side: int | None = None         # longest frame side labeling decoded at; inference decodes the same
+    face_path: str = "detect"           # how labeling found faces on sampled frames (detect each | track)
+    track: Mapping[str, Any] = field(default_factory=dict)  # the tracker's options when face_path is track
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -71,6 +74,13 @@ class InferenceConfig:
         if self.max_side is not None and int(self.max_side) < 8:
             raise CheckpointError(f"max_side must be >= 8 or None, got {self.max_side}")
         object.__setattr__(self, "landmark_options", dict(self.landmark_options or {}))
+        if self.face_path not in FACE_PATHS:
+            raise CheckpointError(f"face_path must be one of {list(FACE_PATHS)}, got {self.face_path!r}")
+        try:
+            TrackConfig(**dict(self.track or {}))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"invalid track options: {exc}") from exc
+        object.__setattr__(self, "track", dict(self.track or {}))
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -102,7 +112,8 @@ class InferenceConfig:
                    clip_len=int(clip_len or label.clip_len), clip_interval=label.clip_interval,
                    clips_per_video=label.clips_per_video, threshold=threshold, landmark_backend=label.backend,
                    landmark_options=dict(label.backend_options), face_fraction=label.face_fraction,
-                   max_side=label.max_side)
+                   max_side=label.max_side, face_path=getattr(label, "face_path", "detect"),
+                   track=dict(getattr(label, "track", None) or {}))
 
     # ------------------------------------------------------------------ checkpoint layout
     def to_meta(self, extra: Mapping[str, Any] | None = None) -> dict:
@@ -115,7 +126,8 @@ class InferenceConfig:
             "threshold": self.threshold,
             "landmark": {"backend": self.landmark_backend, "options": dict(self.landmark_options),
                          "face_fraction": self.face_fraction,
-                         "max_side": None if self.max_side is None else int(self.max_side)},
+                         "max_side": None if self.max_side is None else int(self.max_side),
+                         "face_path": self.face_path, "track": dict(self.track)},
             "extra": dict(extra or {}),
         }
 
@@ -131,10 +143,11 @@ class InferenceConfig:
                        clips_per_video=clip.get("per_video"), threshold=ckpt.get("threshold"),
                        landmark_backend=landmark.get("backend", "dlib"),
                        landmark_options=dict(landmark.get("options") or {}),
-                       face_fraction=float(landmark.get("face_fraction", 0.75)), max_side=landmark.get("max_side"))
+                       face_fraction=float(landmark.get("face_fraction", 0.75)), max_side=landmark.get("max_side"),
+                       face_path=landmark.get("face_path", "detect"), track=dict(landmark.get("track") or {}))
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"checkpoint inference settings are incomplete: {exc}") from exc
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "mean": list(self.mean), "std": list(self.std),
-                "landmark_options": dict(self.landmark_options)}
+                "landmark_options": dict(self.landmark_options), "track": dict(self.track)}

@@ -158,6 +158,8 @@ class Predictor:
             clip_interval=self.clip_interval,
             max_clips=max_clips if max_clips is not None else self.clips_per_video,
             face_fraction=self.face_fraction,
+            face_path=self.inference.face_path,
+            track=self.inference.track,
         )
 
     def result(self, clips: Any, maps: np.ndarray) -> dict:

@@ -1,7 +1,9 @@
 """Video frames -> aligned face clips. The one function both labeling and serving use, so they crop identically."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -9,6 +11,7 @@ from components.data.clips import clip_indices, clip_span, clip_starts
 
 from .crop import DEFAULT_FACE_FRACTION, similarity_transform, transform_points, warp
 from .landmarks import Face, LandmarkBackend
+from .tracking import FACE_PATHS, FaceTracker, TrackConfig
 
 # A second face smaller than this share of the largest face's area is ignored by the multiple-faces check: it is a
 # background face or a detector false hit, and the crop follows the largest face anyway.
@@ -35,6 +38,7 @@ class FaceClips:
     box: tuple[float, float, float, float]  # (x0, y0, x1, y1) of the first detected face, frame pixels
     n_frames_no_face: int  # sampled frames where the backend found no face (in kept and dropped clips)
     max_faces: int  # most faces seen in one sampled frame
+    full_detections: int = 0  # sampled frames that ran the full-frame detector (all of them for face_path detect)
 
     @property
     def n_no_face(self) -> int:  # name used in docs/ARCHITECTURE.md
@@ -64,10 +68,12 @@ def _significant(faces: list[Face]) -> int:
 
 def extract_clips(frames: np.ndarray, backend: LandmarkBackend, crop_size: int, clip_len: int = 4,
                   clip_interval: int = 3, max_clips: int | None = None, allow_multiple: bool = False,
-                  face_fraction: float = DEFAULT_FACE_FRACTION) -> FaceClips:
+                  face_fraction: float = DEFAULT_FACE_FRACTION, face_path: str = "detect",
+                  track: Mapping[str, Any] | None = None) -> FaceClips:
     """Aligned face clips from a video's frames (F, H, W, 3) uint8 RGB.
 
-    Only the frames the clips use are run through the backend. One similarity transform per clip (from the
+    Only the frames the clips use are run through the backend; ``face_path="track"`` detects on a few of them
+    and follows the face on the rest (:mod:`.tracking`, options ``track``), ``"detect"`` detects on each. One similarity transform per clip (from the
     clip's mean landmarks) crops all its frames, so the face's real motion inside a clip survives the crop; the
     per-frame landmarks are carried into crop coordinates for the label maps.
     A sampled frame without a face borrows the landmarks of the nearest frame of the same clip that has one
@@ -87,12 +93,15 @@ def extract_clips(frames: np.ndarray, backend: LandmarkBackend, crop_size: int, 
                                          f"needs {span}")
     starts = clip_starts(n, clip_len, clip_interval, max_clips)
 
+    if face_path not in FACE_PATHS:
+        raise ValueError(f"face_path must be one of {list(FACE_PATHS)}, got {face_path!r}")
+    tracker = FaceTracker(backend, TrackConfig(**(track or {}))) if face_path == "track" else None
     detections: dict[int, list[Face]] = {}
     ref_box = None
     max_faces = 0
     for s in starts:
-        for i in clip_indices(s, clip_len, clip_interval):
-            faces = backend.detect(frames[i])
+        for i in clip_indices(s, clip_len, clip_interval):  # increasing frame order, as the tracker needs
+            faces = tracker.detect(frames[i], i) if tracker else backend.detect(frames[i])
             detections[i] = faces
             max_faces = max(max_faces, len(faces))
             if _significant(faces) > 1 and not allow_multiple:
@@ -139,4 +148,5 @@ def extract_clips(frames: np.ndarray, backend: LandmarkBackend, crop_size: int, 
         box=tuple(float(v) for v in ref_box),
         n_frames_no_face=n_no_face,
         max_faces=max_faces,
+        full_detections=tracker.full if tracker else len(detections),
     )

@@ -137,11 +137,18 @@ class DlibBackend:
             faces.append(Face((x0, y0, x1, y1), pts, None, 1.0 if scores is None else scores[i]))
         return _largest_first(faces)
 
+    def detect_boxes(self, frame_rgb: np.ndarray, upsample: int | None = None) -> list[tuple[tuple, float]]:
+        """``[(box, score)]`` from the HOG detector alone; ``upsample`` overrides the configured one (the
+        tracker searches a window already rescaled to the face, where upsampling would only cost time)."""
+        img = _check_frame(frame_rgb)
+        up = self.upsample if upsample is None else int(upsample)
+        rects, scores, _ = self._detector.run(img, up, self.min_score)
+        return [((r.left(), r.top(), r.right(), r.bottom()), float(s)) for r, s in zip(rects, scores)]
+
     def detect(self, frame_rgb: np.ndarray) -> list[Face]:
         img = _check_frame(frame_rgb)
-        rects, scores, _ = self._detector.run(img, self.upsample, self.min_score)
-        boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
-        return self.landmarks_for_boxes(img, boxes, list(scores))
+        found = self.detect_boxes(img)
+        return self.landmarks_for_boxes(img, [b for b, _ in found], [s for _, s in found])
 
     def __reduce__(self):
         # dlib objects do not pickle; rebuild from the arguments (Ray ships backends to workers this way).
@@ -198,17 +205,21 @@ class FaceAlignmentBackend:
                               1.0 if scores is None else scores[i]))
         return _largest_first(faces)
 
-    def detect(self, frame_rgb: np.ndarray) -> list[Face]:
+    def detect_boxes(self, frame_rgb: np.ndarray, upsample: int | None = None) -> list[tuple[tuple, float]]:
+        """``[(box, score)]`` from face-alignment's detector alone (``upsample`` is dlib's knob; ignored)."""
         img = _check_frame(frame_rgb)
-        dets = self._fa.face_detector.detect_from_image(img.copy())
-        boxes, scores = [], []
-        for d in dets:
+        found = []
+        for d in self._fa.face_detector.detect_from_image(img.copy()):
             d = list(d)
             score = float(d[4]) if len(d) > 4 else 1.0  # the dlib detector gives no score
             if score >= self.min_score:
-                boxes.append(d[:4])
-                scores.append(score)
-        return self.landmarks_for_boxes(img, boxes, scores)
+                found.append((tuple(float(v) for v in d[:4]), score))
+        return found
+
+    def detect(self, frame_rgb: np.ndarray) -> list[Face]:
+        img = _check_frame(frame_rgb)
+        found = self.detect_boxes(img)
+        return self.landmarks_for_boxes(img, [b for b, _ in found], [s for _, s in found])
 
     def __reduce__(self):
         return (FaceAlignmentBackend, self._args)

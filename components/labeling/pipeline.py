@@ -41,6 +41,7 @@ from components.files import write_csv, write_json
 from .clips import LabelingError, extract_clips
 from .landmarks import BACKENDS, make_backend
 from .shards import is_uri, join, storage_fs
+from .tracking import FACE_PATHS, TrackConfig
 
 LABEL_FORMAT = 1  # bump when the row content changes for the same config, to invalidate caches
 TENSOR_COLUMNS = ["frames", "location_map", "binary_mask", "depth_map", "points"]
@@ -61,6 +62,8 @@ class LabelConfig:
     max_frames: int | None = None  # decode at most this many frames per video
     allow_multiple_faces: bool = False  # False: a video with two comparable faces is skipped (multiple_faces)
     depth_source: str = "auto"  # auto (backend 3D landmarks if any, else template) | template | backend
+    face_path: str = "detect"  # detect: every sampled frame | track: a few full detections, followed between
+    track: dict[str, Any] = field(default_factory=dict)  # TrackConfig options for face_path track
     concurrency: int = 2  # Ray Data actors, each holding one landmark model
     batch_size: int = 1  # videos per map_batches call
     num_cpus_per_worker: float = 1.0
@@ -90,6 +93,12 @@ class LabelConfig:
         if self.depth_source == "backend" and not (self.backend == "face_alignment"
                                                    and self.backend_options.get("landmarks") == "3d"):
             errors.append("depth_source 'backend' needs backend face_alignment with backend_options.landmarks: 3d")
+        if self.face_path not in FACE_PATHS:
+            errors.append(f"face_path must be one of {list(FACE_PATHS)}, got {self.face_path!r}")
+        try:
+            TrackConfig(**(self.track or {}))
+        except (TypeError, ValueError) as exc:
+            errors.append(f"track: {exc}")
         if self.concurrency < 1 or self.batch_size < 1:
             errors.append(f"concurrency and batch_size must be >= 1, got {self.concurrency}, {self.batch_size}")
         if self.num_cpus_per_worker <= 0:
@@ -259,7 +268,7 @@ class LabelWorker:
             frames = self._read(row["path"])  # (F, H, W, 3)
             clips = extract_clips(frames, self.backend, cfg.crop_size, cfg.clip_len, cfg.clip_interval,
                                   cfg.clips_per_video, allow_multiple=cfg.allow_multiple_faces,
-                                  face_fraction=cfg.face_fraction)
+                                  face_fraction=cfg.face_fraction, face_path=cfg.face_path, track=cfg.track)
         except (VideoError, LabelingError) as exc:
             return {"status": "skipped", "reason": exc.reason, "detail": exc.detail[:500]}, 0
         except Exception as exc:  # a decoder or backend failure on one video must not stop the others

@@ -73,7 +73,8 @@ def test_checkpoint_is_plain_and_self_describing(tmp_path):
     assert ckpt["preprocess"] == {"crop_size": S, "mean": [0.4, 0.45, 0.5], "std": [0.2, 0.25, 0.3]}
     assert ckpt["clip"] == {"length": 4, "interval": 3, "per_video": 2}
     assert ckpt["threshold"] == 0.42
-    assert ckpt["landmark"] == {"backend": "dlib", "options": {}, "face_fraction": 0.75, "max_side": None}
+    assert ckpt["landmark"] == {"backend": "dlib", "options": {}, "face_fraction": 0.75, "max_side": None,
+                                "face_path": "detect", "track": {}}
     assert ckpt["extra"] == {"epoch": 3, "dev_acer": 0.125}
     assert all(isinstance(v, torch.Tensor) for v in ckpt["state_dict"].values())
     pred = Predictor.from_checkpoint(path)

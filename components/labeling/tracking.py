@@ -1,0 +1,123 @@
+"""Follow one face through a video: a full detection on a few frames, a cheap search near the last box on the rest.
+
+Full-frame detection is most of the cost of turning a video into clips (dlib's HOG at upsample 1 on a 480x270
+frame: ~40 ms; the 68 points given a box: ~1 ms). Over a few seconds of a selfie the face moves little, so after
+one full detection each later frame is searched only in a window around the previous box, rescaled so the face
+is about ``search_face_px`` wide (~2 ms). The window search runs the same detector, so boxes keep the detector's
+own geometry (``benchmarks/face_agreement.py`` measures the agreement with detecting every frame).
+
+A full detection runs again (and with it the several-faces check) on the first frame, every ``redetect_every``
+frames, and whenever the window search loses the face or its box jumps (IoU with the previous box below
+``min_iou``): the tracking confidence test.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .landmarks import Face, LandmarkBackend
+
+FACE_PATHS = ("detect", "track")
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    redetect_every: int = 45      # frames between full detections (1.5 s at 30 fps): bounds drift and rechecks faces
+    search_scale: float = 2.0     # window side / face box side: room for the motion between sampled frames
+    search_face_px: int = 100     # the face's width inside the rescaled window; HOG at upsample 0 needs >= ~80 px
+    min_iou: float = 0.3          # window box vs previous box below this: lost, detect the full frame again
+
+    def __post_init__(self) -> None:
+        if self.redetect_every < 1:
+            raise ValueError(f"redetect_every must be >= 1, got {self.redetect_every}")
+        if self.search_scale < 1.2:
+            raise ValueError(f"search_scale must be >= 1.2 (the window must exceed the box), got {self.search_scale}")
+        if self.search_face_px < 40:
+            raise ValueError(f"search_face_px must be >= 40, got {self.search_face_px}")
+        if not 0.0 < self.min_iou < 1.0:
+            raise ValueError(f"min_iou must be in (0, 1), got {self.min_iou}")
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceTracker:
+    """Per-video state over a landmark backend; ``detect(frame, index)`` answers like ``backend.detect(frame)``.
+
+    Frames must come in increasing ``index`` order (clip extraction visits sampled frames in time order). On a
+    tracked frame only the followed face is returned: several-faces checks belong to full detections.
+    ``full`` and ``tracked`` count the two kinds of frames (reported by benchmarks and the Serve timing).
+    """
+
+    def __init__(self, backend: LandmarkBackend, cfg: TrackConfig | None = None):
+        if not hasattr(backend, "detect_boxes") or not hasattr(backend, "landmarks_for_boxes"):
+            raise TypeError(f"backend {getattr(backend, 'name', backend)!r} cannot be tracked: it needs "
+                            "detect_boxes() and landmarks_for_boxes()")
+        self.backend = backend
+        self.cfg = cfg or TrackConfig()
+        self._box: tuple[float, float, float, float] | None = None
+        self._last_full: int | None = None
+        self._last_index: int | None = None
+        self.full = 0
+        self.tracked = 0
+
+    @property
+    def box(self) -> tuple[float, float, float, float] | None:
+        """The followed face's box after the last frame (None before a face was found)."""
+        return self._box
+
+    def detect(self, frame_rgb: np.ndarray, index: int) -> list[Face]:
+        if self._last_index is not None and index <= self._last_index:
+            raise ValueError(f"frames must be tracked in increasing order, got {index} after {self._last_index}")
+        self._last_index = index
+        due = self._last_full is None or index - self._last_full >= self.cfg.redetect_every
+        if not due and self._box is not None:
+            face = self._search(frame_rgb, self._box)
+            if face is not None:
+                self.tracked += 1
+                self._box = face.box
+                return [face]
+        faces = self.backend.detect(frame_rgb)
+        self.full += 1
+        self._last_full = index
+        if faces:
+            # Keep following the same person: the face overlapping the followed box, else the largest.
+            self._box = max(faces, key=lambda f: iou(f.box, self._box)).box if self._box else faces[0].box
+        return faces
+
+    def _search(self, frame: np.ndarray, box) -> Face | None:
+        import cv2
+
+        h, w = frame.shape[:2]
+        x0, y0, x1, y1 = box
+        side = max(x1 - x0, y1 - y0)
+        if side < 4:
+            return None
+        half = side * self.cfg.search_scale / 2
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        wx0, wy0 = int(max(0, cx - half)), int(max(0, cy - half))
+        wx1, wy1 = int(min(w, cx + half)), int(min(h, cy + half))
+        if wx1 - wx0 < 8 or wy1 - wy0 < 8:
+            return None
+        scale = self.cfg.search_face_px / side
+        window = frame[wy0:wy1, wx0:wx1]
+        size = (max(8, round((wx1 - wx0) * scale)), max(8, round((wy1 - wy0) * scale)))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        window = np.ascontiguousarray(cv2.resize(window, size, interpolation=interp))
+        found = self.backend.detect_boxes(window, upsample=0)
+        if not found:
+            return None
+        sx, sy = (wx1 - wx0) / size[0], (wy1 - wy0) / size[1]
+        cands = [((bx0 * sx + wx0, by0 * sy + wy0, bx1 * sx + wx0, by1 * sy + wy0), score)
+                 for (bx0, by0, bx1, by1), score in found]
+        best, score = max(cands, key=lambda c: iou(c[0], box))
+        if iou(best, box) < self.cfg.min_iou:
+            return None
+        faces = self.backend.landmarks_for_boxes(frame, [best], [score])
+        return faces[0] if faces else None

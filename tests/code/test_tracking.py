@@ -1,0 +1,127 @@
+"""The fast face path (components.labeling.tracking) on real faces with the real dlib backend."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.labeling.tracking import FaceTracker, TrackConfig, iou
+
+
+@pytest.fixture(scope="module")
+def dlib_backend():
+    pytest.importorskip("dlib")
+    from components.labeling.landmarks import DlibBackend
+
+    return DlibBackend()
+
+
+def _moving_face(n: int = 40, side: int = 320, jump_at: int | None = None) -> np.ndarray:
+    """skimage's astronaut (public domain, NASA) drifting a few pixels per frame inside a grey frame; from
+    ``jump_at`` on the face sits at the far side of the frame (a cut the tracker cannot follow)."""
+    import cv2
+    from skimage import data
+
+    face = cv2.resize(data.astronaut()[0:260, 130:370], (120, 130), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(n):
+        f = np.full((side * 3 // 4, side, 3), 96, np.uint8)
+        x, y = int(30 + 2 * i + 4 * np.sin(i / 3)), int(40 + 3 * np.cos(i / 4))
+        if jump_at is not None and i >= jump_at:
+            x = side - 130 - (x - 30) // 4
+        f[y:y + 130, x:x + 120] = face
+        frames.append(f)
+    return np.stack(frames)  # (n, H, W, 3)
+
+
+def test_tracked_boxes_agree_with_detection_and_skip_most_detections(dlib_backend):
+    frames = _moving_face()
+    tracker = FaceTracker(dlib_backend, TrackConfig(redetect_every=45))
+    ious = []
+    for i, f in enumerate(frames):
+        got = tracker.detect(f, i)
+        ref = dlib_backend.detect(f)
+        assert ref, f"dlib finds the face on frame {i}"  # the test's premise
+        assert got, f"the tracker lost the face on frame {i}"
+        ious.append(iou(got[0].box, ref[0].box))
+    assert min(ious) >= 0.5, ious
+    assert tracker.full == 1 and tracker.tracked == len(frames) - 1  # one full detection, the rest followed
+
+
+def test_a_face_that_jumps_is_found_again_by_a_full_detection(dlib_backend):
+    frames = _moving_face(n=12, jump_at=6)
+    tracker = FaceTracker(dlib_backend, TrackConfig(redetect_every=100))
+    boxes = [tracker.detect(f, i)[0].box for i, f in enumerate(frames)]
+    assert tracker.full == 2  # frame 0, and frame 6 where the window search came back empty
+    ref = dlib_backend.detect(frames[6])[0].box
+    assert iou(boxes[6], ref) > 0.7 and iou(boxes[6], boxes[5]) == 0.0
+
+
+def test_redetect_every_bounds_the_gap_between_full_detections(dlib_backend):
+    frames = _moving_face(n=20)
+    tracker = FaceTracker(dlib_backend, TrackConfig(redetect_every=5))
+    for i, f in enumerate(frames):
+        tracker.detect(f, i)
+    assert tracker.full == 4 and tracker.tracked == 16  # frames 0, 5, 10, 15
+
+
+def test_frames_must_come_in_order_and_backends_must_support_windows(dlib_backend):
+    tracker = FaceTracker(dlib_backend)
+    f = _moving_face(n=1)[0]
+    tracker.detect(f, 3)
+    with pytest.raises(ValueError, match="increasing order"):
+        tracker.detect(f, 3)
+
+    class DetectOnly:
+        name = "detect-only"
+
+        def detect(self, frame):
+            return []
+
+    with pytest.raises(TypeError, match="cannot be tracked"):
+        FaceTracker(DetectOnly())
+
+
+@pytest.mark.parametrize("kw, match", [({"redetect_every": 0}, "redetect_every"),
+                                       ({"search_scale": 1.0}, "search_scale"),
+                                       ({"search_face_px": 10}, "search_face_px"),
+                                       ({"min_iou": 1.5}, "min_iou")])
+def test_track_config_rejects_bad_values(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrackConfig(**kw)
+
+
+def test_label_and_inference_configs_check_the_face_path():
+    from components.inference.config import CheckpointError, InferenceConfig
+    from components.labeling.pipeline import LabelConfig
+
+    with pytest.raises(ValueError, match="face_path"):
+        LabelConfig(face_path="guess")
+    with pytest.raises(ValueError, match="track: .*redetect_every"):
+        LabelConfig(face_path="track", track={"redetect_every": 0})
+    with pytest.raises(ValueError, match="track: "):
+        LabelConfig(track={"bogus": 1})
+    label = LabelConfig(face_path="track", track={"redetect_every": 30})
+    inf = InferenceConfig.from_label_config(label, variant="eulernet")
+    back = InferenceConfig.from_meta(inf.to_meta())
+    assert (back.face_path, dict(back.track)) == ("track", {"redetect_every": 30})
+    # A checkpoint written before the face path existed was labeled by detecting every sampled frame.
+    meta = inf.to_meta()
+    del meta["landmark"]["face_path"], meta["landmark"]["track"]
+    assert InferenceConfig.from_meta(meta).face_path == "detect"
+    with pytest.raises(CheckpointError, match="face_path"):
+        InferenceConfig(variant="eulernet", crop_size=64, face_path="guess")
+
+
+def test_clips_from_the_tracked_path_match_the_detected_path(dlib_backend):
+    from components.labeling.clips import extract_clips
+
+    frames = _moving_face(n=40)
+    a = extract_clips(frames, dlib_backend, crop_size=64, clip_len=4, clip_interval=3, max_clips=3)
+    b = extract_clips(frames, dlib_backend, crop_size=64, clip_len=4, clip_interval=3, max_clips=3,
+                      face_path="track")
+    assert a.starts == b.starts and a.crops.shape == b.crops.shape == (3, 4, 64, 64, 3)
+    assert a.full_detections == 12 and b.full_detections == 1
+    # Same face, same alignment up to the landmark jitter of a different box: crops differ by a few grey levels.
+    diff = np.abs(a.crops.astype(np.float32) - b.crops.astype(np.float32)).mean()
+    assert diff < 12.0, diff
+    assert np.abs(a.points - b.points).mean() < 2.0  # crop pixels
