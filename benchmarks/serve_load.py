@@ -1,13 +1,21 @@
-"""Load test of the liveness endpoint on 127.0.0.1: p50/p95 latency and throughput at several concurrencies,
-with and without @serve.batch, next to a direct Predictor call on the same one-clip video.
+"""Load test of the liveness endpoint on 127.0.0.1, in two parts (``--mode``):
 
-    .venv/bin/python benchmarks/serve_load.py [--width 1.0] [--crop 64] [--levels 1,8,32] [--requests 16]
+``realtime`` (default): the real-time targets, before/after in one run. A 2-second 854x480 clip of a real face
+at 30 fps is scored by two services built from the same weights, side by side: *before* detects the face on
+every clip frame and runs the network in torch (the old path), *after* follows the face between a few
+detections and runs the network in ONNX Runtime (what ``serve.engine: auto`` picks for a registered version). Each stage is timed by the service
+itself (``timing_ms``: decode, faces, model), requests alternate between the two so load drift hits both alike,
+and a direct in-process call of the *after* path gives the HTTP overhead.
 
-The service runs from a local checkpoint (no MLflow needed): one replica, the same code path as production.
-Batching on/off is switched with a live user_config change (reconfigure, same replica). The c=1 comparison
-alternates a direct call and an HTTP request so that load drift on a shared machine hits both alike.
-Prints the table quoted in docs/serving.md and PASS/MISS for the targets (p50 at c=1 <= direct + 15 ms,
-batching >= 1.5x throughput at c=8, zero errors).
+    .venv/bin/python benchmarks/serve_load.py [--requests 40] [--torch-threads 1]
+
+``batching``: p50/p95 and throughput at several concurrencies with and without @serve.batch, next to a direct
+Predictor call on a one-clip video (batching on/off switched with a live user_config change).
+
+    .venv/bin/python benchmarks/serve_load.py --mode batching [--width 1.0] [--crop 64] [--levels 1,8,32]
+
+The services run from local checkpoints (no MLflow needed): one replica each, the production code path.
+Prints the tables quoted in docs/serving.md and PASS/MISS for the targets.
 """
 from __future__ import annotations
 
@@ -42,6 +50,30 @@ def one_clip_video(path: Path, side: int = 192) -> np.ndarray:
         frames.append(cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA))
     write_video(path, np.stack(frames), fps=15)
     return read_frames(path, max_side=480)  # (10, side, side, 3): what the service decodes
+
+
+def selfie_clip(path: Path, seconds: float = 2.0, fps: int = 30, size: tuple[int, int] = (854, 480)) -> int:
+    """A phone-style clip: skimage's astronaut (public domain, NASA) held in frame, drifting and nodding a
+    little, with sensor noise; written as mp4. Returns the byte size."""
+    import cv2
+    from skimage import data
+
+    from components.data.video import write_video
+
+    w, h = size
+    face = cv2.resize(data.astronaut()[0:300, 100:400], (h // 2, h // 2), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(int(seconds * fps)):
+        f = np.full((h, w, 3), (70, 80, 90), np.uint8)
+        x = int(w / 2 - face.shape[1] / 2 + 12 * np.sin(i / 9.0))
+        y = int(h / 2 - face.shape[0] / 2 + 6 * np.cos(i / 7.0))
+        m = cv2.getRotationMatrix2D((face.shape[1] / 2, face.shape[0] / 2), 3 * np.sin(i / 11.0), 1.0)
+        f[y:y + face.shape[0], x:x + face.shape[1]] = cv2.warpAffine(face, m, face.shape[1::-1],
+                                                                     borderMode=cv2.BORDER_REFLECT)
+        frames.append(np.clip(f.astype(np.int16) + rng.integers(-4, 5, f.shape), 0, 255).astype(np.uint8))
+    write_video(path, np.stack(frames), fps=fps)
+    return path.stat().st_size
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -132,18 +164,160 @@ def summarize(parts: list[dict]) -> dict:
             "ok": len(lat), "errors": sum(p["errors"] for p in parts), "mean_batch": statistics.fmean(batches or [0])}
 
 
+# ------------------------------------------------------------------------------------------ realtime
+def _timed_requests(url: str, body: bytes, n: int) -> list[dict]:
+    import httpx
+
+    out = []
+    with httpx.Client(timeout=300) as client:
+        for _ in range(n):
+            t = time.perf_counter()
+            r = client.post(f"{url}/v1/liveness", files={"video": ("clip.mp4", body, "video/mp4")})
+            ms = (time.perf_counter() - t) * 1000
+            r.raise_for_status()
+            out.append({"ms": ms, **r.json()["timing_ms"]})
+    return out
+
+
+def realtime(args) -> int:
+    import dataclasses
+
+    import httpx
+    import ray
+    import torch
+    from ray import serve
+
+    from components.inference import Predictor, build_meta, load_checkpoint, save_checkpoint
+    from components.inference.config import InferenceConfig
+    from components.model.eulernet import create_model
+    from components.serving.app import build_app
+    from components.serving.config import ServeConfig
+    from components.serving.inputs import ClipPlan, Limits, decode_video
+
+    tmp = Path(tempfile.mkdtemp(prefix="serve-rt-"))
+    if args.checkpoint:
+        ckpt = load_checkpoint(args.checkpoint)
+    else:  # the sample profile's model (params.yaml: eulernet, width 0.125, crop 128, decode side 480)
+        meta = build_meta(variant="eulernet", crop_size=128, clips_per_video=4, threshold=0.5, max_side=480)
+        save_checkpoint(tmp / "fresh.pt", create_model("eulernet", width=0.125), meta)
+        ckpt = load_checkpoint(tmp / "fresh.pt")
+    base = InferenceConfig.from_meta(ckpt)
+    paths = {}
+    for name, face_path in (("before", "detect"), ("after", "track")):
+        inf = dataclasses.replace(base, face_path=face_path)
+        paths[name] = save_checkpoint(tmp / f"{name}.pt", Predictor.from_checkpoint(ckpt).model, inf.to_meta())
+    engines = {"before": "torch", "after": args.engine}
+    clip = tmp / "selfie.mp4"
+    size = selfie_clip(clip)
+    body = clip.read_bytes()
+    print(f"clip: 2 s, 60 frames 854x480, {size} bytes; model {base.variant} crop {base.crop_size}, decode side "
+          f"{base.decode_side}, {args.max_clips} clips; torch threads {args.torch_threads}; cpus {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+
+    # The direct call: the after path in this process (decode with the service's decoder and clip plan).
+    torch.set_num_threads(args.torch_threads)
+    direct_pred = Predictor.from_checkpoint(paths["after"], engine=engines["after"], threads=args.torch_threads)
+    plan = ClipPlan(direct_pred.clip_len, direct_pred.clip_interval, args.max_clips)
+
+    def direct() -> float:
+        t = time.perf_counter()
+        frames = decode_video(body, Limits(), direct_pred.inference.decode_side, plan)
+        direct_pred.predict_video(frames, max_clips=args.max_clips)
+        return (time.perf_counter() - t) * 1000
+
+    direct()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    url = f"http://127.0.0.1:{port}"
+    res: dict[str, dict] = {}
+    try:
+        for name in ("before", "after"):
+            cfg = ServeConfig(port=port, max_clips=args.max_clips, torch_threads=args.torch_threads,
+                              engine=engines[name], route_prefix=f"/{name}")
+            serve.run(build_app("bench", config=cfg, checkpoint=str(paths[name]),
+                                deployment_options={"max_ongoing_requests": 16,
+                                                    "ray_actor_options": {"num_cpus": 1}}),
+                      name=f"rt-{name}", route_prefix=f"/{name}")
+            _timed_requests(url + f"/{name}", body, 3)  # warm-up
+            info = httpx.get(f"{url}/{name}/v1/model", timeout=30).json()
+            print(f"{name}: engine {info['engine']}, face path {info['inference']['face_path']}", flush=True)
+            res[name] = {"c1": [], "engine": info["engine"], "face_path": info["inference"]["face_path"]}
+        # c=1: before, after, direct in turn, so a load swing hits all three alike.
+        directs: list[float] = []
+        for _ in range(args.requests):
+            res["before"]["c1"] += _timed_requests(url + "/before", body, 1)
+            res["after"]["c1"] += _timed_requests(url + "/after", body, 1)
+            directs.append(direct())
+        for name in ("before", "after"):  # c=4 throughput, half-runs A-B-B-A
+            res[name]["c4"] = []
+        for name in ("before", "after", "after", "before"):
+            res[name]["c4"].append(load(url + f"/{name}", body, 4, max(4, args.requests // 2)))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    def stage(name: str, key: str, q: float = 50) -> float:
+        return percentile([r[key] for r in res[name]["c1"]], q)
+
+    rows = [("end to end p50 ms, c=1", "ms", 50), ("end to end p99 ms, c=1", "ms", 99), ("  decode p50 ms", "decode", 50),
+            ("  faces p50 ms", "faces", 50), ("  model p50 ms (batch wait + network)", "model", 50)]
+    rps = {n: summarize(res[n]["c4"])["rps"] for n in ("before", "after")}
+    errors = {n: summarize(res[n]["c4"])["errors"] for n in ("before", "after")}
+    print(f"\n{args.requests} requests per side at c=1 (interleaved), {2 * max(4, args.requests // 2)} at c=4; "
+          f"load average at the end {os.getloadavg()[0]:.1f}\n")
+    print(f"| 2-s 480p clip, {args.max_clips} clips | before ({res['before']['face_path']}, {res['before']['engine']}) "
+          f"| after ({res['after']['face_path']}, {res['after']['engine']}) | target |")
+    print("|---|---:|---:|---|")
+    targets = {"ms": "p50 <= 300", "model": "<= 40"}
+    for label, key, q in rows:
+        tgt = "p99 <= 600" if (key == "ms" and q == 99) else (targets.get(key, "") if q == 50 else "")
+        print(f"| {label} | {stage('before', key, q):.1f} | {stage('after', key, q):.1f} | {tgt} |")
+    print(f"| requests/s, c=4 | {rps['before']:.2f} | {rps['after']:.2f} | after >= 3x before |")
+    overhead = stage("after", "ms") - percentile(directs, 50)
+    print(f"| direct call p50 ms (after path, in process) | - | {percentile(directs, 50):.1f} | |")
+    print(f"| HTTP overhead p50 ms | - | {overhead:+.1f} | <= 15 |")
+    checks = [(f"p50 <= 300 ms ({stage('after', 'ms'):.0f})", stage("after", "ms") <= 300),
+              (f"p99 <= 600 ms ({stage('after', 'ms', 99):.0f})", stage("after", "ms", 99) <= 600),
+              (f"model stage <= 40 ms ({stage('after', 'model'):.0f})", stage("after", "model") <= 40),
+              (f"c=4 throughput >= 3x ({rps['after'] / rps['before']:.2f}x)", rps["after"] >= 3 * rps["before"]),
+              (f"HTTP overhead <= 15 ms ({overhead:+.1f})", overhead <= 15),
+              (f"zero errors ({errors['before'] + errors['after']})", errors["before"] + errors["after"] == 0)]
+    print()
+    for text, ok in checks:
+        print(f"{'PASS' if ok else 'MISS'}  {text}")
+    if args.json:
+        Path(args.json).write_text(__import__("json").dumps(
+            {"c1": {n: res[n]["c1"] for n in res}, "rps_c4": rps, "direct_ms": directs,
+             "checks": {t: ok for t, ok in checks}}, indent=1))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ batching
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=["realtime", "batching"], default="realtime")
     ap.add_argument("--checkpoint", default=None, help="Predictor checkpoint (default: fresh model, see --width)")
-    ap.add_argument("--variant", default="baseline")
-    ap.add_argument("--width", type=float, default=1.0, help="model width multiplier (1.0 = paper size)")
-    ap.add_argument("--crop", type=int, default=64, help="face crop side (paper 256, sample profile 128)")
-    ap.add_argument("--levels", default="1,8,32", help="concurrency levels")
-    ap.add_argument("--requests", type=int, default=16, help="requests per level (at least the concurrency)")
-    ap.add_argument("--direct-runs", type=int, default=12, help="interleaved direct/HTTP pairs at c=1")
+    ap.add_argument("--variant", default="baseline", help="batching mode: model variant")
+    ap.add_argument("--width", type=float, default=1.0, help="batching mode: model width (1.0 = paper size)")
+    ap.add_argument("--crop", type=int, default=64, help="batching mode: face crop side (paper 256)")
+    ap.add_argument("--levels", default="1,8,32", help="batching mode: concurrency levels")
+    ap.add_argument("--requests", type=int, default=None,
+                    help="realtime: requests per side at c=1 (default 40); batching: per level (default 16)")
+    ap.add_argument("--direct-runs", type=int, default=12, help="batching mode: interleaved direct/HTTP pairs")
     ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--max-batch-size", type=int, default=8)
+    ap.add_argument("--max-clips", type=int, default=4, help="realtime: clips per request (params serve.max_clips)")
+    ap.add_argument("--engine", default="onnx", choices=["torch", "onnx"],
+                    help="realtime: the after engine (a local checkpoint has no registered graph: onnx exports it)")
+    ap.add_argument("--json", help="realtime: also write the raw figures here")
     args = ap.parse_args(argv)
+    if args.mode == "realtime":
+        args.requests = args.requests or 40
+        return realtime(args)
+    args.requests = args.requests or 16
     levels = [int(v) for v in args.levels.split(",")]
 
     import httpx

@@ -24,17 +24,30 @@ class Predictor:
     """An EulerNet plus its inference config, rebuilt from a checkpoint."""
 
     def __init__(self, model: EulerNet, inference: InferenceConfig, device: str | torch.device = "cpu",
-                 batch_size: int = 8, extra: dict | None = None):
+                 batch_size: int = 8, extra: dict | None = None, engine: str = "torch",
+                 onnx_graph: bytes | str | os.PathLike | None = None, threads: int | None = None):
+        """``engine``: what runs the network on a batch of clips -- ``"torch"`` (the model), ``"onnx"`` (ONNX
+        Runtime on ``onnx_graph``, exported from the model when None; see ``onnx_engine``) or ``"auto"`` (ONNX
+        Runtime when it is installed and a graph is given or exportable, else torch). Only that step differs:
+        crop checks, normalisation and the score rule are shared. ``threads``: ONNX Runtime intra-op threads
+        (default ``torch.get_num_threads()``). ``self.engine`` says which one was chosen."""
+        from .onnx_engine import make_engine
+
         self.model = model.eval()
         self.inference = inference
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.extra: dict = dict(extra or {})
         self._backends: dict[str, Any] = {}
+        self._onnx = make_engine(engine, self.model, inference.crop_size, self.device, graph=onnx_graph,
+                                 threads=threads, inference=inference)
+        self.engine = "torch" if self._onnx is None else "onnx"
 
     @classmethod
     def from_checkpoint(cls, path_or_dict: str | os.PathLike | dict, device: str | torch.device = "cpu",
-                        batch_size: int = 8) -> "Predictor":
+                        batch_size: int = 8, engine: str = "torch",
+                        onnx_graph: bytes | str | os.PathLike | None = None,
+                        threads: int | None = None) -> "Predictor":
         ckpt = validate_checkpoint(path_or_dict) if isinstance(path_or_dict, dict) else load_checkpoint(path_or_dict)
         try:
             arch = EulerNetConfig.from_dict(dict(ckpt["model_config"]))
@@ -48,7 +61,8 @@ class Predictor:
             model.load_state_dict(ckpt["state_dict"], strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"checkpoint weights do not fit its model_config: {exc}") from exc
-        return cls(model.to(device), inference, device=device, batch_size=batch_size, extra=ckpt.get("extra"))
+        return cls(model.to(device), inference, device=device, batch_size=batch_size, extra=ckpt.get("extra"),
+                   engine=engine, onnx_graph=onnx_graph, threads=threads)
 
     # ------------------------------------------------------------------ what the checkpoint says
     # Read-only views of the inference config, so callers never keep copies of its values.
@@ -76,6 +90,7 @@ class Predictor:
             raise ValueError(str(exc)) from None
         other = Predictor(self.model, inference, self.device, self.batch_size, self.extra)
         other._backends = self._backends
+        other._onnx, other.engine = self._onnx, self.engine
         return other
 
     def decide(self, score: float) -> tuple[str, float]:
@@ -101,7 +116,8 @@ class Predictor:
         outs = []
         for i in range(0, len(crops), self.batch_size):
             x = to_model_input(crops[i : i + self.batch_size], self.mean, self.std, self.device)  # (B, T, 3, S, S)
-            outs.append(self.model(x).float().cpu().numpy())  # (B, T, M, M)
+            net = self.model if self._onnx is None else self._onnx  # the one step the engines differ in
+            outs.append(net(x).float().cpu().numpy())  # (B, T, M, M)
         if not outs:
             return np.zeros((0, self.clip_len, self.map_size, self.map_size), np.float32)
         return np.concatenate(outs, axis=0)

@@ -6,6 +6,11 @@ package installed (``pip install .`` at the commit in the version's ``git_commit
 
     model = mlflow.pyfunc.load_model("models:/eulernet@champion")
     model.predict(pd.DataFrame({"video": ["clip.mp4"]}))   # -> score, decision, threshold, n_clips, error
+
+The same logged model also carries the network as an ONNX graph (``artifacts/model.onnx``, exported at
+registration) declared as MLflow's ``onnx`` flavour in the same MLmodel file, so
+``mlflow.onnx.load_model("models:/eulernet@champion")`` returns it; the pyfunc runs it with ONNX Runtime when
+onnxruntime is installed (the Predictor's ``engine="auto"``) and the checkpoint's torch model otherwise.
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ import pandas as pd
 CHECKPOINT_ARTIFACT = "checkpoint"
 # Where the checkpoint lands inside a logged model: MLflow copies each artifact to artifacts/<file name>.
 CHECKPOINT_FILE = "checkpoint.pt"
+ONNX_ARTIFACT = "onnx"
+ONNX_FILE = "model.onnx"  # artifacts/model.onnx: the data of the model's `onnx` flavour
 OUTPUT_COLUMNS = ("score", "decision", "threshold", "n_clips", "error")
 
 
@@ -31,7 +38,10 @@ class EulerNetPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from components.inference import Predictor
 
-        self.predictor = Predictor.from_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT])
+        graph = context.artifacts.get(ONNX_ARTIFACT)
+        # The registered graph when there is one (ONNX Runtime if installed, else torch); never an export here.
+        self.predictor = Predictor.from_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT],
+                                                   engine="auto" if graph else "torch", onnx_graph=graph)
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would infer a schema from them
         rows = [score_video(self.predictor, path) for path in _video_paths(model_input)]
@@ -72,3 +82,38 @@ def make_signature():
     outputs = Schema([ColSpec("double", "score"), ColSpec("string", "decision"), ColSpec("double", "threshold"),
                       ColSpec("long", "n_clips"), ColSpec("string", "error")])
     return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+class _PyfuncWithOnnx:
+    """The ``flavor`` :meth:`mlflow.models.Model.log` saves with: the pyfunc model, plus (when an ONNX graph is
+    among its artifacts) MLflow's ``onnx`` flavour pointing at that same file, declared with the keys
+    ``mlflow.onnx.save_model`` writes (mlflow 3.x: onnx_version, data, providers, onnx_session_options, code), so
+    ``mlflow.onnx.load_model`` reads it. Both flavours share the MLmodel file and its ``metadata`` (the inference
+    config); the graph is stored once."""
+
+    __name__ = "mlflow.pyfunc"
+
+    def __init__(self, with_onnx: bool):
+        self.with_onnx = with_onnx
+
+    def save_model(self, path, mlflow_model, **kwargs):
+        if self.with_onnx:
+            import onnx
+
+            mlflow_model.add_flavor("onnx", onnx_version=onnx.__version__, data=f"artifacts/{ONNX_FILE}",
+                                    providers=["CPUExecutionProvider"], onnx_session_options=None, code=None)
+        return mlflow.pyfunc.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+
+
+def log_model(name: str, python_model: str, artifacts: dict[str, str], **kwargs):
+    """``mlflow.pyfunc.log_model`` for a models-from-code file, adding the ``onnx`` flavour when
+    ``artifacts`` holds ``ONNX_ARTIFACT`` (a file named ``ONNX_FILE``). Returns MLflow's ``ModelInfo``."""
+    from pathlib import Path
+
+    from mlflow.models import Model
+
+    with_onnx = ONNX_ARTIFACT in artifacts
+    if with_onnx and Path(artifacts[ONNX_ARTIFACT]).name != ONNX_FILE:
+        raise ValueError(f"the ONNX artifact must be a file named {ONNX_FILE}, got {artifacts[ONNX_ARTIFACT]}")
+    return Model.log(artifact_path=None, name=name, flavor=_PyfuncWithOnnx(with_onnx),
+                     flavor_name="pyfunc.ModelFromCode", python_model=python_model, artifacts=artifacts, **kwargs)

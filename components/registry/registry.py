@@ -52,7 +52,7 @@ HIGHER_IS_BETTER = {"auc", "accuracy", "tpr", "tnr"}
 # Packages the Predictor and its landmark backend import at inference time; pinned from this environment.
 PINNED_PACKAGES = (
     "torch", "numpy", "opencv-python-headless", "dlib-bin", "face-recognition-models", "scikit-image",
-    "scipy", "pyyaml",
+    "scipy", "pyyaml", "onnx", "onnxruntime",  # the last two only when installed (the ONNX Runtime engine)
 )
 
 
@@ -172,6 +172,9 @@ def register(
 ) -> str:
     """Log the checkpoint as a pyfunc model, register it under ``name`` and point ``candidate`` at it.
 
+    The model also carries the network exported to ONNX as an ``onnx`` flavour (``artifacts/model.onnx``) when
+    the exporter (onnx + onnxscript) is installed; the version tag ``onnx`` says ``true`` or why not.
+
     ``threshold`` (chosen on dev) is written into the registered checkpoint so every consumer of the version
     decides with the same cut. ``test_data_hash`` (see :func:`hash_test_data`) becomes the version tag
     ``test_data_hash``; without it the version is never compared with another (only ``force`` promotes it over
@@ -182,7 +185,7 @@ def register(
 
     from components.inference import InferenceConfig, load_checkpoint
 
-    from .pyfunc import CHECKPOINT_ARTIFACT, CHECKPOINT_FILE, make_signature
+    from .pyfunc import CHECKPOINT_ARTIFACT, CHECKPOINT_FILE, ONNX_ARTIFACT, ONNX_FILE, log_model, make_signature
 
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
@@ -201,6 +204,10 @@ def register(
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / CHECKPOINT_FILE
         torch.save(ckpt, staged)  # plain dict of tensors/primitives: still loadable with weights_only=True
+        artifacts = {CHECKPOINT_ARTIFACT: str(staged)}
+        onnx_status = _export_graph(ckpt, Path(tmp) / ONNX_FILE)
+        if onnx_status == "true":
+            artifacts[ONNX_ARTIFACT] = str(Path(tmp) / ONNX_FILE)
         with mlflow.start_run(experiment_id=exp_id, run_name=f"register-{name}") as run:
             mlflow.log_metrics({f"test_{k}": v for k, v in flat.items()})
             mlflow.log_params({
@@ -211,10 +218,10 @@ def register(
             })
             # No input_example: MLflow would run a video through the model at registration just to store it.
             warnings.filterwarnings("ignore", message="An input example was not provided")
-            info = mlflow.pyfunc.log_model(
+            info = log_model(
                 name="model",
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-                artifacts={CHECKPOINT_ARTIFACT: str(staged)},
+                artifacts=artifacts,
                 signature=make_signature(),
                 pip_requirements=pinned_requirements(),
                 registered_model_name=name,
@@ -229,12 +236,30 @@ def register(
         client.set_model_version_tag(name, version, f"{METRIC_PREFIX}{k}", repr(v))
     client.set_model_version_tag(name, version, "threshold", repr(ckpt.get("threshold")))
     client.set_model_version_tag(name, version, "run_id", run_id)
+    client.set_model_version_tag(name, version, "onnx", onnx_status)
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, version, str(k), str(v))
     if test_data_hash:
         client.set_model_version_tag(name, version, TEST_DATA_TAG, str(test_data_hash))
     client.set_registered_model_alias(name, CANDIDATE, version)
     return version
+
+
+def _export_graph(ckpt: dict, path: Path) -> str:
+    """Export the checkpoint's network to ``path`` (ONNX, dynamic batch, checked against torch when onnxruntime is
+    installed). Returns ``"true"``, or why there is no graph: registration never fails for want of one."""
+    from components.inference import Predictor
+    from components.inference.onnx_engine import export_onnx, exporter_available
+
+    if not exporter_available():
+        return "false: onnx/onnxscript not installed at registration"
+    predictor = Predictor.from_checkpoint(ckpt)
+    try:
+        export_onnx(predictor.model, predictor.crop_size, inference=predictor.inference, path=path)
+    except Exception as exc:  # an exporter gap must not block registering the (torch-servable) checkpoint
+        warnings.warn(f"registering without an ONNX graph: export failed: {type(exc).__name__}: {exc}", stacklevel=3)
+        return f"false: export failed ({type(exc).__name__})"
+    return "true"
 
 
 def hash_test_data(index_csv: str | Path, split: str = "test") -> str:
@@ -552,15 +577,39 @@ def download_checkpoint(name: str, version: str, dst: str | Path | None = None,
     return Path(local)
 
 
+def download_graph(name: str, version: str, dst: str | Path, tracking_uri: str | None = None) -> Path | None:
+    """The version's ONNX graph (``artifacts/model.onnx``), or None for a version registered without one."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from .pyfunc import ONNX_FILE
+
+    uri = _client(tracking_uri).get_model_version_download_uri(name, str(version))
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/artifacts/{ONNX_FILE}",
+                                                        dst_path=str(dst), tracking_uri=tracking_uri))
+    except (MlflowException, OSError):
+        return None
+
+
 def load_version(name: str, version: str, alias: str | None = None, tracking_uri: str | None = None,
-                 device: str = "cpu", batch_size: int = 8):
+                 device: str = "cpu", batch_size: int = 8, engine: str = "auto", threads: int | None = None):
     """``(Predictor, info dict)`` for one registered version. The downloaded checkpoint is deleted once loaded (a
-    serving replica loads one per start and per reload: none may pile up in its temp folder)."""
+    serving replica loads one per start and per reload: none may pile up in its temp folder).
+
+    ``engine="auto"`` runs the version's registered ONNX graph in ONNX Runtime when onnxruntime is installed and
+    the version has a graph, torch otherwise (nothing is exported at load time); ``"torch"``/``"onnx"`` force one.
+    ``threads``: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()`` of the loading thread)."""
     from components.inference import Predictor
 
     with tempfile.TemporaryDirectory(prefix=f"{name}-v{version}-") as tmp:
         path = download_checkpoint(name, version, dst=tmp, tracking_uri=tracking_uri)
-        predictor = Predictor.from_checkpoint(str(path), device=device, batch_size=batch_size)
+        graph = download_graph(name, version, tmp, tracking_uri) if engine != "torch" else None
+        if graph is None and engine == "auto":
+            engine = "torch"
+        predictor = Predictor.from_checkpoint(str(path), device=device, batch_size=batch_size, engine=engine,
+                                              onnx_graph=None if graph is None else graph.read_bytes(),
+                                              threads=threads)
     return predictor, version_info(name, version, alias=alias, tracking_uri=tracking_uri)
 
 

@@ -149,7 +149,8 @@ class LivenessService:
     def __init__(self, model_name: str, alias: str = "champion", tracking_uri: str | None = None,
                  checkpoint: str | None = None, limits: dict | None = None, preprocess_threads: int = 2,
                  torch_threads: int = 1, device: str = "cpu", decode: dict | None = None,
-                 rate_limit_per_s: float = 0.0, rate_limit_burst: int = 20, health_timeout_s: float = 20.0):
+                 rate_limit_per_s: float = 0.0, rate_limit_burst: int = 20, health_timeout_s: float = 20.0,
+                 engine: str = "auto"):
         import cv2
         import torch
 
@@ -168,6 +169,8 @@ class LivenessService:
         self._tracking_uri = tracking_uri
         self._checkpoint = checkpoint
         self._device = device
+        self._engine = engine
+        self._torch_threads = int(torch_threads)
         self._limits = Limits(**(limits or {}))
         self._max_clips = 4
         self._reload_interval_s = 10.0
@@ -201,7 +204,11 @@ class LivenessService:
 
         # batch_size bounds one forward pass; the serve batch decides how many clips arrive together.
         if self._checkpoint is not None:
-            predictor = Predictor.from_checkpoint(self._checkpoint, device=self._device, batch_size=64)
+            # A local checkpoint has no registered graph, and auto never exports at load time (as for a registered
+            # version without one): it runs torch. engine onnx exports the graph here, at replica start.
+            engine = "torch" if self._engine == "auto" else self._engine
+            predictor = Predictor.from_checkpoint(self._checkpoint, device=self._device, batch_size=64,
+                                                  engine=engine, threads=self._torch_threads)
             info = {"name": self._model_name, "version": "local", "alias": None, "source": self._checkpoint}
         else:
             from components.registry.registry import alias_version, load_version
@@ -210,7 +217,8 @@ class LivenessService:
             if version is None:
                 raise RuntimeError(f"model {self._model_name!r} has no '{self._alias}' alias to serve")
             predictor, info = load_version(self._model_name, version, alias=self._alias,
-                                           tracking_uri=self._tracking_uri, device=self._device, batch_size=64)
+                                           tracking_uri=self._tracking_uri, device=self._device, batch_size=64,
+                                           engine=self._engine)
             check_candidate(predictor, info, version)  # before the swap: a bad model never serves
         predictor.predict_maps(np.zeros((1, predictor.clip_len, predictor.crop_size, predictor.crop_size, 3),
                                         np.uint8))  # warm-up: first-call allocations stay out of request latency
@@ -552,6 +560,7 @@ class LivenessService:
             "rejected_version": self._rejected_version,
             "variant": p.variant,
             "device": str(p.device),
+            "engine": p.engine,
             "threshold": p.decide(0.0)[1],
             "inference": p.inference.to_dict(),
             "preprocess": {"crop_size": p.crop_size, "mean": list(p.mean), "std": list(p.std)},
@@ -608,6 +617,7 @@ def build_app(model_name: str = "eulernet", tracking_uri: str | None = None, con
         rate_limit_burst=cfg.rate_limit_burst,
         health_timeout_s=cfg.health_timeout_s,
         decode=cfg.decode_options(),
+        engine=cfg.engine,
     )
 
 

@@ -26,6 +26,7 @@ class ServeConfig:
     torch_threads: int = 1             # intra-op threads of the forward pass; >1 only on dedicated cores
     device: str = "cpu"                # "cuda" on GPU replicas: each replica then reserves num_gpus
     num_gpus: float | None = None      # GPUs per replica (fractions share one); None: 1 on cuda, 0 on cpu
+    engine: str = "auto"               # runs the network: auto (ONNX Runtime on the registered graph if any) | torch | onnx
     max_upload_bytes: int = 20_000_000
     max_frames: int = 300
     max_resolution: int = 1920
@@ -65,6 +66,8 @@ class ServeConfig:
             raise ValueError(f"health_timeout_s must be > 0, got {self.health_timeout_s}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {list(ENGINES)}, got {self.engine!r}")
         if self.num_gpus is not None:
             if not (self.num_gpus >= 0):
                 raise ValueError(f"num_gpus must be >= 0, got {self.num_gpus}")
@@ -102,9 +105,10 @@ class ServeConfig:
 
 # Live knobs (Serve user_config) and replica arguments (Serve app args): in a Serve config file they must hold
 # the values params.yaml `serve:` holds, which `disagreements` checks (eulernet serve refuses to start otherwise).
+ENGINES = ("auto", "torch", "onnx")
 USER_CONFIG_KEYS = ("max_batch_size", "batch_wait_timeout_s", "reload_interval_s", "max_clips")
 APP_ARG_KEYS = ("model_name", "alias", "max_upload_bytes", "max_frames", "max_resolution", "preprocess_threads",
-                "torch_threads", "device", "num_gpus", "max_seconds", "decode_workers", "decode_memory_mb",
+                "torch_threads", "device", "num_gpus", "engine", "max_seconds", "decode_workers", "decode_memory_mb",
                 "decode_deadline_s", "rate_limit_per_s", "rate_limit_burst", "health_timeout_s")
 
 

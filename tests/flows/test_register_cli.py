@@ -184,3 +184,37 @@ def test_cli_names_what_is_wrong(workdir, capsys):
     (workdir / "notes.mp4").write_text("just some text, renamed\n" * 40)
     assert cli("predict", "notes.mp4", "--checkpoint", "artifacts/model/checkpoint.pt") == 2
     assert "not_a_video" in capsys.readouterr().err
+
+
+def test_registered_model_carries_the_onnx_flavour(workdir):
+    """The registered version's MLmodel declares `onnx` beside `python_function` (same metadata);
+    `mlflow.onnx.load_model` + onnxruntime on it reproduce the torch scores; serving loads it with ONNX Runtime."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import mlflow.onnx
+    import onnxruntime as ort
+    from mlflow.models import Model
+
+    from components.inference import clip_scores, to_model_input
+    from components.registry.registry import load_version, promote, register
+
+    name = f"{NAME}-onnx"
+    version = register(workdir / "artifacts/model/checkpoint.pt", name, {"acer": 0.1}, threshold=0.5)
+    promote(name, force=True)
+    uri = f"models:/{name}@champion"
+    mlmodel = Model.load(uri)
+    assert {"python_function", "onnx"} <= set(mlmodel.flavors)
+    assert mlmodel.flavors["onnx"]["data"] == "artifacts/model.onnx"
+    assert mlmodel.metadata["inference"]["crop_size"] == 64
+
+    graph = mlflow.onnx.load_model(uri)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    torch_pred, _ = load_version(name, version, engine="torch")
+    crops = np.random.default_rng(1).integers(0, 256, size=(4, 4, 64, 64, 3), dtype=np.uint8)
+    x = to_model_input(crops, torch_pred.mean, torch_pred.std).numpy()
+    got = clip_scores(session.run(None, {session.get_inputs()[0].name: x})[0])
+    np.testing.assert_allclose(got, torch_pred.score_clips(crops), atol=1e-4)
+
+    served, _ = load_version(name, version)  # what the Serve app and `eulernet predict` load
+    assert served.engine == "onnx"
+    np.testing.assert_allclose(served.score_clips(crops), torch_pred.score_clips(crops), atol=1e-4)
