@@ -206,17 +206,19 @@ def realtime(args) -> int:
     for name, face_path in (("before", "detect"), ("after", "track")):
         inf = dataclasses.replace(base, face_path=face_path)
         paths[name] = save_checkpoint(tmp / f"{name}.pt", Predictor.from_checkpoint(ckpt).model, inf.to_meta())
-    engines = {"before": "torch", "after": args.engine}
+    engines = {"before": "torch", "after": "torch" if args.device != "cpu" else args.engine}
     clip = tmp / "selfie.mp4"
     size = selfie_clip(clip)
     body = clip.read_bytes()
-    print(f"clip: 2 s, 60 frames 854x480, {size} bytes; model {base.variant} crop {base.crop_size}, decode side "
+    print(f"clip: 2 s, 60 frames 854x480, {size} bytes; device {args.device}; model {base.variant} crop "
+          f"{base.crop_size}, decode side "
           f"{base.decode_side}, {args.max_clips} clips; torch threads {args.torch_threads}; cpus {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
     # The direct call: the after path in this process (decode with the service's decoder and clip plan).
     torch.set_num_threads(args.torch_threads)
-    direct_pred = Predictor.from_checkpoint(paths["after"], engine=engines["after"], threads=args.torch_threads)
+    direct_pred = Predictor.from_checkpoint(paths["after"], device=args.device, engine=engines["after"],
+                                            threads=args.torch_threads)
     plan = ClipPlan(direct_pred.clip_len, direct_pred.clip_interval, args.max_clips)
 
     def direct() -> float:
@@ -236,7 +238,7 @@ def realtime(args) -> int:
     try:
         for name in ("before", "after"):
             cfg = ServeConfig(port=port, max_clips=args.max_clips, torch_threads=args.torch_threads,
-                              engine=engines[name], route_prefix=f"/{name}")
+                              engine=engines[name], route_prefix=f"/{name}", device=args.device)
             serve.run(build_app("bench", config=cfg, checkpoint=str(paths[name]),
                                 deployment_options={"max_ongoing_requests": 16,
                                                     "ray_actor_options": {"num_cpus": 1}}),
@@ -312,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-clips", type=int, default=4, help="realtime: clips per request (params serve.max_clips)")
     ap.add_argument("--engine", default="onnx", choices=["torch", "onnx"],
                     help="realtime: the after engine (a local checkpoint has no registered graph: onnx exports it)")
+    ap.add_argument("--device", default="cpu", help="realtime: cpu, or cuda (the after path then runs torch on the "
+                                                    "GPU with AMP off; ONNX Runtime here is CPU-only)")
     ap.add_argument("--json", help="realtime: also write the raw figures here")
     args = ap.parse_args(argv)
     if args.mode == "realtime":

@@ -88,6 +88,16 @@ class Predictor:
             inference = self.inference.with_threshold(threshold)
         except CheckpointError as exc:
             raise ValueError(str(exc)) from None
+        return self.with_inference(inference)
+
+    def with_inference(self, inference: InferenceConfig) -> "Predictor":
+        """A copy sharing the same model (and engine) under other pre/post-processing settings, e.g. another
+        face path or threshold. Settings the weights were trained for (variant, crop, normalisation, clip length,
+        label type) must stay as they are."""
+        fixed = ("variant", "crop_size", "mean", "std", "clip_len", "label_type")
+        changed = [k for k in fixed if getattr(inference, k) != getattr(self.inference, k)]
+        if changed:
+            raise ValueError(f"the weights were trained with these settings; they cannot change: {changed}")
         other = Predictor(self.model, inference, self.device, self.batch_size, self.extra)
         other._backends = self._backends
         other._onnx, other.engine = self._onnx, self.engine
