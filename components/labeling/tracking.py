@@ -27,6 +27,10 @@ class TrackConfig:
     search_scale: float = 2.0     # window side / face box side: room for the motion between sampled frames
     search_face_px: int = 100     # the face's width inside the rescaled window; HOG at upsample 0 needs >= ~80 px
     min_iou: float = 0.3          # window box vs previous box below this: lost, detect the full frame again
+    # A full detection first looks without upsampling (~4x cheaper); a face at least this wide found so is kept
+    # without the upsampled pass, since a face half as wide (the several-faces check ignores smaller ones) is
+    # also found without upsampling. 0: always the backend's own detection.
+    coarse_min_face_px: int = 160
 
     def __post_init__(self) -> None:
         if self.redetect_every < 1:
@@ -37,6 +41,9 @@ class TrackConfig:
             raise ValueError(f"search_face_px must be >= 40, got {self.search_face_px}")
         if not 0.0 < self.min_iou < 1.0:
             raise ValueError(f"min_iou must be in (0, 1), got {self.min_iou}")
+        if self.coarse_min_face_px and self.coarse_min_face_px < 160:
+            raise ValueError(f"coarse_min_face_px must be 0 (off) or >= 160 (twice the smallest face HOG finds "
+                             f"without upsampling), got {self.coarse_min_face_px}")
 
 
 def iou(a, b) -> float:
@@ -52,7 +59,7 @@ class FaceTracker:
 
     Frames must come in increasing ``index`` order (clip extraction visits sampled frames in time order). On a
     tracked frame only the followed face is returned: several-faces checks belong to full detections.
-    ``full`` and ``tracked`` count the two kinds of frames (reported by benchmarks and the Serve timing).
+    ``full`` and ``tracked`` count the two kinds of frames (``coarse``: full detections that needed no upsampling).
     """
 
     def __init__(self, backend: LandmarkBackend, cfg: TrackConfig | None = None):
@@ -65,6 +72,7 @@ class FaceTracker:
         self._last_full: int | None = None
         self._last_index: int | None = None
         self.full = 0
+        self.coarse = 0  # full detections settled without the upsampled pass
         self.tracked = 0
 
     @property
@@ -83,13 +91,21 @@ class FaceTracker:
                 self.tracked += 1
                 self._box = face.box
                 return [face]
-        faces = self.backend.detect(frame_rgb)
+        faces = self._detect_full(frame_rgb)
         self.full += 1
         self._last_full = index
         if faces:
             # Keep following the same person: the face overlapping the followed box, else the largest.
             self._box = max(faces, key=lambda f: iou(f.box, self._box)).box if self._box else faces[0].box
         return faces
+
+    def _detect_full(self, frame: np.ndarray) -> list[Face]:
+        if self.cfg.coarse_min_face_px and getattr(self.backend, "upsample", 0) > 0:
+            found = self.backend.detect_boxes(frame, upsample=0)
+            if found and max(b[2] - b[0] for b, _ in found) >= self.cfg.coarse_min_face_px:
+                self.coarse += 1
+                return self.backend.landmarks_for_boxes(frame, [b for b, _ in found], [s for _, s in found])
+        return self.backend.detect(frame)
 
     def _search(self, frame: np.ndarray, box) -> Face | None:
         import cv2

@@ -125,3 +125,18 @@ def test_clips_from_the_tracked_path_match_the_detected_path(dlib_backend):
     diff = np.abs(a.crops.astype(np.float32) - b.crops.astype(np.float32)).mean()
     assert diff < 12.0, diff
     assert np.abs(a.points - b.points).mean() < 2.0  # crop pixels
+
+
+def test_a_large_face_is_settled_without_the_upsampled_pass(dlib_backend):
+    import cv2
+
+    small = _moving_face(n=1)[0]  # dlib's box ~43 px: only the upsampled pass finds it
+    big = cv2.resize(small[40:200, 10:190], None, fx=4, fy=4, interpolation=cv2.INTER_LINEAR)  # box ~170 px
+    for frame, coarse in ((small, 0), (big, 1)):
+        tracker = FaceTracker(dlib_backend)
+        got = tracker.detect(frame, 0)
+        ref = dlib_backend.detect(frame)
+        assert tracker.coarse == coarse and tracker.full == 1
+        assert len(got) == len(ref) == 1 and iou(got[0].box, ref[0].box) > 0.6
+    with pytest.raises(ValueError, match="coarse_min_face_px"):
+        TrackConfig(coarse_min_face_px=100)
