@@ -38,13 +38,38 @@ def absolute_tracking_uri(uri: str) -> str:
     return uri
 
 
+# `dvc exp run --temp` and `dvc queue start` run each experiment in <repo>/.dvc/tmp/exps/<tmp>/, deleted afterwards.
+_DVC_EXP_TMP = (".dvc", "tmp", "exps")
+
+
+def project_root(start: str | os.PathLike = ".") -> Path:
+    """The project whose MLflow store a stage writes to: ``start`` (absolute), or, inside a DVC experiment's
+    temporary workspace (``<repo>/.dvc/tmp/exps/<tmp>/``), the repository that queued the experiment, so its runs
+    and registered models outlive the temporary folder."""
+    path = Path(start).resolve()
+    parts = path.parts
+    for i in range(len(parts) - len(_DVC_EXP_TMP)):
+        if parts[i:i + len(_DVC_EXP_TMP)] == _DVC_EXP_TMP:
+            return Path(*parts[:i])
+    return path
+
+
 def tracking_uri(root: str | os.PathLike = ".") -> str:
-    """``MLFLOW_TRACKING_URI`` when set (a server on a cluster), else the SQLite file ``<root>/mlflow.db``;
+    """``MLFLOW_TRACKING_URI`` when set (a server on a cluster), else the SQLite file ``<root>/mlflow.db`` (the
+    queuing repository's when ``root`` is a DVC experiment's temporary workspace, see :func:`project_root`);
     always absolute, so the same URI works from a worker or a replica."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return absolute_tracking_uri(env)
-    return "sqlite:///" + str((Path(root) / "mlflow.db").resolve())
+    return "sqlite:///" + str(project_root(root) / "mlflow.db")
+
+
+def artifact_location(experiment: str, root: str | os.PathLike = ".") -> str | None:
+    """Where a new MLflow experiment keeps its artifacts: None (MLflow's default, ``./mlruns``) except in a DVC
+    experiment's temporary workspace, where that default would be deleted with it: ``<repo>/mlruns/<experiment>``."""
+    if os.environ.get("MLFLOW_TRACKING_URI") or project_root(root) == Path(root).resolve():
+        return None
+    return str(project_root(root) / "mlruns" / experiment)
 
 
 def use_mlflow(root: str | os.PathLike = ".") -> str:
@@ -206,9 +231,26 @@ def git_commit(root: str | os.PathLike = ".") -> str:
         return UNKNOWN
 
 
+def dataset_hash(root: str | os.PathLike = ".") -> str | None:
+    """The hash DVC recorded in ``dvc.lock`` for the dataset the pipeline reads (params ``data.root``, a dependency
+    of the ingest stage): the embedded sample or your own folder, in the repository or outside it. None when
+    ``dvc.lock`` has no such entry (no `dvc repro` yet, or a run outside DVC)."""
+    try:
+        params = yaml.safe_load((Path(root) / "params.yaml").read_text()) or {}
+        lock = yaml.safe_load((Path(root) / "dvc.lock").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    data_root = str((params.get("data") or {}).get("root") or "")
+    deps = (((lock.get("stages") or {}).get("ingest") or {}).get("deps") or [])
+    found = [d.get("md5") for d in deps if isinstance(d, dict) and d.get("path") == data_root and d.get("md5")]
+    return str(found[0]) if found else None
+
+
 def provenance_tags(stage: str, root: str | os.PathLike = ".") -> dict[str, str]:
-    """Tags every tracked run carries: which data (DVC), which code (git), which stage made it."""
-    return {"dvc_data_hash": dvc_data_hash(Path(root) / "data.dvc"), "git_commit": git_commit(root), "stage": stage}
+    """Tags every tracked run carries: which data (DVC: the dataset's hash in dvc.lock, else data.dvc's), which code
+    (git), which stage made it."""
+    data = dataset_hash(root) or dvc_data_hash(Path(root) / "data.dvc")
+    return {"dvc_data_hash": data, "git_commit": git_commit(root), "stage": stage}
 
 
 # ---------------------------------------------------------------------------- output

@@ -1,7 +1,9 @@
 """Stage `label`: artifacts/manifest.csv -> landmarks, aligned face clips, label maps -> artifacts/shards/.
 
-With EULERNET_STORAGE set the Parquet shards go to $EULERNET_STORAGE/shards/ (index, ledger and report stay in
-artifacts/shards/ and name them by URI).
+The output (index.csv, report.csv, label_config.json, gates.json and clips/*.parquet) is the same, byte for byte,
+for the same manifest, config and labeling code; what was ever labeled stays in the cache folder (--cache,
+default artifacts/.cache/labels), so a re-run labels only new videos. With EULERNET_STORAGE set the Parquet files
+go to $EULERNET_STORAGE/shards/ (the index names them by URI).
 
 Exit 0 when at least one clip was made (skipped videos are listed in artifacts/shards/report.csv),
 1 when no clip at all was made, 2 on a configuration or manifest error.
@@ -9,6 +11,7 @@ Exit 0 when at least one clip was made (skipped videos are listed in artifacts/s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default="params.yaml", help="params file; reads its `label` section")
     parser.add_argument("--manifest", default="artifacts/manifest.csv", help="manifest written by `eulernet ingest`")
     parser.add_argument("--out", default="artifacts/shards", help="output folder (shards, index, report.csv)")
+    parser.add_argument("--cache", default="artifacts/.cache/labels",
+                        help="content-addressed labeling cache (ledger + every shard ever labeled), kept out of the "
+                             "DVC output so the output is the same on every run; re-runs label only new videos "
+                             "(a relative path is the repository's, also from a queued DVC experiment)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar over the videos")
     parser.add_argument("--gates", default="artifacts/quality/summary.json",
                         help="the `eulernet validate` verdict the manifest must have passed")
@@ -33,10 +40,21 @@ def _resolve(df, manifest: Path, data_root: str | None):
     out = []
     for p in df["path"]:
         cands = [Path(p)] if Path(p).is_absolute() else [b / p for b in bases]
-        out.append(str(next((c for c in cands if c.is_file()), cands[0]).resolve()))
+        out.append(os.path.abspath(next((c for c in cands if c.is_file()), cands[0])))  # symlinks kept
     df = df.copy()
     df["path"] = out
     return df
+
+
+def _cache_dir(cache: str | None) -> str | None:
+    """A relative --cache is the project's: in a DVC experiment's temporary workspace (`dvc queue start`,
+    `dvc exp run --temp`) that is the queuing repository's, so a queued experiment finds every video it has
+    labeled (the cache is content-addressed: same video bytes, config and code, same clips) instead of relabeling."""
+    if not cache or Path(cache).is_absolute():
+        return cache
+    from components.runtime import project_root
+
+    return str(project_root() / cache)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
                     f"({cfg.backend}, {cfg.concurrency} actor{'s' if cfg.concurrency != 1 else ''})")
     init_ray()
     digests = DigestTable.read(DEFAULT_CACHE)  # the sha256s `eulernet validate` already computed
-    report = label_videos(df, args.out, cfg, progress=not args.no_progress, storage=storage, digest_table=digests)
+    report = label_videos(df, args.out, cfg, progress=not args.no_progress, storage=storage, digest_table=digests,
+                          cache_dir=_cache_dir(getattr(args, "cache", None)))
     digests.write(DEFAULT_CACHE)
     write_gate_record(args.out, args.manifest, passed=not getattr(args, "skip_gates", False))
     print(report.summary())

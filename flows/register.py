@@ -111,7 +111,7 @@ def run_register(args) -> int:
 
     from components.config import ConfigError
     from components.registry.registry import RegistryError, promote, register
-    from components.runtime import header
+    from components.runtime import artifact_location, header
 
     try:
         cfg, name = _cfg(args)
@@ -124,7 +124,8 @@ def run_register(args) -> int:
         _tracking()
         with _mlflow_notices():
             version = register(cfg.checkpoint, name, metrics, threshold=threshold, experiment=cfg.experiment,
-                               tags={"threshold_source": "dev"}, test_data_hash=data_hash)
+                               tags={"threshold_source": "dev"}, test_data_hash=data_hash,
+                               artifact_location=artifact_location(cfg.experiment))
         print(f"registered {name} v{version} as 'candidate' (threshold {threshold})")
         decision = None
         if cfg.auto_promote and not args.no_promote:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 HELP = "train EulerNet with Ray Train, tracked in MLflow"
+WALL_CLOCK = ("epoch_time_s", "clips_per_s")  # per-epoch timings: MLflow metrics, not DVC outputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,10 +75,17 @@ def run(args: argparse.Namespace) -> int:
         return 1
     out = Path(args.out)
     copy_best(result, out / "checkpoint.pt")
-    write_csv(result.history, out / "history.csv")
+    # DVC outputs hold no wall-clock figures or machine paths: epoch times and throughput are MLflow metrics of
+    # the run (mlflow_run_id), the Ray run folder is named relative to the repository when inside it.
+    write_csv(result.history.drop(columns=[c for c in WALL_CLOCK if c in result.history.columns]),
+              out / "history.csv")
     plot_training_curves({cfg.variant: result.history}, out / "training_curves.png")
-    summary = {**{k: v for k, v in result.best.items() if k.startswith(("dev_", "train_loss", "epoch"))},
-               "best_epoch": result.best.get("epoch"), "mlflow_run_id": result.run_id, "ray_run": result.run_path,
+    ray_run = result.run_path
+    if "://" not in ray_run and Path(ray_run).is_relative_to(Path.cwd()):
+        ray_run = str(Path(ray_run).relative_to(Path.cwd()))
+    summary = {**{k: v for k, v in result.best.items()
+                  if k.startswith(("dev_", "train_loss", "epoch")) and k not in WALL_CLOCK},
+               "best_epoch": result.best.get("epoch"), "mlflow_run_id": result.run_id, "ray_run": ray_run,
                "resumed_from": result.resumed_from, **tags}
     write_json(out / "train_metrics.json", summary)
     write_json(getattr(args, "headline", "metrics/train.json"), {  # numbers only: what experiments compare

@@ -1,16 +1,29 @@
 """Labeling at scale: manifest -> Ray Data ``map_batches`` (one landmark model per actor) -> Parquet shards.
 
-Output folder layout (``out_dir``; with a ``storage`` location the Parquet files live at
-``<storage>/shards/data/<run>/`` instead, e.g. ``s3://bucket/prefix/shards/...``, and the three CSVs stay local):
+Two folders (the same one unless ``cache_dir`` is given; the label stage gives it, see below):
+
+The cache (``cache_dir``; with a ``storage`` location its Parquet files live at ``<storage>/shards/data/<run>/``
+instead, e.g. ``s3://bucket/prefix/shards/...``, and the ledger stays local):
 - ``data/<run>/*.parquet`` — one row per clip (schema in shards.py) written by Ray Data; a video that fails
   leaves one marker row (``clip_index == -1``, ``status == "skipped"``) so its reason travels with the data;
 - ``ledger.csv`` — every content key ever labeled here: status, reason, clip count and the shard files holding it
-  (paths relative to ``out_dir``, or absolute paths / URIs when the shards live elsewhere);
-- ``index.csv`` — the current manifest's videos with their key and files: what ``shards.read_shards`` reads;
-- ``report.csv`` — per current video: ok | skipped, reason, clips made, frames without a face, cached or new.
+  (paths relative to ``cache_dir``, or absolute paths / URIs when the shards live elsewhere).
 
-Content-addressed cache: key = sha256(video bytes, labeling config). A re-run labels only keys missing from the
-ledger, so adding videos to the manifest labels only those; changing the config relabels everything. Manifest
+The output (``out_dir``), what ``shards.read_shards`` reads:
+- ``index.csv`` — the current manifest's videos with their key and files (video paths as the manifest gives them,
+  relative to the current directory when inside it);
+- ``report.csv`` — per current video: ok | skipped, reason, detail, clips made, frames without a face;
+- ``clips/<split>-<n>.parquet`` (only with a separate ``cache_dir``) — the current manifest's clips copied out of
+  the cache in a fixed order (split, video_id, clip index), metadata from the current manifest, no timing column;
+  with a storage URI they go to ``<storage>/shards/sets/<content hash>/`` instead.
+
+With a separate cache the output is a function of (manifest, config, labeling code) alone, byte for byte: the
+label stage is a reproducible DVC stage (the same ``dvc.lock`` hash on every run and clone, so DVC's run-cache
+can restore it, e.g. in a queued experiment's temporary workspace), while the cache keeps what was ever labeled
+(machine-local, outside the DVC output: it depends on history, holds run times and Ray's file names).
+
+Content-addressed cache: key = sha256(video bytes, labeling config, labeling code). A re-run labels only keys
+missing from the ledger, so adding videos to the manifest labels only those; changing the config relabels everything. Manifest
 metadata (split, label, ...) is not part of the key: readers take it from the current index, so re-splitting
 does not relabel.
 
@@ -21,10 +34,12 @@ pyarrow filesystems. Without ``storage`` (single machine, or a shared mount) wor
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -47,6 +62,14 @@ LABEL_FORMAT = 1  # bump when the row content changes for the same config, to in
 TENSOR_COLUMNS = ["frames", "location_map", "binary_mask", "depth_map", "points"]
 LEDGER_COLUMNS = ["cache_key", "status", "reason", "detail", "clips", "frames_no_face", "max_faces", "n_frames",
                   "files", "run"]
+REPORT_COLUMNS = ["video_id", "status", "reason", "detail", "clips", "frames_no_face", "max_faces", "cache_key"]
+# Exported clip files: the cache's columns minus the labeling time (a wall-clock figure has no place in an output
+# whose hash must not change between runs), in this order.
+EXPORT_COLUMNS = ["cache_key", *META_COLUMNS, "clip_index", "start_frame", "status", "reason", "detail",
+                  "frames_no_face", "max_faces", "n_frames", *TENSOR_COLUMNS]
+EXPORT_DIR = "clips"
+EXPORT_FILE_BYTES = 64 << 20  # clips per exported file: about this many bytes of tensors (whole videos per file)
+SPLIT_ORDER = ("train", "dev", "test")
 
 
 @dataclass(frozen=True)
@@ -121,9 +144,9 @@ class LabelConfig:
 
 @dataclass
 class LabelReport:
-    report: pd.DataFrame  # per current video: video_id, status, reason, detail, clips, frames_no_face, ...
+    report: pd.DataFrame  # per current video: video_id, status, reason, detail, clips, ..., cached (this run only)
     n_new: int  # videos labeled by this run
-    n_cached: int  # videos whose labels were already in out_dir
+    n_cached: int  # videos whose labels were already in the cache
     out_dir: Path
 
     @property
@@ -435,8 +458,6 @@ class _Progress:
 
 
 def _run_ray(todo: pd.DataFrame, out: Path, shard_root: str, cfg: LabelConfig, progress: bool) -> pd.DataFrame:
-    import contextlib
-
     import ray
     import ray.data
 
@@ -482,16 +503,131 @@ def _run_ray(todo: pd.DataFrame, out: Path, shard_root: str, cfg: LabelConfig, p
     return _summarise_run(out, run_dir, run)
 
 
+def _portable(path: str) -> str:
+    """How outputs name a video: a URI as is, a local path relative to the current directory when inside it (the
+    repository: the same on every clone), else absolute (symlinks are kept, not resolved)."""
+    if is_uri(path):
+        return path
+    absolute, cwd = os.path.abspath(path), os.path.abspath(os.getcwd())
+    return os.path.relpath(absolute, cwd) if Path(absolute).is_relative_to(cwd) else absolute
+
+
+def _register_tensor_types() -> None:
+    """Ray's Arrow tensor extension types, so cache files read back (and export) with them rather than as bare
+    storage; importing the module registers them with pyarrow."""
+    try:
+        import ray.air.util.tensor_extensions.arrow  # noqa: F401
+    except ImportError:  # pragma: no cover - Ray is a labeling dependency
+        pass
+
+
+def _export(index: pd.DataFrame, ledger: pd.DataFrame, cache: Path, dest: str, cfg: LabelConfig,
+            out: Path) -> dict[str, str]:
+    """Copy the current manifest's clips out of the cache into ``dest`` as ``<split>-<n>.parquet``, deterministically.
+
+    Videos in split order (train, dev, test, then any other), then by video_id; clips by index; whole videos per
+    file, about :data:`EXPORT_FILE_BYTES` of tensors each; metadata from the current manifest (``index``), not from
+    when the clips were labeled; no timing column. Returns ``cache_key -> file`` as the index names it (relative to
+    ``out`` when inside it, else the URI)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    _register_tensor_types()
+    fs, base = storage_fs(dest)
+    fs.create_dir(base, recursive=True)
+    for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+        if info.type == pafs.FileType.File and info.base_name.endswith(".parquet"):
+            fs.delete_file(info.path)  # a previous export of another manifest
+    ok = index[index["status"] == "ok"].drop_duplicates("cache_key")
+    sources = ledger.set_index("cache_key")["files"]
+    clip_bytes = cfg.clip_len * (cfg.crop_size ** 2 * 3 + 3 * cfg.map_size ** 2 * 4 + 68 * 2 * 4)
+    per_file = max(1, EXPORT_FILE_BYTES // clip_bytes)
+    splits = [x for x in SPLIT_ORDER if x in set(ok["split"])] + sorted(set(ok["split"]) - set(SPLIT_ORDER))
+    files: dict[str, str] = {}
+    for split in splits:
+        rows = ok[ok["split"] == split].sort_values("video_id", kind="stable")
+        chunks: list[list] = [[]]
+        n = 0
+        for r in rows.itertuples(index=False):
+            if chunks[-1] and n + int(r.clips) > per_file:
+                chunks.append([])
+                n = 0
+            chunks[-1].append(r)
+            n += int(r.clips)
+        for i, chunk in enumerate(c for c in chunks if c):
+            meta = {r.cache_key: r for r in chunk}
+            by_file: dict[str, list[str]] = {}
+            for key in meta:
+                for f in str(sources[key]).split(";"):
+                    if f:
+                        by_file.setdefault(f, []).append(key)
+            parts = []
+            for f, keys in sorted(by_file.items()):
+                sfs, spath = storage_fs(f if is_uri(f) else str(cache / f))
+                t = pq.read_table(spath, filesystem=sfs)
+                t = t.filter(pc.and_(pc.is_in(t["cache_key"], value_set=pa.array(keys, pa.string())),
+                                     pc.greater_equal(t["clip_index"], 0)))
+                parts.append(t)
+            table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+            table = table.select(EXPORT_COLUMNS)
+            keys = table["cache_key"].to_pylist()
+            for c in META_COLUMNS:  # the current manifest's metadata, whatever it was when labeled
+                vals = [getattr(meta[k], c) for k in keys]
+                arr = pa.array([int(v) for v in vals], pa.int64()) if c == "label" else pa.array(
+                    [str(v) for v in vals], pa.string())
+                table = table.set_column(table.schema.get_field_index(c), c, arr)
+            table = table.sort_by([("video_id", "ascending"), ("cache_key", "ascending"),
+                                   ("clip_index", "ascending")])
+            name = f"{split}-{i:05d}.parquet"
+            pq.write_table(table.replace_schema_metadata(None), f"{base}/{name}", filesystem=fs,
+                           compression="snappy")
+            entry = _entry(out, join(dest, name))
+            files.update({k: entry for k in meta})
+    return files
+
+
+def _set_id(index: pd.DataFrame) -> str:
+    """A content hash of what an export holds, naming its folder on shared storage."""
+    ok = index[index["status"] == "ok"]
+    cols = ["cache_key", *META_COLUMNS]
+    h = hashlib.sha256(f"{LABEL_FORMAT}\n".encode())
+    for row in sorted(map(tuple, ok[cols].astype(str).values.tolist())):
+        h.update(("\t".join(row) + "\n").encode())
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(cache: Path):
+    """An exclusive lock on the cache folder for one labeling run: the ledger is read, extended and written, and
+    unknown run folders are salvaged as interrupted, which must never happen to another process's live run."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no concurrent runs expected
+        yield
+        return
+    with open(cache / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfig,
                  progress: bool = True, storage: str | None = None,
-                 digest_table: DigestTable | None = None) -> LabelReport:
+                 digest_table: DigestTable | None = None, cache_dir: str | Path | None = None) -> LabelReport:
     """Label the manifest's videos (``path`` absolute, relative to the current directory, or a URI) into ``out_dir``.
 
     Needs a Ray cluster (Ray Data connects to or starts one). Videos already labeled with the same bytes and
     config are reused. Never raises for a bad video: it is reported with its reason in ``report.csv``.
+    ``cache_dir``: where the content-addressed cache (ledger and Ray's shard files) lives; None keeps it in
+    ``out_dir`` (the index then names the cache's files); another folder makes ``out_dir`` a deterministic export
+    of the current clips (module docstring).
     ``storage``: where the Parquet shards go (``<storage>/shards/data/<run>``), a URI such as
-    ``s3://bucket/prefix`` or a local folder every node mounts; None keeps them in ``out_dir``. With a URI, local
-    videos travel to the workers through ``<storage>/videos/`` rather than by path. ``digest_table``: sha256s
+    ``s3://bucket/prefix`` or a local folder every node mounts; None keeps them in the cache folder. With a URI,
+    local videos travel to the workers through ``<storage>/videos/`` rather than by path. ``digest_table``: sha256s
     already computed (by the validate stage) for local files, reused while their size and mtime are unchanged;
     files it lacks are hashed and added to it.
     """
@@ -500,6 +636,9 @@ def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfi
     df = check_manifest(manifest_df)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    cache = out if cache_dir is None else Path(cache_dir).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    df["shown_path"] = [_portable(p) for p in df["path"]]
     df["path"] = [p if is_uri(p) else str(Path(p).resolve()) for p in df["path"]]
     table = digest_table if digest_table is not None else DigestTable()
     keys, digests = [], []
@@ -513,44 +652,57 @@ def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfi
     df["cache_key"] = keys
     df["_digest"] = digests
 
-    shard_root = str(out) if storage is None else join(storage if is_uri(storage) else Path(storage).resolve(),
-                                                        "shards")
-    ledger = _recover(out, shard_root, _read_ledger(out))
-    known = set(ledger["cache_key"])
-    todo = df[(df["cache_key"] != "") & ~df["cache_key"].isin(known)].drop_duplicates("cache_key")
-    if len(todo):
-        todo = todo[["cache_key", "path", "_digest", *META_COLUMNS]].copy()
-        if storage is not None and is_uri(storage):
-            todo["path"] = _stage_videos(list(todo["path"]), list(todo["_digest"]), storage)
-        new = _run_ray(todo.drop(columns="_digest"), out, shard_root, cfg, progress)
-        ledger = pd.concat([ledger, new], ignore_index=True).drop_duplicates("cache_key", keep="last")
-        write_csv(ledger, out / "ledger.csv")
-    led = ledger.set_index("cache_key")
+    shard_root = str(cache) if storage is None else join(storage if is_uri(storage) else Path(storage).resolve(),
+                                                          "shards")
+    with _locked(cache):  # one labeling run per cache at a time (the workspace and a queued experiment share it)
+        ledger = _recover(cache, shard_root, _read_ledger(cache))
+        known = set(ledger["cache_key"])
+        todo = df[(df["cache_key"] != "") & ~df["cache_key"].isin(known)].drop_duplicates("cache_key")
+        if len(todo):
+            todo = todo[["cache_key", "path", "_digest", *META_COLUMNS]].copy()
+            if storage is not None and is_uri(storage):
+                todo["path"] = _stage_videos(list(todo["path"]), list(todo["_digest"]), storage)
+            new = _run_ray(todo.drop(columns="_digest"), cache, shard_root, cfg, progress)
+            ledger = pd.concat([ledger, new], ignore_index=True).drop_duplicates("cache_key", keep="last")
+            write_csv(ledger, cache / "ledger.csv")
+        led = ledger.set_index("cache_key")
 
-    rows = []
-    labeled_now = set(todo["cache_key"])
-    for r in df.itertuples(index=False):
-        base = {"video_id": r.video_id, "cache_key": r.cache_key, "cached": r.cache_key not in labeled_now}
-        if r.cache_key == "":
-            rec = {"status": "skipped", "reason": "missing", "detail": f"{r.path} cannot be read", "clips": 0,
-                   "frames_no_face": 0, "max_faces": 0, "files": ""}
-            base["cached"] = False
-        elif r.cache_key in led.index:
-            rec = led.loc[r.cache_key].to_dict()
-        else:  # the run produced nothing for it (worker crash): not cached, retried next run
-            rec = {"status": "skipped", "reason": "error", "detail": "no output from the labeling worker",
-                   "clips": 0, "frames_no_face": 0, "max_faces": 0, "files": ""}
-        rows.append({**base, **{k: rec.get(k, "") for k in ("status", "reason", "detail", "clips",
-                                                             "frames_no_face", "max_faces", "files")}})
-    status = pd.DataFrame(rows)
-    index = df[["video_id", "cache_key", "path", *[c for c in META_COLUMNS if c != "video_id"]]].merge(
-        status[["video_id", "status", "reason", "clips", "files"]], on="video_id")
+        rows = []
+        labeled_now = set(todo["cache_key"])
+        for r in df.itertuples(index=False):
+            base = {"video_id": r.video_id, "cache_key": r.cache_key, "cached": r.cache_key not in labeled_now}
+            if r.cache_key == "":
+                rec = {"status": "skipped", "reason": "missing", "detail": f"{r.shown_path} cannot be read",
+                       "clips": 0, "frames_no_face": 0, "max_faces": 0, "files": ""}
+                base["cached"] = False
+            elif r.cache_key in led.index:
+                rec = led.loc[r.cache_key].to_dict()
+            else:  # the run produced nothing for it (worker crash): not cached, retried next run
+                rec = {"status": "skipped", "reason": "error", "detail": "no output from the labeling worker",
+                       "clips": 0, "frames_no_face": 0, "max_faces": 0, "files": ""}
+            detail = str(rec.get("detail", ""))
+            if r.path != r.shown_path:  # outputs name a video as the manifest does, not by this machine's path
+                detail = detail.replace(r.path, r.shown_path)
+            rows.append({**base, **{k: rec.get(k, "") for k in ("status", "reason", "clips", "frames_no_face",
+                                                                 "max_faces", "files")}, "detail": detail})
+        status = pd.DataFrame(rows)
+        for k in ("clips", "frames_no_face", "max_faces"):
+            status[k] = pd.to_numeric(status[k], errors="coerce").fillna(0).astype(int)
+        index = df[["video_id", "cache_key", "shown_path", *[c for c in META_COLUMNS if c != "video_id"]]].rename(
+            columns={"shown_path": "path"}).merge(status[["video_id", "status", "reason", "clips", "files"]],
+                                                  on="video_id")
+        if cache != out:  # the output: this manifest's clips, exported in a fixed order
+            if storage is not None and is_uri(storage):
+                dest = join(storage, "shards", "sets", _set_id(index))
+            else:
+                dest = str(out / EXPORT_DIR)
+            exported = _export(index, ledger, cache, dest, cfg, out)
+            index["files"] = [exported.get(k, "") if st == "ok" else ""
+                              for k, st in zip(index["cache_key"], index["status"])]
     write_csv(index, out / "index.csv")
     write_label_config(out, cfg)
-    report = status[["video_id", "status", "reason", "detail", "clips", "frames_no_face", "max_faces", "cached",
-                     "cache_key"]].copy()
-    for k in ("clips", "frames_no_face", "max_faces"):
-        report[k] = pd.to_numeric(report[k], errors="coerce").fillna(0).astype(int)
-    write_csv(report, out / "report.csv")
+    report = status[REPORT_COLUMNS + ["cached"]].copy()
+    # With a separate cache the output is reproducible, so without `cached` (it depends on history, not inputs).
+    write_csv(report if cache == out else report[REPORT_COLUMNS], out / "report.csv")
     n_new = int((~report["cached"]).sum() - (report["reason"] == "missing").sum())
     return LabelReport(report=report, n_new=n_new, n_cached=int(report["cached"].sum()), out_dir=out)

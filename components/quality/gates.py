@@ -6,8 +6,11 @@ those columns like on any other, so every gate shows up in the GE result and its
 """
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +20,37 @@ from components.data.digest import DigestTable
 from components.data.manifest import ATTACK_TYPES, OS_VALUES, REQUIRED, SPLITS
 
 SUITE_NAME = "manifest_gates"
+# The run time the Data Docs show. Great Expectations stamps its reports with wall-clock times and random ids;
+# they are replaced by these so the docs are a function of the data alone (a reproducible DVC output).
+DOCS_RUN_TIME = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+_GE_TIMES = re.compile(r"\b\d{8}T\d{6}\.\d{6}Z|\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})?"
+                       r"|\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC")
+_GE_SORT_TIME = re.compile(r"('_run_time_sort': )[0-9.]+")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
+def _counter(ids: dict[str, str]):
+    return lambda m: ids.setdefault(m.group(0), f"id{len(ids):04d}")
+
+
+def normalise_data_docs(docs_dir: str | Path) -> None:
+    """Rewrite the Data Docs HTML under ``docs_dir`` so that two validations of the same data give the same bytes:
+    every timestamp becomes :data:`DOCS_RUN_TIME` (in the format found) and every random (v4) UUID a counter in
+    order of appearance (they only tie collapsible blocks to their buttons)."""
+    fixed = {"compact": DOCS_RUN_TIME.strftime("%Y%m%dT%H%M%S.%fZ"),
+             "iso": DOCS_RUN_TIME.strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "text": DOCS_RUN_TIME.strftime("%Y-%m-%d %H:%M:%S UTC")}
+
+    def when(m: re.Match) -> str:
+        v = m.group(0)
+        return fixed["text"] if v.endswith("UTC") else fixed["compact"] if "-" not in v else fixed["iso"]
+
+    for page in sorted(Path(docs_dir).rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        new = _UUID.sub(_counter({}), text)
+        new = _GE_SORT_TIME.sub(lambda m: m.group(1) + str(DOCS_RUN_TIME.timestamp()), _GE_TIMES.sub(when, new))
+        if new != text:
+            page.write_text(new, encoding="utf-8")
 
 
 @dataclass
@@ -252,7 +286,14 @@ def run_gates(df: pd.DataFrame, cfg: GateConfig, data_root: str | Path = ".",
     checkpoint = ctx.checkpoints.add(gx.Checkpoint(
         name="manifest_gates", validation_definitions=[vd], actions=actions,
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ids}))
-    cp_result = checkpoint.run(batch_parameters={"dataframe": t})
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    # A fixed run id (and below, fixed times and ids in the HTML): the Data Docs are a DVC output, the same for
+    # the same manifest and videos; when validation ran is the stage log's business, not the report's.
+    cp_result = checkpoint.run(batch_parameters={"dataframe": t},
+                               run_id=RunIdentifier(run_name=SUITE_NAME, run_time=DOCS_RUN_TIME))
+    if docs_dir is not None:
+        normalise_data_docs(docs_dir)
     suite_result = next(iter(cp_result.run_results.values()))
     results, failures = [], []
     for r in suite_result.results:
@@ -327,8 +368,11 @@ def write_gate_record(shards_dir: str | Path, manifest_path: str | Path, passed:
     """Record beside the shards which manifest they came from and whether the gates were checked or skipped."""
     from components.files import write_json
 
+    shown = os.path.abspath(manifest_path)  # repository-relative when inside it: the record is a DVC output
+    if Path(shown).is_relative_to(os.getcwd()):
+        shown = os.path.relpath(shown)
     return write_json(Path(shards_dir) / GATES_FILE, {
-        "manifest": str(manifest_path), "manifest_sha256": manifest_digest(manifest_path),
+        "manifest": shown, "manifest_sha256": manifest_digest(manifest_path),
         "gates": "passed" if passed else "skipped"})
 
 

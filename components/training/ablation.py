@@ -6,7 +6,9 @@ evaluation (dev-chosen threshold applied to test), so the table's numbers are th
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,7 +62,75 @@ def run_ablation(base: TrainConfig, shards_dir: str | os.PathLike, out_dir: str 
 def _variant_flag(variant: str, name: str):
     from components.model import VARIANTS
 
-    return getattr(VARIANTS[variant], name)
+    return getattr(VARIANTS[variant], name) if variant in VARIANTS else None
+
+
+EVAL_METRICS = "metrics/eval.json"  # the headline file evaluate writes (dvc.yaml `metrics:`)
+
+
+def _exp_revs(shown) -> list[tuple[str, dict]]:
+    """``(name, revision record)`` of every experiment in ``dvc exp show --json`` output: the baselines (workspace,
+    commits) are left out, their experiments kept (DVC 3: ``[{rev, data, experiments: [{name, revs: [...]}]}]``)."""
+    found = []
+    for base in shown if isinstance(shown, list) else [shown]:
+        for exp in (base or {}).get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                if isinstance(rev.get("data"), dict):
+                    found.append((rev.get("name") or exp.get("name") or rev.get("rev", "")[:7], rev))
+                    found += _exp_revs([rev])  # nested (older layouts)
+    return found
+
+
+def _number(v):
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else float("nan")
+
+
+def runs_from_dvc_exps(shown, pattern: str = "*", params_file: str = "params.yaml") -> pd.DataFrame:
+    """Table I rows from ``dvc exp show --json`` output: one row per experiment whose name matches ``pattern``
+    (fnmatch), with its ``train.variant``/``seed``/``label_type`` params and the headline numbers of
+    ``metrics/eval.json`` (NaN where an experiment has none, e.g. it failed)."""
+    from components.model import variant_label_type
+
+    rows, seen = [], set()
+    for name, rev in _exp_revs(shown):
+        if rev.get("rev") in seen or not fnmatch.fnmatchcase(str(name), pattern):
+            continue
+        seen.add(rev.get("rev"))
+        data = rev["data"]
+        params = (((data.get("params") or {}).get(params_file) or {}).get("data") or {})
+        train = params.get("train") or {}
+        variant = str(train.get("variant", "eulernet"))
+        try:
+            label_type = train.get("label_type") or variant_label_type(variant)
+        except ValueError:
+            label_type = train.get("label_type")
+        head = (((data.get("metrics") or {}).get(EVAL_METRICS) or {}).get("data") or {})
+        rows.append({"experiment": str(name), "rev": str(rev.get("rev", ""))[:7], "variant": variant,
+                     "seed": train.get("seed", 0), "label_type": label_type,
+                     "fcam": _variant_flag(variant, "fcam"), "fusion": _variant_flag(variant, "fusion"),
+                     "dev_acer": _number(head.get("dev_acer")), "test_acer": _number(head.get("test_acer")),
+                     "test_apcer": _number(head.get("test_apcer")), "test_bpcer": _number(head.get("test_bpcer")),
+                     "test_auc": _number(head.get("test_auc")), "threshold": _number(head.get("threshold"))})
+    return pd.DataFrame(rows, columns=["experiment", "rev", "variant", "seed", "label_type", "fcam", "fusion",
+                                       "dev_acer", "test_acer", "test_apcer", "test_bpcer", "test_auc", "threshold"])
+
+
+def experiments_table(runs: pd.DataFrame) -> str:
+    """One line per experiment (Table I's rows before averaging over seeds), in Table I order."""
+    lines = ["| Experiment | Variant | Seed | ACER dev (%) | ACER test (%) | APCER test (%) | BPCER test (%) | AUC test |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    order = {v: i for i, v in enumerate(TABLE_I_ORDER)}
+    runs = runs.assign(_o=runs["variant"].map(lambda v: order.get(v, len(order)))).sort_values(
+        ["_o", "variant", "seed", "experiment"])
+
+    def pct(v):
+        return "n/a" if pd.isna(v) else f"{100 * v:.2f}"
+
+    for r in runs.itertuples(index=False):
+        lines.append(f"| {r.experiment} | {r.variant} | {r.seed} | {pct(r.dev_acer)} | {pct(r.test_acer)} | "
+                     f"{pct(r.test_apcer)} | {pct(r.test_bpcer)} | "
+                     f"{'n/a' if pd.isna(r.test_auc) else f'{r.test_auc:.3f}'} |")
+    return "\n".join(lines) + "\n"
 
 
 def _pm(values: pd.Series) -> str:
@@ -84,7 +154,8 @@ def ablation_table(runs: pd.DataFrame) -> str:
     for v in order:
         g = runs[runs["variant"] == v]
         first = g.iloc[0]
+        fcam = "?" if first["fcam"] is None else "√" if first["fcam"] else "×"
+        pyramid = "?" if first["fusion"] is None else "√" if first["fusion"] == "residual_pyramid" else "×"
         lines.append(f"| {tags.get(v, v)} | {labels.get(first['label_type'], first['label_type'])} | "
-                     f"{'√' if first['fcam'] else '×'} | {'√' if first['fusion'] == 'residual_pyramid' else '×'} | "
-                     f"{_pm(g['dev_acer'])} | {_pm(g['test_acer'])} |")
+                     f"{fcam} | {pyramid} | {_pm(g['dev_acer'])} | {_pm(g['test_acer'])} |")
     return "\n".join(lines) + "\n"

@@ -77,6 +77,10 @@ def _start_run(client, experiment: str, run_name: str, run_path: str, tags: dict
                artifact_location: str | None) -> str:
     """The MLflow run for this Ray run: the one already tagged with the same Ray run path is continued."""
     exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        from components.runtime import artifact_location as default_location
+
+        artifact_location = artifact_location or default_location(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location=artifact_location)
     found = client.search_runs([exp_id], filter_string=f"tags.`{RUN_PATH_TAG}` = '{run_path}'",
                                order_by=["attributes.start_time DESC"], max_results=1)

@@ -117,6 +117,42 @@ def test_label_pipeline_report_shards_and_cache(ray_session, videos, tmp_path):
 
 
 
+def test_export_is_the_same_bytes_whatever_the_cache_holds(ray_session, videos, tmp_path, monkeypatch):
+    """With a separate cache (the label stage's setup) the output folder is a function of the manifest, config
+    and code alone: a fresh cache (everything relabeled) and a warm one give byte-identical files, with no
+    timing column and video paths relative to the working directory; re-splitting rewrites the metadata only."""
+    import pyarrow.parquet as pq
+
+    root, manifest = videos
+    monkeypatch.chdir(root.parent)  # the videos sit inside the working directory, as a repository's data does
+    small = manifest[manifest["video_id"].isin(["live", "print", "corrupt"])].copy()
+    cfg = LabelConfig(crop_size=64, clips_per_video=1, concurrency=2, max_side=256)
+    a = label_videos(small, tmp_path / "a", cfg, progress=False, cache_dir=tmp_path / "cache-a")
+    b = label_videos(small, tmp_path / "b", cfg, progress=False, cache_dir=tmp_path / "cache-b")
+    assert a.n_new == b.n_new == 3
+    names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert names == ["clips/dev-00000.parquet", "clips/train-00000.parquet", "index.csv", "label_config.json",
+                     "report.csv"]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert not (tmp_path / "a" / "ledger.csv").exists() and (tmp_path / "cache-a" / "ledger.csv").is_file()
+    index = pd.read_csv(tmp_path / "a" / "index.csv", keep_default_na=False).set_index("video_id")
+    assert index.loc["live", "path"] == f"{root.name}/live.mp4"  # relative, not this machine's full path
+    assert index.loc["live", "files"] == "clips/train-00000.parquet" and index.loc["corrupt", "files"] == ""
+    assert "cached" not in pd.read_csv(tmp_path / "a" / "report.csv").columns  # history, not an input
+    assert "cpu_s" not in pq.read_schema(tmp_path / "a" / "clips" / "train-00000.parquet").names
+    np.testing.assert_array_equal(load_clips(tmp_path / "a")["frames"], load_clips(tmp_path / "b")["frames"])
+
+    # Warm cache, one video moved to dev: nothing relabeled, the export follows the manifest.
+    moved = small.assign(split=["dev" if v == "live" else s for v, s in zip(small["video_id"], small["split"])])
+    c = label_videos(moved, tmp_path / "a", cfg, progress=False, cache_dir=tmp_path / "cache-a")
+    assert c.n_new == 0 and c.n_cached == 3
+    assert sorted(p.name for p in (tmp_path / "a" / "clips").iterdir()) == ["dev-00000.parquet"]
+    clips = load_clips(tmp_path / "a")
+    assert list(clips["video_id"]) == ["live", "print"] and set(clips["split"]) == {"dev"}
+    assert read_shards(tmp_path / "a", split="dev").count() == 2
+
+
 def test_read_errors_and_config_validation(tmp_path):
     with pytest.raises(ShardsError, match="run the label stage"):
         load_clips(tmp_path)
@@ -242,7 +278,8 @@ def test_label_resumes_after_a_sigkill_with_the_same_outputs(tmp_path, real_face
 
     proc = subprocess.Popen(cmd + ["--out", "artifacts/shards"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    data = art / "shards" / "data"
+    cache = art / ".cache" / "labels"  # the flow's default --cache: Ray's files land there first
+    data = cache / "data"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not list(data.rglob("*.parquet")):
         time.sleep(0.2)
@@ -250,20 +287,26 @@ def test_label_resumes_after_a_sigkill_with_the_same_outputs(tmp_path, real_face
     os.killpg(proc.pid, signal.SIGKILL)
     out, _ = proc.communicate(timeout=60)
     kill_ray_session(out)
-    assert not (art / "shards" / "ledger.csv").exists() or not killed_mid_run  # the ledger never saw that run
+    assert not (cache / "ledger.csv").exists() or not killed_mid_run  # the ledger never saw that run
 
     again = subprocess.run(cmd + ["--out", "artifacts/shards"], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    fresh = subprocess.run(cmd + ["--out", "artifacts/fresh"], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=600)
+    fresh = subprocess.run(cmd + ["--out", "artifacts/fresh", "--cache", "artifacts/fresh-cache"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=600)
     assert fresh.returncode == 0, fresh.stderr[-3000:]
 
     resumed = pd.read_csv(art / "shards" / "report.csv").set_index("video_id").sort_index()
     clean = pd.read_csv(art / "fresh" / "report.csv").set_index("video_id").sort_index()
     assert (resumed[["status", "clips"]] == clean[["status", "clips"]]).all().all()
     if killed_mid_run:
-        assert resumed["cached"].any(), "nothing written before the kill was reused"
+        import re
+
+        reused = re.search(r"\((\d+) labeled now, (\d+) from cache\)", again.stdout)
+        assert reused and int(reused.group(2)) > 0, f"nothing written before the kill was reused: {again.stdout}"
+    # The output does not depend on the interruption: the same bytes as the uninterrupted run's.
+    for name in ("index.csv", "report.csv", "label_config.json", "clips/train-00000.parquet"):
+        assert (art / "shards" / name).read_bytes() == (art / "fresh" / name).read_bytes(), name
     a, b = load_clips(art / "shards"), load_clips(art / "fresh")
     order_a = np.lexsort((a["clip_index"], a["video_id"]))
     order_b = np.lexsort((b["clip_index"], b["video_id"]))

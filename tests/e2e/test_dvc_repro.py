@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,7 @@ def project(tmp_path_factory):
     _run(["eulernet", "generate", "--out", "data/sample", "--subjects", "5", "--seed", "3", "--frames", "16",
           "--devices", "android_midrange", "iphone_12", "--scenes", "indoor", "--attacks", "print", "replay",
           "--no-progress"], proj, env)
+    _run(["dvc", "add", "-q", "data"], proj, env)  # as data.dvc: a queued experiment's workspace checks it out
     repro = _run(["dvc", "repro"], proj, env)
     return proj, env, repro
 
@@ -134,8 +136,11 @@ def _exp_rows(node, out=None) -> list[dict]:
 
 @pytest.mark.slow
 def test_experiments_compare_through_dvc(project):
-    """The DVC loop: commit, `dvc exp run -S train.lr=...` twice, and `dvc exp show --json` / `dvc metrics diff`
-    read real numbers back (headline metrics are small git-tracked files, not ignored artifacts)."""
+    """The DVC loop: commit, queue `dvc exp run -S train.variant=... -S train.lr=...` twice, `dvc queue start`, then
+    `dvc exp show --json` / `dvc metrics diff` read real numbers back (headline metrics are small git-tracked files,
+    not ignored artifacts) and `eulernet ablation --from-dvc-exps` prints Table I from that same output.
+    Each queued experiment runs in a temporary copy of the project: its label stage must find every clip in the
+    project's labeling cache (no relabeling), and its MLflow runs must land in the project's store."""
     proj, env, _ = project
     env = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com"}
@@ -144,16 +149,46 @@ def test_experiments_compare_through_dvc(project):
     assert all(v is None or isinstance(v, (int, float)) for v in headline.values())  # numbers only
     _run(["git", "add", "-A"], proj, env)
     _run(["git", "commit", "-qm", "baseline"], proj, env)
-    for name, lr in (("lr-a", "0.01"), ("lr-b", "0.0005")):
-        _run(["dvc", "exp", "run", "-n", name, "-S", f"train.lr={lr}"], proj, env)
-    shown = json.loads(_run(["dvc", "exp", "show", "--json"], proj, env).stdout)
+    runs = {"lr-a": ("c3", "0.01"), "lr-b": ("baseline", "0.0005")}
+    for name, (variant, lr) in runs.items():
+        _run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.variant={variant}", "-S", f"train.lr={lr}",
+              "evaluate"], proj, env)
+    _run(["dvc", "queue", "start", "-j", "1"], proj, env)
+    for name in runs:
+        log = _run(["dvc", "queue", "logs", "--follow", name], proj, env).stdout
+        assert "Running stage 'evaluate'" in log and "ERROR" not in log, log[-3000:]
+        assert re.search(r"\(0 labeled now, \d+ from cache\)", log), log[-3000:]  # the project's labeling cache
+    status = _run(["dvc", "queue", "status"], proj, env).stdout
+    assert status.count("Success") == 2, status
+    assert _run(["git", "status", "--porcelain"], proj, env).stdout.strip() == ""  # the workspace is untouched
+
+    shown_text = _run(["dvc", "exp", "show", "--json"], proj, env).stdout
+    shown = json.loads(shown_text)
     rows = {r.get("name") or r["rev"]: r["data"] for r in _exp_rows(shown)}
-    assert {"lr-a", "lr-b"} <= set(rows), sorted(rows)
-    for name, lr in (("lr-a", 0.01), ("lr-b", 0.0005)):
+    assert set(runs) <= set(rows), sorted(rows)
+    for name, (variant, lr) in runs.items():
         data = rows[name]
-        assert data["params"]["params.yaml"]["data"]["train"]["lr"] == lr
+        assert data["params"]["params.yaml"]["data"]["train"]["lr"] == float(lr)
+        assert data["params"]["params.yaml"]["data"]["train"]["variant"] == variant
         acer = data["metrics"]["metrics/eval.json"]["data"]["test_acer"]
         assert isinstance(acer, (int, float)) and 0.0 <= acer <= 1.0
     diff = _run(["dvc", "metrics", "diff", "HEAD", "--json"], proj, env)
     assert "failed to load" not in diff.stdout + diff.stderr
     assert "metrics/eval.json" in json.loads(diff.stdout or "{}") or diff.stdout.strip() == "{}"
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    trained = {r.data.params.get("train.variant") for r in client.search_runs(
+        [client.get_experiment_by_name("eulernet").experiment_id])}
+    assert {"c3", "baseline"} <= trained, trained
+
+    # Table I from the same `dvc exp show --json` output (a saved copy, then dvc itself).
+    (proj / "exps.json").write_text(shown_text)
+    table = _run(["eulernet", "ablation", "--from-dvc-exps", "exps.json", "--exps", "lr-*"], proj, env).stdout
+    assert table == _run(["eulernet", "ablation", "--from-dvc-exps", "--exps", "lr-*"], proj, env).stdout
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert {"Compare 3", "Baseline", "lr-a", "lr-b"} <= set(lines), table
+    for name, tag in (("lr-a", "Compare 3"), ("lr-b", "Baseline")):
+        acer = 100 * rows[name]["metrics"]["metrics/eval.json"]["data"]["test_acer"]
+        assert f"{acer:.2f} ± 0.00 |" in lines[tag] and f"| {acer:.2f} |" in lines[name], table
