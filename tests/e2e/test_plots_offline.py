@@ -106,6 +106,7 @@ def test_plots_show_renders_each_plot_once_offline(tmp_path):
     (proj / "artifacts/model").mkdir(parents=True)
     (proj / "artifacts/eval").mkdir(parents=True)
     shutil.copy(REPO / "dvc.yaml", proj / "dvc.yaml")
+    shutil.copy(REPO / "params.yaml", proj / "params.yaml")  # dvc.yaml interpolates ${data.root} from it
     shutil.copy(template, proj / "infra/plots/offline.html")
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     _run(["git", "init", "-q"], proj, env)
