@@ -3,9 +3,9 @@
 ``realtime`` (default): the real-time targets, before/after in one run. A 2-second 854x480 clip of a real face
 at 30 fps is scored by two services built from the same weights, side by side: *before* detects the face on
 every clip frame and runs the network in torch (the old path), *after* follows the face between a few
-detections and runs the network in ONNX Runtime (what ``serve.engine: auto`` picks for a registered version). Each stage is timed by the service
-itself (``timing_ms``: decode, faces, model), requests alternate between the two so load drift hits both alike,
-and a direct in-process call of the *after* path gives the HTTP overhead.
+detections and runs the network in ONNX Runtime (what ``serve.engine: auto`` picks for a registered version).
+Each stage is timed by the service itself (``timing_ms``: decode, faces, model), requests alternate between the
+two so load drift hits both alike, and a direct in-process call of the *after* path gives the HTTP overhead.
 
     .venv/bin/python benchmarks/serve_load.py [--requests 40] [--torch-threads 1]
 
@@ -74,6 +74,21 @@ def selfie_clip(path: Path, seconds: float = 2.0, fps: int = 30, size: tuple[int
         frames.append(np.clip(f.astype(np.int16) + rng.integers(-4, 5, f.shape), 0, 255).astype(np.uint8))
     write_video(path, np.stack(frames), fps=fps)
     return path.stat().st_size
+
+
+def start_serve() -> tuple[int, str]:
+    """A local Ray with Serve's proxy on a free loopback port: ``(port, base URL)``."""
+    import socket
+
+    import ray
+    from ray import serve
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    return port, f"http://127.0.0.1:{port}"
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -231,12 +246,7 @@ def realtime(args) -> int:
         return (time.perf_counter() - t) * 1000
 
     direct()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    url = f"http://127.0.0.1:{port}"
+    port, url = start_serve()
     res: dict[str, dict] = {}
     try:
         for name in ("before", "after"):
@@ -352,12 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
     direct = Direct(checkpoint, body, args.torch_threads)
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    url = f"http://127.0.0.1:{port}"
+    port, url = start_serve()
     rows = []
     modes = (("no batching", 1, "/nb"), ("batching", args.max_batch_size, "/b"))
     try:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.labeling.tracking import FACE_PATHS, TrackConfig
+from components.labeling.tracking import face_path_errors
 from components.model.eulernet import LABEL_TYPES, VARIANTS
 
 DEFAULT_MEAN = (0.5, 0.5, 0.5)
@@ -74,12 +74,9 @@ class InferenceConfig:
         if self.max_side is not None and int(self.max_side) < 8:
             raise CheckpointError(f"max_side must be >= 8 or None, got {self.max_side}")
         object.__setattr__(self, "landmark_options", dict(self.landmark_options or {}))
-        if self.face_path not in FACE_PATHS:
-            raise CheckpointError(f"face_path must be one of {list(FACE_PATHS)}, got {self.face_path!r}")
-        try:
-            TrackConfig(**dict(self.track or {}))
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"invalid track options: {exc}") from exc
+        problems = face_path_errors(self.face_path, self.track)
+        if problems:
+            raise CheckpointError("; ".join(problems))
         object.__setattr__(self, "track", dict(self.track or {}))
 
     # ------------------------------------------------------------------ derived values

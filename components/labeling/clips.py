@@ -11,7 +11,7 @@ from components.data.clips import clip_indices, clip_span, clip_starts
 
 from .crop import DEFAULT_FACE_FRACTION, similarity_transform, transform_points, warp
 from .landmarks import Face, LandmarkBackend
-from .tracking import FACE_PATHS, FaceTracker, TrackConfig
+from .tracking import FACE_PATHS, FaceTracker, TrackConfig, iou
 
 # A second face smaller than this share of the largest face's area is ignored by the multiple-faces check: it is a
 # background face or a detector false hit, and the crop follows the largest face anyway.
@@ -50,14 +50,6 @@ class FaceClips:
 
     def __len__(self) -> int:
         return len(self.starts)
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _significant(faces: list[Face]) -> int:
@@ -114,8 +106,8 @@ def extract_clips(frames: np.ndarray, backend: LandmarkBackend, crop_size: int, 
         if not faces:
             return None
         # Follow the same person: the face overlapping the first detected face, else the largest.
-        best = max(faces, key=lambda f: _iou(f.box, ref_box))
-        return best if _iou(best.box, ref_box) > 0 else faces[0]
+        best = max(faces, key=lambda f: iou(f.box, ref_box))
+        return best if iou(best.box, ref_box) > 0 else faces[0]
 
     crops, points, points3d, kept = [], [], [], []
     n_no_face = sum(1 for faces in detections.values() if not faces)

@@ -56,7 +56,7 @@ from components.files import write_csv, write_json
 from .clips import LabelingError, extract_clips
 from .landmarks import BACKENDS, make_backend
 from .shards import is_uri, join, storage_fs
-from .tracking import FACE_PATHS, TrackConfig
+from .tracking import face_path_errors
 
 LABEL_FORMAT = 1  # bump when the row content changes for the same config, to invalidate caches
 TENSOR_COLUMNS = ["frames", "location_map", "binary_mask", "depth_map", "points"]
@@ -116,12 +116,7 @@ class LabelConfig:
         if self.depth_source == "backend" and not (self.backend == "face_alignment"
                                                    and self.backend_options.get("landmarks") == "3d"):
             errors.append("depth_source 'backend' needs backend face_alignment with backend_options.landmarks: 3d")
-        if self.face_path not in FACE_PATHS:
-            errors.append(f"face_path must be one of {list(FACE_PATHS)}, got {self.face_path!r}")
-        try:
-            TrackConfig(**(self.track or {}))
-        except (TypeError, ValueError) as exc:
-            errors.append(f"track: {exc}")
+        errors += face_path_errors(self.face_path, self.track)
         if self.concurrency < 1 or self.batch_size < 1:
             errors.append(f"concurrency and batch_size must be >= 1, got {self.concurrency}, {self.batch_size}")
         if self.num_cpus_per_worker <= 0:

@@ -46,6 +46,19 @@ class TrackConfig:
                              f"without upsampling), got {self.coarse_min_face_px}")
 
 
+def face_path_errors(face_path: str, track) -> list[str]:
+    """What is wrong with a face path and its tracker options (empty: nothing); label and inference configs both
+    check their settings with this, so the two cannot accept different things."""
+    errors = []
+    if face_path not in FACE_PATHS:
+        errors.append(f"face_path must be one of {list(FACE_PATHS)}, got {face_path!r}")
+    try:
+        TrackConfig(**dict(track or {}))
+    except (TypeError, ValueError) as exc:
+        errors.append(f"track: {exc}")
+    return errors
+
+
 def iou(a, b) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
