@@ -227,20 +227,28 @@ def realtime(args) -> int:
     body = clip.read_bytes()
     print(f"clip: 2 s, 60 frames 854x480, {size} bytes; device {args.device}; model {base.variant} crop "
           f"{base.crop_size}, decode side "
-          f"{base.decode_side}, {args.max_clips} clips; torch threads {args.torch_threads}; cpus {os.cpu_count()}, "
+          f"{base.decode_side}, {args.max_clips} clips; torch threads {args.torch_threads}, ONNX Runtime threads "
+          f"{args.onnx_threads}; cpus {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
-    # The direct call: the after path in this process (decode with the service's decoder and clip plan).
+    # The direct call: the after path in this process (decode with the service's decoder and clip plan), with
+    # the replica's thread settings: OpenCV's pool at 2 threads while decoding (as in a decoder process) and 1
+    # while finding faces, torch/ONNX Runtime threads as configured. Left at OpenCV's default the direct decode
+    # resized frames on both cores while the replica's decoders used one, which made the HTTP path look slower.
+    import cv2
+
     torch.set_num_threads(args.torch_threads)
     direct_pred = Predictor.from_checkpoint(paths["after"], device=args.device, engine=engines["after"],
-                                            threads=args.torch_threads)
+                                            threads=args.onnx_threads)
     plan = ClipPlan(direct_pred.clip_len, direct_pred.clip_interval, args.max_clips)
 
     direct_decode: list[float] = []
 
     def direct() -> float:
         t = time.perf_counter()
+        cv2.setNumThreads(2)
         frames = decode_video(body, Limits(), direct_pred.inference.decode_side, plan)
+        cv2.setNumThreads(1)
         direct_decode.append((time.perf_counter() - t) * 1000)
         direct_pred.predict_video(frames, max_clips=args.max_clips)
         return (time.perf_counter() - t) * 1000
@@ -250,8 +258,10 @@ def realtime(args) -> int:
     res: dict[str, dict] = {}
     try:
         for name in ("before", "after"):
+            # before: today's settings (the old path had no ONNX engine); after: the shipped defaults.
             cfg = ServeConfig(port=port, max_clips=args.max_clips, torch_threads=args.torch_threads,
-                              engine=engines[name], route_prefix=f"/{name}", device=args.device)
+                              onnx_threads=args.onnx_threads, engine=engines[name], route_prefix=f"/{name}",
+                              device=args.device)
             serve.run(build_app("bench", config=cfg, checkpoint=str(paths[name]),
                                 deployment_options={"max_ongoing_requests": 16,
                                                     "ray_actor_options": {"num_cpus": 1}}),
@@ -327,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="realtime: requests per side at c=1 (default 40); batching: per level (default 16)")
     ap.add_argument("--direct-runs", type=int, default=12, help="batching mode: interleaved direct/HTTP pairs")
     ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--onnx-threads", type=int, default=2, help="realtime: ONNX Runtime threads of the after "
+                                                               "path (params serve.onnx_threads)")
     ap.add_argument("--max-batch-size", type=int, default=8)
     ap.add_argument("--max-clips", type=int, default=4, help="realtime: clips per request (params serve.max_clips)")
     ap.add_argument("--engine", default="onnx", choices=["torch", "onnx"],

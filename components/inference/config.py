@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.labeling.tracking import face_path_errors
+from components.labeling.tracking import face_path_errors, resolved_track
 from components.model.eulernet import LABEL_TYPES, VARIANTS
 
 DEFAULT_MEAN = (0.5, 0.5, 0.5)
@@ -110,7 +110,7 @@ class InferenceConfig:
                    clips_per_video=label.clips_per_video, threshold=threshold, landmark_backend=label.backend,
                    landmark_options=dict(label.backend_options), face_fraction=label.face_fraction,
                    max_side=label.max_side, face_path=getattr(label, "face_path", "detect"),
-                   track=dict(getattr(label, "track", None) or {}))
+                   track=resolved_track(getattr(label, "track", None)))
 
     # ------------------------------------------------------------------ checkpoint layout
     def to_meta(self, extra: Mapping[str, Any] | None = None) -> dict:

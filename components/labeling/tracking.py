@@ -12,7 +12,9 @@ frames, and whenever the window search loses the face or its box jumps (IoU with
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,13 +25,16 @@ FACE_PATHS = ("detect", "track")
 
 @dataclass(frozen=True)
 class TrackConfig:
-    redetect_every: int = 45      # frames between full detections (1.5 s at 30 fps): bounds drift and rechecks faces
+    # Frames between full detections: the several-faces recheck (the window search runs the same detector, so
+    # boxes do not drift). 60 (2 s at 30 fps) gives a 2-s request one full detection; 45 gave it two (+42 ms).
+    redetect_every: int = 60
     search_scale: float = 2.0     # window side / face box side: room for the motion between sampled frames
     search_face_px: int = 100     # the face's width inside the rescaled window; HOG at upsample 0 needs >= ~80 px
     min_iou: float = 0.3          # window box vs previous box below this: lost, detect the full frame again
-    # A full detection first looks without upsampling (~4x cheaper); a face at least this wide found so is kept
+    # A first full detection looks without upsampling (~4x cheaper); a face at least this wide found so is kept
     # without the upsampled pass, since a face half as wide (the several-faces check ignores smaller ones) is
-    # also found without upsampling. 0: always the backend's own detection.
+    # also found without upsampling. A re-detection scales the frame by this / the followed face's width (at
+    # most 2x, dlib's upsampled pass) for the same reason. 0: always the backend's own detection.
     coarse_min_face_px: int = 160
 
     def __post_init__(self) -> None:
@@ -57,6 +62,12 @@ def face_path_errors(face_path: str, track) -> list[str]:
     except (TypeError, ValueError) as exc:
         errors.append(f"track: {exc}")
     return errors
+
+
+def resolved_track(track) -> dict[str, Any]:
+    """Every tracker option, defaults filled in: what a checkpoint records, so that serving follows faces exactly
+    as its labels were made even after a default here changes (a checkpoint that recorded ``{}`` gets today's)."""
+    return dataclasses.asdict(TrackConfig(**dict(track or {})))
 
 
 def iou(a, b) -> float:
@@ -114,11 +125,38 @@ class FaceTracker:
 
     def _detect_full(self, frame: np.ndarray) -> list[Face]:
         if self.cfg.coarse_min_face_px and getattr(self.backend, "upsample", 0) > 0:
-            found = self.backend.detect_boxes(frame, upsample=0)
-            if found and max(b[2] - b[0] for b, _ in found) >= self.cfg.coarse_min_face_px:
-                self.coarse += 1
-                return self.backend.landmarks_for_boxes(frame, [b for b, _ in found], [s for _, s in found])
+            if self._box is not None:  # a re-detection: the followed face's size bounds what still counts
+                faces = self._redetect_scaled(frame, self._box)
+                if faces:
+                    self.coarse += 1
+                    return faces
+            else:
+                found = self.backend.detect_boxes(frame, upsample=0)
+                if found and max(b[2] - b[0] for b, _ in found) >= self.cfg.coarse_min_face_px:
+                    self.coarse += 1
+                    return self.backend.landmarks_for_boxes(frame, [b for b, _ in found], [s for _, s in found])
         return self.backend.detect(frame)
+
+    def _redetect_scaled(self, frame: np.ndarray, box) -> list[Face] | None:
+        """A full-frame detection at the smallest scale that still finds every face the several-faces check
+        counts: one at least half as wide as the followed face (a quarter of its area). HOG without upsampling
+        finds faces of about ``coarse_min_face_px / 2`` px, so the frame is scaled by ``coarse_min_face_px /
+        face width``: about 1.45x for a 110 px face, half the pixels of dlib's 2x upsampled pass. None when that
+        scale would reach the 2x pass anyway, or when nothing is found (the caller then runs the full pass)."""
+        import cv2
+
+        scale = self.cfg.coarse_min_face_px / max(1.0, box[2] - box[0])
+        if scale >= 2.0:
+            return None
+        scale = max(scale, 1.0)
+        h, w = frame.shape[:2]
+        img = frame if scale == 1.0 else np.ascontiguousarray(
+            cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR))
+        found = self.backend.detect_boxes(img, upsample=0)
+        if not found:
+            return None
+        boxes = [tuple(v / scale for v in b) for b, _ in found]
+        return self.backend.landmarks_for_boxes(frame, boxes, [s for _, s in found])
 
     def _search(self, frame: np.ndarray, box) -> Face | None:
         import cv2

@@ -150,7 +150,7 @@ class LivenessService:
                  checkpoint: str | None = None, limits: dict | None = None, preprocess_threads: int = 2,
                  torch_threads: int = 1, device: str = "cpu", decode: dict | None = None,
                  rate_limit_per_s: float = 0.0, rate_limit_burst: int = 20, health_timeout_s: float = 20.0,
-                 engine: str = "auto"):
+                 engine: str = "auto", onnx_threads: int = 2):
         import cv2
         import torch
 
@@ -171,6 +171,7 @@ class LivenessService:
         self._device = device
         self._engine = engine
         self._torch_threads = int(torch_threads)
+        self._onnx_threads = int(onnx_threads)
         self._limits = Limits(**(limits or {}))
         self._max_clips = 4
         self._reload_interval_s = 10.0
@@ -208,7 +209,7 @@ class LivenessService:
             # version without one): it runs torch. engine onnx exports the graph here, at replica start.
             engine = "torch" if self._engine == "auto" else self._engine
             predictor = Predictor.from_checkpoint(self._checkpoint, device=self._device, batch_size=64,
-                                                  engine=engine, threads=self._torch_threads)
+                                                  engine=engine, threads=self._onnx_threads)
             info = {"name": self._model_name, "version": "local", "alias": None, "source": self._checkpoint}
         else:
             from components.registry.registry import alias_version, load_version
@@ -218,7 +219,7 @@ class LivenessService:
                 raise RuntimeError(f"model {self._model_name!r} has no '{self._alias}' alias to serve")
             predictor, info = load_version(self._model_name, version, alias=self._alias,
                                            tracking_uri=self._tracking_uri, device=self._device, batch_size=64,
-                                           engine=self._engine)
+                                           engine=self._engine, threads=self._onnx_threads)
             check_candidate(predictor, info, version)  # before the swap: a bad model never serves
         predictor.predict_maps(np.zeros((1, predictor.clip_len, predictor.crop_size, predictor.crop_size, 3),
                                         np.uint8))  # warm-up: first-call allocations stay out of request latency
@@ -612,6 +613,7 @@ def build_app(model_name: str = "eulernet", tracking_uri: str | None = None, con
         limits=dataclasses.asdict(cfg.limits()),
         preprocess_threads=cfg.preprocess_threads,
         torch_threads=cfg.torch_threads,
+        onnx_threads=cfg.onnx_threads,
         device=cfg.device,
         rate_limit_per_s=cfg.rate_limit_per_s,
         rate_limit_burst=cfg.rate_limit_burst,

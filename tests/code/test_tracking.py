@@ -1,6 +1,8 @@
 """The fast face path (components.labeling.tracking) on real faces with the real dlib backend."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -103,7 +105,8 @@ def test_label_and_inference_configs_check_the_face_path():
     label = LabelConfig(face_path="track", track={"redetect_every": 30})
     inf = InferenceConfig.from_label_config(label, variant="eulernet")
     back = InferenceConfig.from_meta(inf.to_meta())
-    assert (back.face_path, dict(back.track)) == ("track", {"redetect_every": 30})
+    # The checkpoint records every tracker option, so a later change of a default cannot change how it is served.
+    assert back.face_path == "track" and back.track == dataclasses.asdict(TrackConfig(redetect_every=30))
     # A checkpoint written before the face path existed was labeled by detecting every sampled frame.
     meta = inf.to_meta()
     del meta["landmark"]["face_path"], meta["landmark"]["track"]
@@ -140,3 +143,38 @@ def test_a_large_face_is_settled_without_the_upsampled_pass(dlib_backend):
         assert len(got) == len(ref) == 1 and iou(got[0].box, ref[0].box) > 0.6
     with pytest.raises(ValueError, match="coarse_min_face_px"):
         TrackConfig(coarse_min_face_px=100)
+
+
+def test_a_redetection_scaled_to_the_followed_face_still_finds_a_comparable_second_face(dlib_backend):
+    """Re-detections search the frame at coarse_min_face_px / face width (here ~1.8x) instead of dlib's 2x
+    upsampled pass; a second face half as wide as the followed one (the several-faces check counts it) must
+    still be found, with the boxes the full pass gives."""
+    import cv2
+    from skimage import data
+
+    src = data.astronaut()[0:260, 130:370]
+
+    def frame(second: bool) -> np.ndarray:
+        f = np.full((300, 480, 3), 96, np.uint8)
+        a = cv2.resize(src, (240, 260), interpolation=cv2.INTER_AREA)  # dlib box ~89 px
+        f[20:280, 20:260] = a
+        if second:
+            b = cv2.resize(src, (140, 151), interpolation=cv2.INTER_AREA)  # box ~52 px: 0.34 of the area
+            f[40:191, 300:440] = b
+        return f
+
+    tracker = FaceTracker(dlib_backend, TrackConfig(redetect_every=1))
+    first = tracker.detect(frame(False), 0)
+    assert len(first) == 1 and tracker.coarse == 0  # a first detection of a < 160 px face: the upsampled pass
+    again = tracker.detect(frame(True), 1)
+    ref = dlib_backend.detect(frame(True))
+    assert tracker.full == 2 and tracker.coarse == 1  # the re-detection was settled by the scaled pass
+    assert len(ref) == len(again) == 2
+    for got, want in zip(again, ref):  # both largest first
+        assert iou(got.box, want.box) > 0.6, (got.box, want.box)
+    # A followed face too small for a scaled pass below 2x falls back to the backend's own detection.
+    small = FaceTracker(dlib_backend, TrackConfig(redetect_every=1))
+    tiny = _moving_face(n=2)
+    small.detect(tiny[0], 0)
+    small.detect(tiny[1], 1)
+    assert small.full == 2 and small.coarse == 0
