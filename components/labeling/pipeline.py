@@ -240,7 +240,7 @@ class LabelWorker:
     Every error of one video becomes its marker row; nothing raised here would be worth failing the stage for.
     """
 
-    def __init__(self, cfg: LabelConfig, progress: Any = None):
+    def __init__(self, cfg: LabelConfig, progress: Any = None, out_dir: str | None = None):
         import cv2
 
         # One OpenCV/BLAS thread per worker: parallelism comes from Ray actors. Ray already sets OMP_NUM_THREADS=1
@@ -255,6 +255,7 @@ class LabelWorker:
             pass
         self.cfg = cfg
         self.progress = progress  # a _Progress actor handle: the driver's bar counts videos as they finish
+        self.out_dir = out_dir  # set: each batch is written here as one Parquet file, and only its status returned
         self.backend = make_backend(cfg.backend, **cfg.backend_options)
 
     def _read(self, path: str) -> np.ndarray:
@@ -343,7 +344,26 @@ class LabelWorker:
         for k in ("cache_key", "video_id", "split", "attack_type", "device", "scene", "subject_id", "status",
                   "reason", "detail"):
             out[k] = np.asarray([str(v) for v in cols[k]], dtype=str)  # unicode, not object: stays an Arrow string
-        return out
+        if self.out_dir is None:
+            return out
+        self._write(out)
+        return {"cache_key": out["cache_key"], "status": out["status"]}
+
+    def _write(self, out: dict[str, np.ndarray]) -> None:
+        """The batch as one Parquet file in ``out_dir``, named after its first video's cache key (a retried task
+        rewrites the same file), in the tensor encoding Ray Data's own writer uses. Written by the actor itself:
+        handing ~1 MB of tensors per video to separate write tasks cost more CPU (deserialising the blocks,
+        re-encoding them) than the tracked face path spends labeling it (docs/labeling.md, "Throughput")."""
+        import pyarrow.parquet as pq
+        from ray.data.block import BlockAccessor
+
+        fs, base = storage_fs(self.out_dir)
+        fs.create_dir(base, recursive=True)
+        table = BlockAccessor.batch_to_block(out)
+        name = f"{out['cache_key'][0]}.parquet"
+        tmp = f"{base}/.{name}.tmp"
+        pq.write_table(table, tmp, filesystem=fs)
+        fs.move(tmp, f"{base}/{name}")  # whole or absent: an interrupted run leaves no half file to recover
 
 
 def _exists(location: str) -> bool:
@@ -476,17 +496,15 @@ def _run_ray(todo: pd.DataFrame, out: Path, shard_root: str, cfg: LabelConfig, p
     try:
         # One input block per batch: an actor pool only spreads work over actors block by block.
         blocks = [todo.iloc[i:i + cfg.batch_size].reset_index(drop=True) for i in range(0, len(todo), cfg.batch_size)]
+        # Each actor writes its own Parquet files (LabelWorker._write): only a status row per clip comes back.
         ds = ray.data.from_pandas(blocks).map_batches(
-            LabelWorker, fn_constructor_kwargs={"cfg": cfg, "progress": counter}, batch_size=cfg.batch_size,
-            batch_format="pandas",
+            LabelWorker, fn_constructor_kwargs={"cfg": cfg, "progress": counter, "out_dir": run_dir},
+            batch_size=cfg.batch_size, batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=min(cfg.concurrency, len(blocks))),
             num_cpus=cfg.num_cpus_per_worker)
-        # Writes reserve no CPU: with one actor per core (the usual sizing) a 1-CPU write task would wait for
-        # every actor to finish, holding all labeled blocks in the object store meanwhile. Parquet encoding
-        # is cheap next to landmarking, so sharing the cores costs little.
         with Poller(poll, every=1.0) if bar is not None else contextlib.nullcontext():
-            ds.write_parquet(run_dir, ray_remote_args={"num_cpus": 0},
-                             concurrency=min(cfg.concurrency, len(blocks)))
+            for _ in ds.iter_batches(batch_size=None, batch_format="pandas"):
+                pass
         if bar is not None:
             bar.update(len(todo) - bar.n)  # every video was handled (a failed one is a marker row)
     finally:
