@@ -120,14 +120,16 @@ class Predictor:
         return crops
 
     @torch.no_grad()
-    def predict_maps(self, crops: np.ndarray) -> np.ndarray:
-        """Predicted maps ``(N, T, M, M)`` float32 in [0, 1], M = crop_size / 8."""
+    def predict_maps(self, crops: np.ndarray, busy: bool = False) -> np.ndarray:
+        """Predicted maps ``(N, T, M, M)`` float32 in [0, 1], M = crop_size / 8. ``busy``: other work shares the
+        cores (the Serve app with several requests in flight): the ONNX engine then runs on one thread."""
         crops = self._check_crops(crops)
         outs = []
         for i in range(0, len(crops), self.batch_size):
             x = to_model_input(crops[i : i + self.batch_size], self.mean, self.std, self.device)  # (B, T, 3, S, S)
-            net = self.model if self._onnx is None else self._onnx  # the one step the engines differ in
-            outs.append(net(x).float().cpu().numpy())  # (B, T, M, M)
+            # The one step the engines differ in.
+            maps = self.model(x) if self._onnx is None else self._onnx(x, busy=busy)  # (B, T, M, M)
+            outs.append(maps.float().cpu().numpy())
         if not outs:
             return np.zeros((0, self.clip_len, self.map_size, self.map_size), np.float32)
         return np.concatenate(outs, axis=0)

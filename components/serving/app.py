@@ -16,6 +16,7 @@ defined above it.
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -221,8 +222,9 @@ class LivenessService:
                                            tracking_uri=self._tracking_uri, device=self._device, batch_size=64,
                                            engine=self._engine, threads=self._onnx_threads)
             check_candidate(predictor, info, version)  # before the swap: a bad model never serves
-        predictor.predict_maps(np.zeros((1, predictor.clip_len, predictor.crop_size, predictor.crop_size, 3),
-                                        np.uint8))  # warm-up: first-call allocations stay out of request latency
+        blank = np.zeros((1, predictor.clip_len, predictor.crop_size, predictor.crop_size, 3), np.uint8)
+        for busy in (False, True):  # warm-up of both ONNX sessions: first-call allocations stay out of requests
+            predictor.predict_maps(blank, busy=busy)
         log.info("loaded %s v%s", info["name"], info["version"])
         return _Loaded(predictor, info, time.time())
 
@@ -380,9 +382,13 @@ class LivenessService:
         for i, st in enumerate(states):
             groups.setdefault(id(st), (st, []))[1].append(i)
         loop = asyncio.get_running_loop()
+        # Other requests in the replica are decoding or finding faces on the same cores: the model's extra threads
+        # would only wait for them. A lone request gets them all (serve.onnx_threads).
+        busy = self._in_flight > len(crops)
         for st, idx in groups.values():
             merged = np.concatenate([crops[i] for i in idx])  # (sum N, T, S, S, 3)
-            maps = await loop.run_in_executor(self._infer_pool, st.predictor.predict_maps, merged)  # (sum N, T, M, M)
+            maps = await loop.run_in_executor(self._infer_pool, functools.partial(
+                st.predictor.predict_maps, merged, busy=busy))  # (sum N, T, M, M)
             offset = 0
             for i in idx:
                 n = len(crops[i])

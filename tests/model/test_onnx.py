@@ -85,6 +85,11 @@ def test_dynamic_batch_axis(exported, sample_clips):
         pred = Predictor.from_checkpoint(ckpt, engine="onnx", onnx_graph=graph, batch_size=batch)
         clips = sample_clips[:batch]
         np.testing.assert_allclose(pred.predict_maps(clips), torch_pred.predict_maps(clips), atol=1e-4, rtol=0)
+    # The one-thread session a busy replica uses gives the same maps as the multi-thread one.
+    two = Predictor.from_checkpoint(ckpt, engine="onnx", onnx_graph=graph, threads=2)
+    assert two._onnx.threads == 2 and two._onnx._one_thread is not two._onnx.session
+    np.testing.assert_allclose(two.predict_maps(sample_clips, busy=True), two.predict_maps(sample_clips),
+                               atol=1e-5, rtol=0)
     # Batches of 4 then 2 through one session (6 clips, batch_size 4).
     pred = Predictor.from_checkpoint(ckpt, engine="onnx", onnx_graph=graph, batch_size=4)
     np.testing.assert_allclose(pred.score_clips(sample_clips), torch_pred.score_clips(sample_clips), atol=1e-4)
