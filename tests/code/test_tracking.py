@@ -49,6 +49,24 @@ def test_tracked_boxes_agree_with_detection_and_skip_most_detections(dlib_backen
     assert tracker.full == 1 and tracker.tracked == len(frames) - 1  # one full detection, the rest followed
 
 
+def test_close_frames_are_searched_in_a_smaller_window(dlib_backend, monkeypatch):
+    """Frames at most near_gap apart get a near_scale window, farther ones search_scale; both follow the face."""
+    frames = _moving_face(n=16)
+    scales = []
+    real = FaceTracker._search
+
+    def spy(self, frame, box, search_scale):
+        scales.append(search_scale)
+        return real(self, frame, box, search_scale)
+
+    monkeypatch.setattr(FaceTracker, "_search", spy)
+    tracker = FaceTracker(dlib_backend, TrackConfig(near_gap=3, near_scale=1.5, search_scale=2.0))
+    for i in (0, 3, 6, 9, 15):  # gaps 3, 3, 3, then 6
+        got = tracker.detect(frames[i], i)
+        assert got and iou(got[0].box, dlib_backend.detect(frames[i])[0].box) >= 0.5
+    assert scales == [1.5, 1.5, 1.5, 2.0] and tracker.full == 1
+
+
 def test_a_face_that_jumps_is_found_again_by_a_full_detection(dlib_backend):
     frames = _moving_face(n=12, jump_at=6)
     tracker = FaceTracker(dlib_backend, TrackConfig(redetect_every=100))
@@ -86,7 +104,10 @@ def test_frames_must_come_in_order_and_backends_must_support_windows(dlib_backen
 @pytest.mark.parametrize("kw, match", [({"redetect_every": 0}, "redetect_every"),
                                        ({"search_scale": 1.0}, "search_scale"),
                                        ({"search_face_px": 10}, "search_face_px"),
-                                       ({"min_iou": 1.5}, "min_iou")])
+                                       ({"min_iou": 1.5}, "min_iou"),
+                                       ({"near_gap": -1}, "near_gap"),
+                                       ({"near_scale": 2.5}, "near_scale"),
+                                       ({"near_scale": 1.1}, "near_scale")])
 def test_track_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
         TrackConfig(**kw)
