@@ -112,7 +112,7 @@ def timeline(manifest: pd.DataFrame, out: Path, cfg) -> None:
     wall = time.time() - t0
     trace = out.parent / f"{out.name}-timeline.json"
     ray.timeline(str(trace))
-    events = [e for e in json.loads(trace.read_text()) if e.get("ph") == "X" and e["ts"] / 1e6 >= t0 - 1]
+    events = [e for e in json.loads(trace.read_text()) if e.get("ph") == "X" and e["ts"] / 1e6 >= t0]
     span = lambda es: (min(e["ts"] for e in es) / 1e6 - t0, max(e["ts"] + e["dur"] for e in es) / 1e6 - t0)  # noqa: E731
     inits = [e for e in events if e["name"] == "__init__" and e["dur"] > 1e5]  # the LabelWorker constructors
     calls = [e for e in events if e["name"] == "submit"]  # one per batch of videos, on an actor
@@ -123,7 +123,7 @@ def timeline(manifest: pd.DataFrame, out: Path, cfg) -> None:
     busy = sum(e["dur"] for e in calls) / 1e6 / (cfg.concurrency * (c1 - c0))
     print(f"\ntimeline of one Ray Data run, {cfg.concurrency} workers, {len(manifest)} videos ({wall:.1f} s; "
           f"seconds from label_videos' start):")
-    print(f"  0.0 - {i0:4.1f}  driver: hashing videos, planning, starting actor processes (imports)")
+    print(f"  {0.0:4.1f} - {i0:4.1f}  driver: hashing videos, planning, starting actor processes (imports)")
     print(f"  {i0:4.1f} - {i1:4.1f}  actors' constructors: landmark models loaded "
           f"({statistics.fmean(e['dur'] for e in inits) / 1e6:.2f} s each)")
     print(f"  {c0:4.1f} - {c1:4.1f}  labeling: {len(calls)} actor calls, actors busy {busy:.0%} of this window")
