@@ -113,7 +113,10 @@ def timeline(manifest: pd.DataFrame, out: Path, cfg) -> None:
     trace = out.parent / f"{out.name}-timeline.json"
     ray.timeline(str(trace))
     events = [e for e in json.loads(trace.read_text()) if e.get("ph") == "X" and e["ts"] / 1e6 >= t0]
-    span = lambda es: (min(e["ts"] for e in es) / 1e6 - t0, max(e["ts"] + e["dur"] for e in es) / 1e6 - t0)  # noqa: E731
+
+    def span(es: list[dict]) -> tuple[float, float]:  # first start, last end: seconds after t0
+        return min(e["ts"] for e in es) / 1e6 - t0, max(e["ts"] + e["dur"] for e in es) / 1e6 - t0
+
     inits = [e for e in events if e["name"] == "__init__" and e["dur"] > 1e5]  # the LabelWorker constructors
     calls = [e for e in events if e["name"] == "submit"]  # one per batch of videos, on an actor
     if not inits or not calls:

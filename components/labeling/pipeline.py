@@ -257,6 +257,9 @@ class LabelWorker:
         self.cfg = cfg
         self.progress = progress  # a _Progress actor handle: the driver's bar counts videos as they finish
         self.out_dir = out_dir  # set: each batch is written here as one Parquet file, and only its status returned
+        if out_dir is not None:
+            self._fs, self._base = storage_fs(out_dir)
+            self._fs.create_dir(self._base, recursive=True)
         self.backend = make_backend(cfg.backend, **cfg.backend_options)
 
     def _read(self, path: str) -> np.ndarray:
@@ -358,13 +361,11 @@ class LabelWorker:
         import pyarrow.parquet as pq
         from ray.data.block import BlockAccessor
 
-        fs, base = storage_fs(self.out_dir)
-        fs.create_dir(base, recursive=True)
         table = BlockAccessor.batch_to_block(out)
         name = f"{out['cache_key'][0]}.parquet"
-        tmp = f"{base}/.{name}.tmp"
-        pq.write_table(table, tmp, filesystem=fs)
-        fs.move(tmp, f"{base}/{name}")  # whole or absent: an interrupted run leaves no half file to recover
+        tmp = f"{self._base}/.{name}.tmp"
+        pq.write_table(table, tmp, filesystem=self._fs)
+        self._fs.move(tmp, f"{self._base}/{name}")  # whole or absent: an interrupted run leaves no half file to recover
 
 
 def _exists(location: str) -> bool:

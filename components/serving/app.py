@@ -223,7 +223,8 @@ class LivenessService:
                                            engine=self._engine, threads=self._onnx_threads)
             check_candidate(predictor, info, version)  # before the swap: a bad model never serves
         blank = np.zeros((1, predictor.clip_len, predictor.crop_size, predictor.crop_size, 3), np.uint8)
-        for busy in (False, True):  # warm-up of both ONNX sessions: first-call allocations stay out of requests
+        # Warm-up (both ONNX Runtime sessions; torch has one path): first-call allocations stay out of requests.
+        for busy in (False, True) if predictor.engine == "onnx" else (False,):
             predictor.predict_maps(blank, busy=busy)
         log.info("loaded %s v%s", info["name"], info["version"])
         return _Loaded(predictor, info, time.time())

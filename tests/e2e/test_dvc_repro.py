@@ -36,18 +36,23 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    proj = tmp_path_factory.mktemp("proj")
+def copy_project(dest: Path) -> Path:
+    """The repository's code, dvc.yaml and ignore files in ``dest``, with params.yaml shrunk to the TINY profile."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("components", "flows"):
-        shutil.copytree(REPO / name, proj / name, ignore=ignore)
+        shutil.copytree(REPO / name, dest / name, ignore=ignore)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(REPO / name, proj / name)
+        shutil.copy(REPO / name, dest / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY.items():
         params[section].update(values)
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    proj = copy_project(tmp_path_factory.mktemp("proj"))
 
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
            "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_TRACKING_URI": f"sqlite:///{proj}/mlflow.db"}

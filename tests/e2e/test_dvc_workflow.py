@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.test_dvc_repro import TINY
+from tests.e2e.test_dvc_repro import copy_project
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -48,15 +47,7 @@ def _run(cmd, cwd: Path, env: dict, ok: bool = True, timeout: int = 900) -> subp
 
 def _project(path: Path, env: dict, sample_remote: Path) -> Path:
     """A git + DVC project shaped like the repository, its sample pushed to its own remote."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("components", "flows"):
-        shutil.copytree(REPO / name, path / name, ignore=ignore)
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(REPO / name, path / name)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    copy_project(path)
     _run("git init -q", path, env)
     _run("dvc init -q", path, env)
     _run(f"dvc remote add sample {sample_remote}", path, env)  # not the default: the sample names it
