@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.labeling.tracking import face_path_errors, resolved_track
+from components.labeling.tracking import face_path_errors, recorded_track, resolved_track
 from components.model.eulernet import LABEL_TYPES, VARIANTS
 
 DEFAULT_MEAN = (0.5, 0.5, 0.5)
@@ -141,7 +141,7 @@ class InferenceConfig:
                        landmark_backend=landmark.get("backend", "dlib"),
                        landmark_options=dict(landmark.get("options") or {}),
                        face_fraction=float(landmark.get("face_fraction", 0.75)), max_side=landmark.get("max_side"),
-                       face_path=landmark.get("face_path", "detect"), track=dict(landmark.get("track") or {}))
+                       face_path=landmark.get("face_path", "detect"), track=recorded_track(landmark.get("track")))
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"checkpoint inference settings are incomplete: {exc}") from exc
 

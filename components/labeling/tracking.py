@@ -4,7 +4,10 @@ Full-frame detection is most of the cost of turning a video into clips (dlib's H
 frame: ~40 ms; the 68 points given a box: ~1 ms). Over a few seconds of a selfie the face moves little, so after
 one full detection each later frame is searched only in a window around the previous box, rescaled so the face
 is about ``search_face_px`` wide (~2 ms). The window search runs the same detector, so boxes keep the detector's
-own geometry (``benchmarks/face_agreement.py`` measures the agreement with detecting every frame).
+own geometry (``benchmarks/face_agreement.py`` measures the agreement with detecting every frame). Frames of one
+clip (at most ``near_gap`` apart) need not even that: their 68 points are fitted in the previous box and the box
+moves with them (``follow_max_shift``), checked by how well its content correlates with the face's patch on the
+frame before (``follow_min_ncc``); a failed check falls back to the window search.
 
 A full detection runs again (and with it the several-faces check) on the first frame, every ``redetect_every``
 frames, and whenever the window search loses the face or its box jumps (IoU with the previous box below
@@ -34,6 +37,14 @@ class TrackConfig:
     near_gap: int = 3
     near_scale: float = 1.5
     search_face_px: int = 100     # the face's width inside the rescaled window; HOG at upsample 0 needs >= ~80 px
+    # Near frames are followed by their landmarks: the 68 points are fitted in the previous box (no detector run,
+    # ~1.5 ms instead of ~3.3 for window search + points) and the box moves with their mean. When the points
+    # moved more than this share of the face's side, the face moved too far for a box fitted to where it was, and
+    # the window search runs instead. 0: off (near frames get the window search).
+    follow_max_shift: float = 0.1
+    # Points fitted in a box always look like a face, even where the face has left: a followed box is kept only
+    # when its grey patch correlates (NCC) at least this well with the face's patch on the frame before.
+    follow_min_ncc: float = 0.6
     min_iou: float = 0.3          # window box vs previous box below this: lost, detect the full frame again
     # A first full detection looks without upsampling (~4x cheaper); a face at least this wide found so is kept
     # without the upsampled pass, since a face half as wide (the several-faces check ignores smaller ones) is
@@ -50,6 +61,10 @@ class TrackConfig:
             raise ValueError(f"near_gap must be >= 0 (0: off), got {self.near_gap}")
         if not 1.2 <= self.near_scale <= self.search_scale:
             raise ValueError(f"near_scale must be in [1.2, search_scale={self.search_scale}], got {self.near_scale}")
+        if not 0.0 <= self.follow_max_shift <= 0.25:
+            raise ValueError(f"follow_max_shift must be in [0, 0.25] (0: off), got {self.follow_max_shift}")
+        if not -1.0 <= self.follow_min_ncc < 1.0:
+            raise ValueError(f"follow_min_ncc must be in [-1, 1), got {self.follow_min_ncc}")
         if self.search_face_px < 40:
             raise ValueError(f"search_face_px must be >= 40, got {self.search_face_px}")
         if not 0.0 < self.min_iou < 1.0:
@@ -72,10 +87,45 @@ def face_path_errors(face_path: str, track) -> list[str]:
     return errors
 
 
+# Options added after checkpoints began recording resolved tracker options, with the value that reproduces what
+# those checkpoints' labels were made with (the option did not exist, i.e. the old behaviour).
+_BEFORE_OPTION = {"follow_max_shift": 0.0, "follow_min_ncc": 0.6}
+
+
 def resolved_track(track) -> dict[str, Any]:
     """Every tracker option, defaults filled in: what a checkpoint records, so that serving follows faces exactly
     as its labels were made even after a default here changes (a checkpoint that recorded ``{}`` gets today's)."""
     return dataclasses.asdict(TrackConfig(**dict(track or {})))
+
+
+def recorded_track(track) -> dict[str, Any]:
+    """The tracker options a checkpoint recorded, read back: a resolved record from before an option existed gets
+    that option's old behaviour, not today's default (``{}``, recorded before any were resolved, stays ``{}``)."""
+    track = dict(track or {})
+    if track:
+        for key, old in _BEFORE_OPTION.items():
+            track.setdefault(key, old)
+    return track
+
+
+_PATCH = 24  # side of the grey patch followed boxes are compared by: enough for a face's layout, ~0.05 ms
+
+
+def _patch(frame: np.ndarray, box) -> np.ndarray | None:
+    """The box's content as a zero-mean, unit-norm ``(_PATCH, _PATCH)`` grey patch; None when the box is (almost)
+    outside the frame or its content is flat (nothing to correlate)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    x0, y0 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
+    x1, y1 = min(w, int(round(box[2]))), min(h, int(round(box[3])))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    g = cv2.resize(frame[y0:y1, x0:x1], (_PATCH, _PATCH), interpolation=cv2.INTER_AREA).astype(np.float32)
+    g = g.mean(axis=2)
+    g -= g.mean()
+    norm = float(np.linalg.norm(g))
+    return g / norm if norm > 0.5 * _PATCH else None  # under ~0.5 grey level of spread per pixel: flat
 
 
 def iou(a, b) -> float:
@@ -91,7 +141,8 @@ class FaceTracker:
 
     Frames must come in increasing ``index`` order (clip extraction visits sampled frames in time order). On a
     tracked frame only the followed face is returned: several-faces checks belong to full detections.
-    ``full`` and ``tracked`` count the two kinds of frames (``coarse``: full detections that needed no upsampling).
+    ``full`` and ``tracked`` count the two kinds of frames (``coarse``: full detections that needed no upsampling;
+    ``followed``: tracked frames settled by their landmarks alone).
     """
 
     def __init__(self, backend: LandmarkBackend, cfg: TrackConfig | None = None):
@@ -101,11 +152,14 @@ class FaceTracker:
         self.backend = backend
         self.cfg = cfg or TrackConfig()
         self._box: tuple[float, float, float, float] | None = None
+        self._face: Face | None = None  # the followed face on the last frame
+        self._patch: np.ndarray | None = None  # and its grey patch (_patch), what a followed box is checked against
         self._last_full: int | None = None
         self._last_index: int | None = None
         self.full = 0
         self.coarse = 0  # full detections settled without the upsampled pass
         self.tracked = 0
+        self.followed = 0
 
     @property
     def box(self) -> tuple[float, float, float, float] | None:
@@ -120,18 +174,47 @@ class FaceTracker:
         due = self._last_full is None or index - self._last_full >= self.cfg.redetect_every
         if not due and self._box is not None:
             near = gap is not None and gap <= self.cfg.near_gap
-            face = self._search(frame_rgb, self._box, self.cfg.near_scale if near else self.cfg.search_scale)
+            face = self._follow(frame_rgb) if near and self.cfg.follow_max_shift > 0 else None
+            if face is not None:
+                self.followed += 1
+            else:
+                face = self._search(frame_rgb, self._box, self.cfg.near_scale if near else self.cfg.search_scale)
             if face is not None:
                 self.tracked += 1
-                self._box = face.box
+                self._keep(frame_rgb, face)
                 return [face]
         faces = self._detect_full(frame_rgb)
         self.full += 1
         self._last_full = index
         if faces:
             # Keep following the same person: the face overlapping the followed box, else the largest.
-            self._box = max(faces, key=lambda f: iou(f.box, self._box)).box if self._box else faces[0].box
+            self._keep(frame_rgb, max(faces, key=lambda f: iou(f.box, self._box)) if self._box else faces[0])
         return faces
+
+    def _keep(self, frame: np.ndarray, face: Face) -> None:
+        self._box, self._face = face.box, face
+        self._patch = _patch(frame, face.box) if self.cfg.follow_max_shift > 0 else None
+
+    def _follow(self, frame: np.ndarray) -> Face | None:
+        """The followed face's landmarks fitted in its last box, and that box moved by their mean shift; None when
+        they shifted more than ``follow_max_shift`` of the face's side, when the moved box's content does not
+        correlate with the face's on the frame before (``follow_min_ncc``), or when the backend found no points."""
+        last = self._face
+        if last is None or self._patch is None:
+            return None
+        faces = self.backend.landmarks_for_boxes(frame, [last.box], [last.score])
+        if not faces:
+            return None
+        face = faces[0]
+        dx, dy = (face.points.mean(axis=0) - last.points.mean(axis=0)).tolist()
+        x0, y0, x1, y1 = last.box
+        if np.hypot(dx, dy) > self.cfg.follow_max_shift * max(x1 - x0, y1 - y0):
+            return None
+        box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        patch = _patch(frame, box)
+        if patch is None or float((patch * self._patch).sum()) < self.cfg.follow_min_ncc:
+            return None
+        return Face(box, face.points, face.points3d, face.score)
 
     def _detect_full(self, frame: np.ndarray) -> list[Face]:
         if self.cfg.coarse_min_face_px and getattr(self.backend, "upsample", 0) > 0:

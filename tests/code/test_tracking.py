@@ -60,18 +60,47 @@ def test_close_frames_are_searched_in_a_smaller_window(dlib_backend, monkeypatch
         return real(self, frame, box, search_scale)
 
     monkeypatch.setattr(FaceTracker, "_search", spy)
-    tracker = FaceTracker(dlib_backend, TrackConfig(near_gap=3, near_scale=1.5, search_scale=2.0))
+    tracker = FaceTracker(dlib_backend, TrackConfig(near_gap=3, near_scale=1.5, search_scale=2.0, follow_max_shift=0))
     for i in (0, 3, 6, 9, 15):  # gaps 3, 3, 3, then 6
         got = tracker.detect(frames[i], i)
         assert got and iou(got[0].box, dlib_backend.detect(frames[i])[0].box) >= 0.5
     assert scales == [1.5, 1.5, 1.5, 2.0] and tracker.full == 1
 
 
+def test_near_frames_are_followed_by_their_landmarks(dlib_backend):
+    """Within near_gap the 68 points are fitted in the last box and the box moves with them: no detector run,
+    and the same face as the window search finds (boxes and points)."""
+    frames = _moving_face(n=12)
+    followed = FaceTracker(dlib_backend)
+    searched = FaceTracker(dlib_backend, TrackConfig(follow_max_shift=0))
+    for i, f in enumerate(frames):
+        a, b = followed.detect(f, i)[0], searched.detect(f, i)[0]
+        ref = dlib_backend.detect(f)[0]
+        assert iou(a.box, ref.box) >= 0.5 and iou(a.box, b.box) >= 0.7, (i, a.box, b.box, ref.box)
+        # Mean point distance, in units of the face's width: a few percent, like two detector boxes give.
+        assert np.linalg.norm(a.points - b.points, axis=1).mean() < 0.05 * (ref.box[2] - ref.box[0]), i
+    assert followed.full == searched.full == 1 and searched.followed == 0
+    assert followed.followed >= 9 and followed.tracked == searched.tracked == 11
+
+
+def test_following_falls_back_to_the_window_search_when_the_points_move_too_far(dlib_backend, monkeypatch):
+    frames = _moving_face(n=6)
+    searches = []
+    real = FaceTracker._search
+    monkeypatch.setattr(FaceTracker, "_search", lambda self, *a: searches.append(1) or real(self, *a))
+    tracker = FaceTracker(dlib_backend, TrackConfig(follow_max_shift=0.001))  # the face moves 2-5 px a frame
+    for i, f in enumerate(frames):
+        assert tracker.detect(f, i)
+    assert tracker.followed == 0 and len(searches) == tracker.tracked == 5
+
+
 def test_a_face_that_jumps_is_found_again_by_a_full_detection(dlib_backend):
+    """Points fitted where the face was still look like a face: the patch check must refuse them."""
     frames = _moving_face(n=12, jump_at=6)
     tracker = FaceTracker(dlib_backend, TrackConfig(redetect_every=100))
     boxes = [tracker.detect(f, i)[0].box for i, f in enumerate(frames)]
-    assert tracker.full == 2  # frame 0, and frame 6 where the window search came back empty
+    assert tracker.followed >= 4  # frames 1-5 (before the jump) mostly follow by their points
+    assert tracker.full == 2  # frame 0, and frame 6: following refused, then the window search came back empty
     ref = dlib_backend.detect(frames[6])[0].box
     assert iou(boxes[6], ref) > 0.7 and iou(boxes[6], boxes[5]) == 0.0
 
@@ -107,7 +136,10 @@ def test_frames_must_come_in_order_and_backends_must_support_windows(dlib_backen
                                        ({"min_iou": 1.5}, "min_iou"),
                                        ({"near_gap": -1}, "near_gap"),
                                        ({"near_scale": 2.5}, "near_scale"),
-                                       ({"near_scale": 1.1}, "near_scale")])
+                                       ({"near_scale": 1.1}, "near_scale"),
+                                       ({"follow_max_shift": -0.1}, "follow_max_shift"),
+                                       ({"follow_max_shift": 0.5}, "follow_max_shift"),
+                                       ({"follow_min_ncc": 1.0}, "follow_min_ncc")])
 def test_track_config_rejects_bad_values(kw, match):
     with pytest.raises(ValueError, match=match):
         TrackConfig(**kw)
@@ -128,6 +160,14 @@ def test_label_and_inference_configs_check_the_face_path():
     back = InferenceConfig.from_meta(inf.to_meta())
     # The checkpoint records every tracker option, so a later change of a default cannot change how it is served.
     assert back.face_path == "track" and back.track == dataclasses.asdict(TrackConfig(redetect_every=30))
+    # A checkpoint that recorded its options before following existed is served as it was labeled: no following.
+    old = inf.to_meta()
+    del old["landmark"]["track"]["follow_max_shift"], old["landmark"]["track"]["follow_min_ncc"]
+    assert InferenceConfig.from_meta(old).track == {**back.track, "follow_max_shift": 0.0}
+    # One that recorded nothing ({}: before options were resolved) keeps getting today's defaults.
+    none = inf.to_meta()
+    none["landmark"]["track"] = {}
+    assert InferenceConfig.from_meta(none).track == {}
     # A checkpoint written before the face path existed was labeled by detecting every sampled frame.
     meta = inf.to_meta()
     del meta["landmark"]["face_path"], meta["landmark"]["track"]
