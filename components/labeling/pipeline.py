@@ -171,7 +171,8 @@ LABEL_CONFIG_FILE = "label_config.json"
 # The code that decodes, finds faces, crops and draws labels: a change to any of these relabels (cache keys
 # change). Row-layout changes in this file bump LABEL_FORMAT instead, so progress or I/O edits keep the cache.
 LABEL_CODE = ("components/data/video.py", "components/data/clips.py", "components/labeling/clips.py",
-              "components/labeling/crop.py", "components/labeling/landmarks.py", "components/labeling/maps.py")
+              "components/labeling/crop.py", "components/labeling/landmarks.py", "components/labeling/maps.py",
+              "components/labeling/tracking.py")
 
 
 @functools.lru_cache(maxsize=1)

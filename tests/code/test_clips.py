@@ -39,3 +39,37 @@ def test_label_cache_key_changes_with_the_decode_and_crop_code(monkeypatch):
     before = pipeline.cache_key("a" * 64, cfg)
     monkeypatch.setattr(pipeline, "labeling_code_version", lambda: "0" * 16)
     assert pipeline.cache_key("a" * 64, cfg) != before
+
+
+def test_the_label_cache_key_covers_every_module_that_shapes_a_label():
+    """The face path, crops and maps are decided by the modules clip extraction imports from this project; each
+    must be hashed into the cache key, or a change to it would keep serving stale labels from the cache."""
+    import ast
+    from pathlib import Path
+
+    from components.labeling import pipeline
+
+    root = Path(pipeline.__file__).resolve().parents[2]
+    seen, todo = set(), ["components/labeling/clips.py", "components/labeling/maps.py"]
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        tree = ast.parse((root / rel).read_text())
+        package = Path(rel).parent
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: from .tracking import ...
+                    base = package
+                    for _ in range(node.level - 1):
+                        base = base.parent
+                    mod = base / (node.module or "").replace(".", "/")
+                elif (node.module or "").startswith("components."):
+                    mod = Path(node.module.replace(".", "/"))
+                else:
+                    continue
+                if (root / f"{mod}.py").is_file():
+                    todo.append(f"{mod}.py")
+    assert seen - set(pipeline.LABEL_CODE) == set(), sorted(seen - set(pipeline.LABEL_CODE))
+    assert "components/labeling/tracking.py" in seen  # the walk does reach the face path
