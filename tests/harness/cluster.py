@@ -15,6 +15,7 @@ started. ``ray stop`` is never called: it kills every Ray process of the user, w
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import secrets
@@ -171,8 +172,10 @@ def _wait_http(url: str, proc: _Proc, timeout_s: float, ok=lambda status: status
             if ok(exc.code):
                 return
             last = f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError) as exc:
-            last = str(exc)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            # A server still starting may accept the connection and close it with no status line (BadStatusLine):
+            # not ready yet, like a refused connection.
+            last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.3)
     raise HarnessError(f"{proc.name} not ready at {url} after {timeout_s:.0f}s ({last}):\n{_tail(proc.log)}")
 
