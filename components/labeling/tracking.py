@@ -151,8 +151,7 @@ class FaceTracker:
                             "detect_boxes() and landmarks_for_boxes()")
         self.backend = backend
         self.cfg = cfg or TrackConfig()
-        self._box: tuple[float, float, float, float] | None = None
-        self._face: Face | None = None  # the followed face on the last frame
+        self._face: Face | None = None  # the followed face on the last frame (its box is where to look next)
         self._patch: np.ndarray | None = None  # and its grey patch (_patch), what a followed box is checked against
         self._last_full: int | None = None
         self._last_index: int | None = None
@@ -164,7 +163,7 @@ class FaceTracker:
     @property
     def box(self) -> tuple[float, float, float, float] | None:
         """The followed face's box after the last frame (None before a face was found)."""
-        return self._box
+        return None if self._face is None else self._face.box
 
     def detect(self, frame_rgb: np.ndarray, index: int) -> list[Face]:
         if self._last_index is not None and index <= self._last_index:
@@ -172,13 +171,13 @@ class FaceTracker:
         gap = None if self._last_index is None else index - self._last_index
         self._last_index = index
         due = self._last_full is None or index - self._last_full >= self.cfg.redetect_every
-        if not due and self._box is not None:
+        if not due and self._face is not None:
             near = gap is not None and gap <= self.cfg.near_gap
             face = self._follow(frame_rgb) if near and self.cfg.follow_max_shift > 0 else None
             if face is not None:
                 self.followed += 1
             else:
-                face = self._search(frame_rgb, self._box, self.cfg.near_scale if near else self.cfg.search_scale)
+                face = self._search(frame_rgb, self.box, self.cfg.near_scale if near else self.cfg.search_scale)
             if face is not None:
                 self.tracked += 1
                 self._keep(frame_rgb, face)
@@ -188,11 +187,11 @@ class FaceTracker:
         self._last_full = index
         if faces:
             # Keep following the same person: the face overlapping the followed box, else the largest.
-            self._keep(frame_rgb, max(faces, key=lambda f: iou(f.box, self._box)) if self._box else faces[0])
+            self._keep(frame_rgb, max(faces, key=lambda f: iou(f.box, self.box)) if self._face else faces[0])
         return faces
 
     def _keep(self, frame: np.ndarray, face: Face) -> None:
-        self._box, self._face = face.box, face
+        self._face = face
         self._patch = _patch(frame, face.box) if self.cfg.follow_max_shift > 0 else None
 
     def _follow(self, frame: np.ndarray) -> Face | None:
@@ -218,8 +217,8 @@ class FaceTracker:
 
     def _detect_full(self, frame: np.ndarray) -> list[Face]:
         if self.cfg.coarse_min_face_px and getattr(self.backend, "upsample", 0) > 0:
-            if self._box is not None:  # a re-detection: the followed face's size bounds what still counts
-                faces = self._redetect_scaled(frame, self._box)
+            if self._face is not None:  # a re-detection: the followed face's size bounds what still counts
+                faces = self._redetect_scaled(frame, self.box)
                 if faces:
                     self.coarse += 1
                     return faces
