@@ -59,17 +59,17 @@ def test_the_label_cache_key_covers_every_module_that_shapes_a_label():
         tree = ast.parse((root / rel).read_text())
         package = Path(rel).parent
         for node in ast.walk(tree):
+            mods = []
             if isinstance(node, ast.ImportFrom):
                 if node.level:  # relative: from .tracking import ...
                     base = package
                     for _ in range(node.level - 1):
                         base = base.parent
-                    mod = base / (node.module or "").replace(".", "/")
+                    mods.append(base / (node.module or "").replace(".", "/"))
                 elif (node.module or "").startswith("components."):
-                    mod = Path(node.module.replace(".", "/"))
-                else:
-                    continue
-                if (root / f"{mod}.py").is_file():
-                    todo.append(f"{mod}.py")
+                    mods.append(Path(node.module.replace(".", "/")))
+            elif isinstance(node, ast.Import):  # import components.data.video
+                mods += [Path(a.name.replace(".", "/")) for a in node.names if a.name.startswith("components.")]
+            todo += [f"{mod}.py" for mod in mods if (root / f"{mod}.py").is_file()]
     assert seen - set(pipeline.LABEL_CODE) == set(), sorted(seen - set(pipeline.LABEL_CODE))
     assert "components/labeling/tracking.py" in seen  # the walk does reach the face path
