@@ -1,5 +1,10 @@
-"""`eulernet benchmark temporal --out DIR`: the held-out temporal benchmark in one command.
+"""`eulernet benchmark temporal|realworld --out DIR`: the held-out temporal benchmark and the real-world one.
 
+`realworld --data DIR`: real recordings listed in DIR/manifest.csv scored through the one Predictor, with
+intervals by source, held stills of the live videos (`--held-stills`) and a peer (`--peer-dir`);
+components/benchmark/realworld.py. docs/evaluation.md quotes its figures.
+
+`temporal`:
 Generates temporal-only synthetic videos with identity-disjoint splits, labels them (Ray Data), trains the
 default EulerNet over three seeds plus the paper and single-frame rows (Ray Train, tracked in MLflow), scores
 two non-learned references, and writes DIR/summary.json and DIR/table.md. Rerunning with the same DIR reuses
@@ -10,35 +15,53 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "held-out temporal benchmark: generate, label, train, evaluate; writes summary.json and table.md"
+HELP = ("held-out temporal benchmark (generate, label, train, evaluate) or the real-world one (score real "
+        "recordings); writes summary.json and table.md")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from components.benchmark.temporal import MODEL_ROWS, SETTINGS, TemporalBenchmarkConfig
 
     d = TemporalBenchmarkConfig()
-    parser.add_argument("suite", choices=["temporal"], help="which benchmark (only 'temporal' so far)")
+    parser.add_argument("suite", choices=["temporal", "realworld"],
+                        help="temporal: synthetic, identity-disjoint, trains its rows; realworld: scores real "
+                             "recordings listed in --data/manifest.csv with a trained model")
     parser.add_argument("--out", required=True, help="output folder; a rerun with the same folder reuses finished steps")
-    parser.add_argument("--setting", choices=SETTINGS, default=None,
+    real = parser.add_argument_group("realworld")
+    real.add_argument("--data", help="folder with manifest.csv (path, label, attack_type, source; path relative to "
+                                     "the folder) and the videos")
+    src = real.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="a Predictor checkpoint (e.g. artifacts/model/checkpoint.pt)")
+    src.add_argument("--model", help="a registered model, models:/<name>@<alias> or models:/<name>/<version>")
+    real.add_argument("--held-stills", action="store_true",
+                      help="add a held still of one frame of each live video (attack type live_still): same "
+                           "face and pixels, only time differs")
+    real.add_argument("--peer-dir", help="a Silent-Face-Anti-Spoofing checkout: its own code scores the same "
+                                         "videos, side by side (summary 'peer')")
+    real.add_argument("--max-seconds", type=float, default=None, help="scored window per video (default 10)")
+    temporal = parser.add_argument_group("temporal")
+    temporal.add_argument("--setting", choices=SETTINGS, default=None,
                         help=f"generator preset: default (realistic cue strengths) or hard (faint pulse, blur, "
                              f"stronger compression); default {d.setting!r}")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+    temporal.add_argument("--seeds", type=int, nargs="+", default=None,
                         help=f"seeds of the eulernet row (default {' '.join(map(str, d.seeds))}; --quick: 0)")
-    parser.add_argument("--control-seeds", type=int, nargs="+", default=None,
+    temporal.add_argument("--control-seeds", type=int, nargs="+", default=None,
                         help=f"seeds of the paper and single_frame rows (default {' '.join(map(str, d.control_seeds))})")
-    parser.add_argument("--rows", nargs="+", choices=MODEL_ROWS, default=None,
+    temporal.add_argument("--rows", nargs="+", choices=MODEL_ROWS, default=None,
                         help=f"learned rows to run (default {' '.join(d.rows)})")
-    parser.add_argument("--subjects", type=int, help=f"subjects (default {d.n_subjects})")
-    parser.add_argument("--epochs", type=int, help=f"training epochs per run (default {d.epochs})")
-    parser.add_argument("--face-path", choices=["detect", "track"], default=None,
+    temporal.add_argument("--subjects", type=int, help=f"subjects (default {d.n_subjects})")
+    temporal.add_argument("--epochs", type=int, help=f"training epochs per run (default {d.epochs})")
+    temporal.add_argument("--face-path", choices=["detect", "track"], default=None,
                         help=f"how labeling finds faces: detect on every sampled frame, or track between a few "
                              f"detections (default {d.face_path})")
-    parser.add_argument("--quick", action="store_true",
+    temporal.add_argument("--quick", action="store_true",
                         help="smoke size (a few minutes; too few test videos for the figures to mean anything)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.suite == "realworld":
+        return run_realworld(args)
     from components.benchmark.temporal import TemporalBenchmarkConfig, run_benchmark
     from components.runtime import init_ray, tracking_uri
 
@@ -62,4 +85,46 @@ def run(args: argparse.Namespace) -> int:
 
     print((Path(args.out) / "table.md").read_text())
     print(f"summary: {Path(args.out) / 'summary.json'} ({summary['wall_s'] / 60:.1f} min)")
+    return 0
+
+
+def run_realworld(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlflow.exceptions import MlflowException
+
+    from components.benchmark.realworld import RealworldConfig, run_realworld
+    from components.inference.config import CheckpointError
+    from components.registry.registry import RegistryError
+
+    if not args.data:
+        print("eulernet benchmark realworld: --data DIR is required (a folder with manifest.csv)", file=sys.stderr)
+        return 2
+    if not (args.checkpoint or args.model):
+        print("eulernet benchmark realworld: give --checkpoint PATH or --model models:/<name>@<alias>",
+              file=sys.stderr)
+        return 2
+    try:
+        cfg = RealworldConfig(held_stills=args.held_stills,
+                              **({"max_seconds": args.max_seconds} if args.max_seconds else {}))
+        if args.checkpoint:
+            from components.inference import Predictor
+
+            predictor, name = Predictor.from_checkpoint(args.checkpoint), str(args.checkpoint)
+        else:
+            from components.registry.registry import load_champion, load_version
+            from components.runtime import use_mlflow
+            from flows.predict import _parse_model_uri
+
+            use_mlflow()
+            reg, alias, version = _parse_model_uri(args.model)
+            predictor, info = load_version(reg, version) if version else load_champion(reg, alias or "champion")
+            name = f"models:/{info['name']}/{info['version']}"
+        summary = run_realworld(predictor, args.data, args.out, cfg, name, peer_dir=args.peer_dir,
+                                progress=not args.no_progress)
+    except (ValueError, CheckpointError, FileNotFoundError, RegistryError, MlflowException, RuntimeError) as exc:
+        print(f"eulernet benchmark realworld: {exc}", file=sys.stderr)
+        return 2
+    print((Path(args.out) / "table.md").read_text())
+    print(f"summary: {Path(args.out) / 'summary.json'} ({summary['wall_s']:.0f} s)")
     return 0

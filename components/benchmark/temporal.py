@@ -259,8 +259,11 @@ def _finite(d):
     return d
 
 
-def summarise_videos(test_sets: list[pd.DataFrame], thresholds: list[float], n_boot: int) -> dict:
-    """Row figures from each seed's test video scores (same videos) and dev-chosen thresholds."""
+def summarise_videos(test_sets: list[pd.DataFrame], thresholds: list[float], n_boot: int,
+                     identities: dict[str, str] | None = None) -> dict:
+    """Row figures from each seed's test video scores (same videos) and dev-chosen thresholds.
+    ``identities``: video id -> the person in it, the unit the ACER interval resamples (each video its own
+    unit when None)."""
     from components.metrics.rates import acer_bootstrap_ci, auc, error_rates
 
     base = test_sets[0].sort_values("video_id").reset_index(drop=True)
@@ -273,7 +276,8 @@ def summarise_videos(test_sets: list[pd.DataFrame], thresholds: list[float], n_b
     y = base["label"].to_numpy(int)
     per_seed = [error_rates(s, y, t, base["attack_type"].astype(str).to_numpy()) for s, t in zip(scores, thresholds)]
     aucs = [auc(s, y) for s in scores]
-    lo, hi = acer_bootstrap_ci(np.stack(scores), y, thresholds, n_boot=n_boot)
+    groups = None if identities is None else [identities[v] for v in base["video_id"]]
+    lo, hi = acer_bootstrap_ci(np.stack(scores), y, thresholds, groups=groups, n_boot=n_boot)
     attacks = sorted(set(base.loc[base["label"] == 0, "attack_type"].astype(str)))
     return {
         "test_acer": float(np.mean([r["acer"] for r in per_seed])),
@@ -285,6 +289,7 @@ def summarise_videos(test_sets: list[pd.DataFrame], thresholds: list[float], n_b
                              for a in attacks},
         "acer_ci95": [lo, hi],
         "n_test_videos": int(len(y)),
+        "n_test_identities": int(len(set(groups))) if groups is not None else None,
         "n_test_live": int((y == 1).sum()),
         "n_test_attack": int((y == 0).sum()),
         "per_seed_acer": [float(r["acer"]) for r in per_seed],
@@ -303,7 +308,9 @@ def markdown_table(summary: dict) -> str:
     rows = summary["rows"]
     lines = [f"Temporal benchmark, setting `{summary['config']['setting']}`: {summary['n_test_videos']} test "
              f"videos ({summary['n_test_live']} live, {summary['n_test_attack']} attack) of identities never "
-             f"seen in training; threshold chosen on dev. ACER interval: 95 % bootstrap over test videos.", "",
+             f"seen in training; threshold chosen on dev. ACER interval: 95 % bootstrap over test identities "
+             f"({summary.get('n_test_identities')} of them: whole people are resampled, all their videos "
+             f"with them).", "",
              "| row | seeds | test AUC | test ACER (%) | 95 % CI (%) | APCER per attack (%) | wall (s) |",
              "|---|---:|---:|---:|---:|---|---:|"]
     for name, r in rows.items():
@@ -330,6 +337,7 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
         log(f"note: {n_test} test videos; figures are only resolvable with >= 96 per class (this is a smoke run)")
     log(f"[1/4] data: {cfg.n_subjects} subjects, setting {cfg.setting} -> {out / 'data'}")
     manifest = make_data(cfg, out, progress)
+    identities = {str(r.video_id): json.loads(r.meta)["identity"] for r in manifest.itertuples()}
     stages["generate_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     log(f"[2/4] labeling {len(manifest)} videos (Ray Data, dlib) -> {out / 'shards'}")
@@ -347,7 +355,7 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
 
     for name, per in refs.items():
         th = choose_threshold(per["dev"]["score"], per["dev"]["label"], "eer")
-        rows[name] = {**summarise_videos([per["test"]], [th], cfg.n_boot), "wall_s": per["wall_s"],
+        rows[name] = {**summarise_videos([per["test"]], [th], cfg.n_boot, identities), "wall_s": per["wall_s"],
                       "direction": per["direction"], "seeds": []}
 
     log(f"[4/4] training rows {list(cfg.rows)} (Ray Train, 1 worker x {cfg.torch_threads} threads)")
@@ -359,7 +367,7 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
             log(f"  {row} seed {r['seed']}: test ACER {r['test_acer']:.3f}, AUC {r['test_auc']:.3f} "
                 f"({r['wall_s']:.0f} s)")
         tests = [_test_videos(r["video_scores"]) for r in results]
-        rows[row] = {**summarise_videos(tests, [r["threshold"] for r in results], cfg.n_boot),
+        rows[row] = {**summarise_videos(tests, [r["threshold"] for r in results], cfg.n_boot, identities),
                      "wall_s": float(sum(r["wall_s"] for r in results)), "seeds": [int(s) for s in seeds],
                      "description": row_specs(cfg)[row].description,
                      "dev_acer": float(np.mean([r["dev_acer"] for r in results]))}
@@ -372,6 +380,7 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
     n = next(iter(ordered.values()))
     summary = {"benchmark": "temporal", "config": cfg.to_dict(), "rows": ordered,
                "n_test_videos": n["n_test_videos"], "n_test_live": n["n_test_live"],
+               "n_test_identities": n["n_test_identities"],
                "n_test_attack": n["n_test_attack"], "stages": stages,
                "wall_s": time.perf_counter() - t0}
     (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")

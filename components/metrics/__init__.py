@@ -6,6 +6,7 @@ from components.metrics.rates import (
     THRESHOLD_RULES,
     acer_bootstrap_ci,
     auc,
+    auc_bootstrap_ci,
     breakdown,
     choose_threshold,
     det_curve,
@@ -15,5 +16,5 @@ from components.metrics.rates import (
     video_scores,
 )
 
-__all__ = ["THRESHOLD_RULES", "acer_bootstrap_ci", "auc", "breakdown", "choose_threshold", "det_curve", "eer", "error_rates",
+__all__ = ["THRESHOLD_RULES", "acer_bootstrap_ci", "auc", "auc_bootstrap_ci", "breakdown", "choose_threshold", "det_curve", "eer", "error_rates",
            "roc_curve", "video_scores"]

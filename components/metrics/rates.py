@@ -209,29 +209,77 @@ def breakdown(video_df: pd.DataFrame, threshold: float,
     return pd.DataFrame(rows, columns=["factor", "value", "n_live", "n_attack", "apcer", "bpcer", "acer"])
 
 
-def acer_bootstrap_ci(scores, labels, thresholds, n_boot: int = 2000, level: float = 0.95,
+def _group_draws(groups, n: int, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``n_boot`` resamples of row indices: whole groups (identities, sources) drawn with replacement, each
+    drawn group bringing all its rows; ``groups=None`` makes every row its own group."""
+    g = np.arange(n) if groups is None else np.asarray(groups, dtype=object).reshape(-1)
+    if len(g) != n:
+        raise ValueError(f"groups has {len(g)} entries for {n} scores")
+    _, codes = np.unique(g.astype(str), return_inverse=True)
+    members = [np.flatnonzero(codes == k) for k in range(codes.max() + 1)]
+    picks = rng.integers(0, len(members), size=(n_boot, len(members)))
+    return [np.concatenate([members[k] for k in row]) for row in picks]
+
+
+def acer_bootstrap_ci(scores, labels, thresholds, groups=None, n_boot: int = 2000, level: float = 0.95,
                       seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the ACER, resampling test videos within each class.
+    """Percentile bootstrap interval of the ACER, resampling whole ``groups`` (the identities).
 
     ``scores``: ``(n,)`` for one model or ``(k, n)`` for k models (e.g. seeds) scoring the same n videos;
-    ``thresholds``: one per model, chosen beforehand on dev. Each resample draws the same videos for every
-    model and takes the mean ACER over the k models, so the interval is that of the seed-mean ACER under
-    test-set sampling: what another draw of test identities and videos of the same kind could give.
+    ``thresholds``: one per model, chosen beforehand on dev; ``groups``: one id per video (the person in it).
+    Videos of one person are not independent (same face, same skin, same habits), so each resample draws
+    people with replacement and takes all of their videos: the interval is what another draw of test
+    identities could give, and it is wide when there are few of them, as it should be. A resample without live
+    or without attack videos is drawn again. ``groups=None`` treats every video as its own group (only right
+    when every video shows a different person). Each resample applies to every model alike and takes the mean
+    ACER over the k models (the seed-mean ACER).
     """
     s = np.atleast_2d(np.asarray(scores, dtype=np.float64))  # (k, n)
     y = np.asarray(labels).reshape(-1)
     t = np.asarray(thresholds, dtype=np.float64).reshape(-1, 1)  # (k, 1)
     if s.shape[1] != len(y) or len(t) != len(s):
         raise ValueError(f"scores {s.shape}, labels {y.shape} and thresholds {t.shape[0]} do not line up")
-    live, attack = np.flatnonzero(y == LIVE), np.flatnonzero(y == ATTACK)
-    if not len(live) or not len(attack):
+    live, attack = y == LIVE, y == ATTACK
+    if not live.any() or not attack.any():
         raise ValueError("a bootstrap ACER needs both live and attack videos")
     rng = np.random.default_rng(seed)
     accept = s >= t  # (k, n) decisions at each model's own dev threshold
-    bi = rng.integers(0, len(live), size=(n_boot, len(live)))
-    ai = rng.integers(0, len(attack), size=(n_boot, len(attack)))
-    bpcer = 1.0 - accept[:, live][:, bi].mean(axis=2)  # (k, n_boot)
-    apcer = accept[:, attack][:, ai].mean(axis=2)  # (k, n_boot)
-    acer = ((apcer + bpcer) / 2).mean(axis=0)  # (n_boot,): mean over models
-    lo, hi = np.quantile(acer, [(1 - level) / 2, (1 + level) / 2])
+    out = []
+    for idx in _group_draws(groups, len(y), n_boot * 4, rng):
+        lv, at = idx[live[idx]], idx[attack[idx]]
+        if not len(lv) or not len(at):
+            continue
+        bpcer = 1.0 - accept[:, lv].mean(axis=1)  # (k,)
+        apcer = accept[:, at].mean(axis=1)  # (k,)
+        out.append(float(((apcer + bpcer) / 2).mean()))
+        if len(out) == n_boot:
+            break
+    if not out:
+        raise ValueError("no resample held both live and attack videos: every group holds one class only and "
+                         "there is one group")
+    lo, hi = np.quantile(out, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def auc_bootstrap_ci(scores, labels, groups=None, n_boot: int = 2000, level: float = 0.95,
+                     seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUC resampling whole ``groups`` (identities or sources), as
+    :func:`acer_bootstrap_ci`. NaNs when fewer than two groups exist (no interval can be drawn)."""
+    s, y = _as_arrays(scores, labels)
+    if not (y == LIVE).any() or not (y == ATTACK).any():
+        raise ValueError("a bootstrap AUC needs both live and attack samples")
+    g = np.arange(len(y)) if groups is None else np.asarray(groups, dtype=object).reshape(-1)
+    if len(set(map(str, g))) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    out = []
+    for idx in _group_draws(groups, len(y), n_boot * 4, rng):
+        yy = y[idx]
+        if (yy == LIVE).any() and (yy == ATTACK).any():
+            out.append(auc(s[idx], yy))
+            if len(out) == n_boot:
+                break
+    if not out:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(out, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)

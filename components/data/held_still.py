@@ -1,0 +1,133 @@
+"""A photo held to a camera: one image turned into a short video that moves only as a hand moves it.
+
+This is the attack a single-frame model cannot see and a temporal one must: a print, a phone screen or a photo
+of a live person held in front of the camera. Everything per frame is the photo's own pixels; what a camera adds
+over time is modelled and nothing else:
+
+* hand tremor: the physiological 8-12 Hz band, sub-pixel (a held sheet at arm's length moves a fraction of a
+  pixel at phone resolutions), plus slow 1/f sway of a few pixels, both as one rigid (similarity) motion, so the
+  face never deforms: no blink, no mouth, no pulse;
+* sensor noise, fresh in every frame (a real capture never repeats a frame exactly; without it a still would
+  be trivially detectable by "zero change", which is not what a camera sees).
+
+``held_still_frames`` returns frames; ``write_held_still`` encodes them the way the benchmark scores every other
+clip (a file decoded by the same reader).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class HeldStillConfig:
+    """How the still is held. Defaults: 2.5 s at 30 fps, as a phone records a liveness check."""
+
+    seconds: float = 2.5
+    fps: float = 30.0
+    tremor_px: float = 0.4  # RMS of the 8-12 Hz tremor, in pixels of the output frame
+    tremor_hz: tuple[float, float] = (8.0, 12.0)
+    sway_px: float = 1.5  # RMS of the slow 1/f sway
+    rotation_deg: float = 0.15  # RMS of the rotation that comes with the sway (wrist roll)
+    noise_sigma: float = 1.2  # sensor noise, grey levels (a well-lit phone capture)
+
+    def __post_init__(self):
+        if not (0.2 <= self.seconds <= 60):
+            raise ValueError(f"seconds must be within 0.2..60, got {self.seconds}")
+        if not (1 <= self.fps <= 120):
+            raise ValueError(f"fps must be within 1..120, got {self.fps}")
+        lo, hi = self.tremor_hz
+        if not (0 < lo <= hi):
+            raise ValueError(f"tremor_hz must be 0 < low <= high, got {self.tremor_hz}")
+        if lo >= 0.45 * self.fps:
+            raise ValueError(f"tremor_hz {self.tremor_hz} cannot be sampled at {self.fps:g} fps (low end must be "
+                             f"below 0.45 x fps)")
+        for name in ("tremor_px", "sway_px", "rotation_deg", "noise_sigma"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def n_frames(self) -> int:
+        return max(2, int(round(self.seconds * self.fps)))
+
+
+def _band_noise(n: int, fps: float, lo: float, hi: float, rng: np.random.Generator) -> np.ndarray:
+    """(n,) zero-mean unit-RMS noise with its power inside [lo, hi] Hz (flat there)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1.0 / fps)
+    spec[(f < lo) | (f > hi)] = 0
+    if not np.any(spec):  # a clip too short to resolve the band: one sinusoid at its centre
+        t = np.arange(n) / fps
+        x = np.sin(2 * np.pi * (lo + hi) / 2 * t + rng.uniform(0, 2 * np.pi))
+    else:
+        x = np.fft.irfft(spec, n)
+    return (x - x.mean()) / max(float(x.std()), 1e-12)
+
+
+def _pink_noise(n: int, fps: float, rng: np.random.Generator, cutoff_hz: float = 3.0) -> np.ndarray:
+    """(n,) zero-mean unit-RMS 1/f noise (power ~ 1/f) below ``cutoff_hz``: the slow drift of a held arm
+    (faster than a few hertz is the tremor's band, modelled on its own)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1.0 / fps)
+    spec[1:] /= np.sqrt(f[1:])
+    spec[0] = 0
+    spec[f > cutoff_hz] = 0
+    x = np.fft.irfft(spec, n)
+    return (x - x.mean()) / max(float(x.std()), 1e-12)
+
+
+def hand_motion(cfg: HeldStillConfig, rng: np.random.Generator) -> np.ndarray:
+    """(F, 3) per-frame (dx px, dy px, rotation deg) of the held photo, frame 0 included."""
+    n = cfg.n_frames
+    lo, hi = cfg.tremor_hz
+    hi = min(hi, 0.45 * cfg.fps)  # a 24-fps camera aliases what is above 12 Hz: keep the band it can record
+    dx = cfg.tremor_px * _band_noise(n, cfg.fps, lo, hi, rng) + cfg.sway_px * _pink_noise(n, cfg.fps, rng)
+    dy = cfg.tremor_px * _band_noise(n, cfg.fps, lo, hi, rng) + cfg.sway_px * _pink_noise(n, cfg.fps, rng)
+    rot = cfg.rotation_deg * _pink_noise(n, cfg.fps, rng)
+    return np.stack([dx, dy, rot], axis=1).astype(np.float64)
+
+
+def held_still_frames(image: np.ndarray, cfg: HeldStillConfig | None = None, seed: int = 0) -> np.ndarray:
+    """A held-still clip of ``image`` (H, W, 3) uint8 RGB: (F, H, W, 3) uint8, F = seconds * fps.
+
+    The motion is rigid and sub-pixel to a few pixels; borders are reflected so no black edge appears (a
+    black edge would be a cue a real held photo does not give).
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
+    if min(image.shape[:2]) < 16:
+        raise ValueError(f"image is too small for a held still: {image.shape[1]}x{image.shape[0]}")
+    cfg = cfg or HeldStillConfig()
+    rng = np.random.default_rng(seed)
+    h, w = image.shape[:2]
+    centre = (w / 2.0, h / 2.0)
+    src = image.astype(np.float32)
+    out = np.empty((cfg.n_frames, h, w, 3), np.uint8)
+    for i, (dx, dy, rot) in enumerate(hand_motion(cfg, rng)):
+        m = cv2.getRotationMatrix2D(centre, float(rot), 1.0)  # (2, 3)
+        m[:, 2] += (dx, dy)
+        frame = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        if cfg.noise_sigma > 0:
+            frame = frame + rng.normal(0.0, cfg.noise_sigma, frame.shape).astype(np.float32)
+        out[i] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+    return out  # (F, H, W, 3)
+
+
+def write_held_still(path: str | Path, image: np.ndarray, cfg: HeldStillConfig | None = None, seed: int = 0) -> Path:
+    """Write :func:`held_still_frames` of ``image`` as a video file (mp4) and return its path."""
+    from .video import write_video
+
+    cfg = cfg or HeldStillConfig()
+    frames = held_still_frames(image, cfg, seed)
+    # Codecs work on 2x2 chroma blocks: an odd side would be padded or refused by some encoders.
+    h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
+    path = Path(path)
+    write_video(path, np.ascontiguousarray(frames[:, :h, :w]), fps=cfg.fps)
+    return path
+
+
+__all__ = ["HeldStillConfig", "hand_motion", "held_still_frames", "write_held_still"]

@@ -1,0 +1,71 @@
+"""Held stills: a photo that moves only as a hand holds it (rigid, tremor band, no pulse)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.data.held_still import HeldStillConfig, hand_motion, held_still_frames, write_held_still
+
+
+def _shift(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sub-pixel translation of grey image b relative to a (phase correlation)."""
+    import cv2
+
+    (dx, dy), _ = cv2.phaseCorrelate(a.astype(np.float64), b.astype(np.float64))
+    return np.array([dx, dy])
+
+
+def test_length_and_pixels_are_the_photo_s(real_face_rgb):
+    cfg = HeldStillConfig(seconds=2.5, fps=30)
+    frames = held_still_frames(real_face_rgb, cfg, seed=1)  # (75, 512, 512, 3)
+    assert frames.shape == (75, 512, 512, 3) and frames.dtype == np.uint8
+    # Every frame is the photo up to a small shift and noise: close to it on average, never identical twice.
+    err = np.abs(frames.astype(float) - real_face_rgb.astype(float)).mean(axis=(1, 2, 3))
+    assert err.max() < 25
+    assert not np.array_equal(frames[0], frames[1])
+
+
+def test_motion_is_rigid_sub_pixel_tremor_plus_slow_sway():
+    cfg = HeldStillConfig(seconds=4.0, fps=30, sway_px=0.0, rotation_deg=0.0, tremor_px=0.4)
+    m = hand_motion(cfg, np.random.default_rng(0))  # (120, 3)
+    assert m.shape == (120, 3)
+    assert np.sqrt((m[:, 0] ** 2).mean()) == pytest.approx(0.4, rel=1e-6)  # RMS as configured: sub-pixel
+    power = np.abs(np.fft.rfft(m[:, 0])) ** 2
+    f = np.fft.rfftfreq(120, 1 / 30)
+    band = (f >= 8) & (f <= 12)
+    assert power[band].sum() / power.sum() > 0.99  # tremor lives in the physiological 8-12 Hz band
+    sway = hand_motion(HeldStillConfig(seconds=4.0, tremor_px=0.0, sway_px=1.5, rotation_deg=0.0),
+                       np.random.default_rng(0))[:, 0]
+    p2 = np.abs(np.fft.rfft(sway)) ** 2
+    assert p2[f <= 3].sum() > 0.999 * p2.sum()  # the sway is slow (below 3 Hz)...
+    assert p2[(f > 0) & (f < 1)].sum() > p2[(f >= 1) & (f <= 3)].sum()  # ...and 1/f: power falls with frequency
+
+
+def test_frames_follow_the_planned_shift_and_carry_no_pulse(real_face_rgb):
+    cfg = HeldStillConfig(seconds=1.0, fps=30, tremor_px=0.5, sway_px=2.0, rotation_deg=0.0, noise_sigma=0.0)
+    frames = held_still_frames(real_face_rgb, cfg, seed=3)
+    planned = hand_motion(cfg, np.random.default_rng(3))
+    grey = frames.astype(np.float64).mean(axis=3)
+    ref = real_face_rgb.astype(np.float64).mean(axis=2)
+    got = np.array([_shift(ref, g) for g in grey[:10]])
+    # measured shift == planned shift (phase correlation is good to ~0.2 px at these sizes)
+    np.testing.assert_allclose(got, planned[:10, :2], atol=0.25)
+    assert np.corrcoef(got.ravel(), planned[:10, :2].ravel())[0, 1] > 0.99
+    # Nothing else changes over time (no pulse, no blink, no flicker): held still, it is the photo itself.
+    still = held_still_frames(real_face_rgb, HeldStillConfig(seconds=0.5, tremor_px=0, sway_px=0, rotation_deg=0,
+                                                             noise_sigma=0))
+    assert all(np.array_equal(f, real_face_rgb) for f in still)
+
+
+def test_written_file_decodes_and_bad_inputs_are_refused(tmp_path, real_face_rgb):
+    from components.data.video import read_frames
+
+    path = write_held_still(tmp_path / "still.mp4", real_face_rgb[:101, :99], HeldStillConfig(seconds=1, fps=20))
+    frames = read_frames(path)
+    assert frames.shape == (20, 100, 98, 3)  # odd sides trimmed to even for the codec
+    with pytest.raises(ValueError, match="uint8"):
+        held_still_frames(real_face_rgb.astype(np.float32))
+    with pytest.raises(ValueError, match="too small"):
+        held_still_frames(real_face_rgb[:8, :8])
+    with pytest.raises(ValueError, match="tremor_hz"):
+        HeldStillConfig(fps=15)  # 8-12 Hz tremor cannot be sampled at 15 fps
