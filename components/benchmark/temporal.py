@@ -9,7 +9,13 @@ chosen on dev, applied to test). Rows:
   an Eulerian input stage; docs/model.md), mean over ``seeds``;
 * ``paper``: the paper's architecture as printed (zero DIIRF state, no Eulerian input), same training;
 * ``single_frame``: no FCAM and no Eulerian input, so no frame sees another: the control that must fail;
-* ``chroma_pulse``, ``frame_difference``: non-learned references (components.metrics.references).
+* ``chroma_pulse``, ``frame_difference``: non-learned references (components.metrics.references);
+* ``learned_stats``: a logistic regression on the hand-statistics bank (components.metrics.statistics) of each
+  clip's crops and landmarks, averaged per video, fitted on train, threshold on dev;
+* ``one_frame``: the eulernet row's first-seed model fed each clip's first frame repeated (threshold re-chosen
+  on dev the same way): what that model reads from single frames.
+
+Every row's ``acer_ci95`` is a 95 % bootstrap interval over test **identities** (whole people resampled).
 
 Everything is cached under the output folder, so a rerun only does what changed: ``data/`` (kept when its
 ``config.json`` matches), ``shards/`` (the label ledger: content-addressed), ``runs/<row>-s<seed>/``
@@ -32,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 MODEL_ROWS = ("eulernet", "paper", "single_frame")
-REFERENCE_ROWS = ("chroma_pulse", "frame_difference")
+REFERENCE_ROWS = ("chroma_pulse", "frame_difference", "learned_stats")
+CONTROL_ROWS = ("one_frame",)  # the eulernet row's first seed, fed one frame repeated
 SETTINGS = ("default", "hard")
 
 
@@ -202,7 +209,54 @@ def reference_videos(shards: Path) -> dict[str, dict[str, Any]]:
         per["wall_s"] = time.perf_counter() - t0
         per["direction"] = "higher = live" if sign > 0 else "lower = live"
         out[name] = per
+    out["learned_stats"] = learned_stats_videos(shards)
     return out
+
+
+def learned_stats_videos(shards: Path, fps: float = 25.0 / 3) -> dict[str, Any]:
+    """The ``learned_stats`` row: hand statistics of every clip (its crops and crop-space landmarks; ``fps``
+    the clip's frame rate, the video's over the clip interval), mean per video, logistic regression fitted on
+    train; dev and test scored (higher = live)."""
+    from components.labeling.shards import load_clips
+    from components.metrics.statistics import STATISTICS, LearnedStatistics, statistics_bank
+
+    t0 = time.perf_counter()
+    tables = {}
+    for split in ("train", "dev", "test"):
+        c = load_clips(shards, split, ["frames", "points", "video_id", "label", "attack_type"])
+        stats = pd.DataFrame([statistics_bank(f, p, fps) for f, p in zip(c["frames"], c["points"])])
+        stats["video_id"], stats["label"], stats["attack_type"] = c["video_id"], c["label"], c["attack_type"]
+        tables[split] = stats.groupby("video_id", sort=True).agg(
+            {**{k: "mean" for k in STATISTICS}, "label": "first", "attack_type": "first"}).reset_index()
+    model = LearnedStatistics().fit(tables["train"][list(STATISTICS)].to_dict("records"), tables["train"]["label"])
+    per: dict[str, Any] = {}
+    for split in ("dev", "test"):
+        v = tables[split]
+        per[split] = v[["video_id", "label", "attack_type"]].assign(
+            score=model.score(v[list(STATISTICS)].to_dict("records")), n_clips=1)
+    per["wall_s"] = time.perf_counter() - t0
+    per["direction"] = "fitted on train"
+    return per
+
+
+def one_frame_videos(checkpoint: str | Path, shards: Path) -> dict[str, Any]:
+    """The ``one_frame`` control: ``checkpoint``'s model on dev and test clips whose frames are all the clip's
+    first frame (per video, mean clip score)."""
+    from components.inference import Predictor
+    from components.labeling.shards import load_clips
+    from components.metrics.rates import video_scores
+
+    t0 = time.perf_counter()
+    pred = Predictor.from_checkpoint(checkpoint)
+    per: dict[str, Any] = {}
+    for split in ("dev", "test"):
+        c = load_clips(shards, split, ["frames", "video_id", "label", "attack_type"])
+        still = np.repeat(c["frames"][:, :1], c["frames"].shape[1], axis=1)  # (N, T, S, S, 3)
+        table = pd.DataFrame({k: c[k] for k in ("video_id", "label", "attack_type")})
+        table["score"] = pred.score_clips(still)
+        per[split] = video_scores(table)
+    per["wall_s"] = time.perf_counter() - t0
+    return per
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -245,7 +299,7 @@ def train_row(cfg: TemporalBenchmarkConfig, row: str, seed: int, out: Path, trac
               "threshold": report["threshold"], "test_acer": report["acer"], "test_auc": report["auc"],
               "test_apcer_per_attack": report.get("apcer_per_attack"), "dev_acer": report["dev"]["acer"],
               "dev_auc": report["dev"]["auc"], "mlflow_run_id": res.run_id,
-              "video_scores": str(run_dir / "video_scores.csv")}
+              "video_scores": str(run_dir / "video_scores.csv"), "checkpoint": str(res.best_checkpoint_path)}
     done.write_text(json.dumps(_finite(result), indent=2) + "\n")
     return result
 
@@ -357,6 +411,7 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
         th = choose_threshold(per["dev"]["score"], per["dev"]["label"], "eer")
         rows[name] = {**summarise_videos([per["test"]], [th], cfg.n_boot, identities), "wall_s": per["wall_s"],
                       "direction": per["direction"], "seeds": []}
+    log("  " + ", ".join(f"{k}: test AUC {r['test_auc']:.3f}" for k, r in rows.items()))
 
     log(f"[4/4] training rows {list(cfg.rows)} (Ray Train, 1 worker x {cfg.torch_threads} threads)")
     curves: dict[str, pd.DataFrame] = {}
@@ -372,11 +427,17 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
                      "description": row_specs(cfg)[row].description,
                      "dev_acer": float(np.mean([r["dev_acer"] for r in results]))}
         curves[row] = pd.read_csv(out / "runs" / f"{row}-s{seeds[0]}" / "history.csv")
+        if row == "eulernet" and Path(results[0].get("checkpoint") or "").is_file():
+            ctrl = one_frame_videos(results[0]["checkpoint"], out / "shards")
+            th = choose_threshold(ctrl["dev"]["score"], ctrl["dev"]["label"], "eer")
+            rows["one_frame"] = {**summarise_videos([ctrl["test"]], [th], cfg.n_boot, identities),
+                                 "wall_s": ctrl["wall_s"], "seeds": [int(seeds[0])],
+                                 "description": "the eulernet model fed one frame repeated (control)"}
     if curves:
         from components.metrics.plots import plot_training_curves
 
         plot_training_curves(curves, out / "training_curves.png")  # first seed of each learned row
-    ordered = {k: rows[k] for k in (*MODEL_ROWS, *REFERENCE_ROWS) if k in rows}
+    ordered = {k: rows[k] for k in (*MODEL_ROWS, *CONTROL_ROWS, *REFERENCE_ROWS) if k in rows}
     n = next(iter(ordered.values()))
     summary = {"benchmark": "temporal", "config": cfg.to_dict(), "rows": ordered,
                "n_test_videos": n["n_test_videos"], "n_test_live": n["n_test_live"],
@@ -388,5 +449,6 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
     return summary
 
 
-__all__ = ["TemporalBenchmarkConfig", "RowSpec", "row_specs", "MODEL_ROWS", "REFERENCE_ROWS", "SETTINGS",
+__all__ = ["TemporalBenchmarkConfig", "RowSpec", "row_specs", "MODEL_ROWS", "REFERENCE_ROWS", "CONTROL_ROWS",
+           "SETTINGS", "learned_stats_videos", "one_frame_videos",
            "run_benchmark", "summarise_videos", "markdown_table", "synth_config", "train_config"]

@@ -118,15 +118,21 @@ def held_still_frames(image: np.ndarray, cfg: HeldStillConfig | None = None, see
 
 
 def write_held_still(path: str | Path, image: np.ndarray, cfg: HeldStillConfig | None = None, seed: int = 0) -> Path:
-    """Write :func:`held_still_frames` of ``image`` as a video file (mp4) and return its path."""
-    from .video import write_video
+    """Write :func:`held_still_frames` of ``image`` as an H.264 mp4 (what a phone records; mp4v through OpenCV
+    when PyAV is not installed) and return its path. The codec matters: a still encoded unlike the live
+    videos beside it would differ in its compression artefacts, a cue that has nothing to do with liveness."""
+    from .video import write_h264, write_video
 
     cfg = cfg or HeldStillConfig()
     frames = held_still_frames(image, cfg, seed)
     # Codecs work on 2x2 chroma blocks: an odd side would be padded or refused by some encoders.
     h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
     path = Path(path)
-    write_video(path, np.ascontiguousarray(frames[:, :h, :w]), fps=cfg.fps)
+    frames = np.ascontiguousarray(frames[:, :h, :w])
+    try:
+        write_h264(path, frames, fps=cfg.fps)
+    except ImportError:
+        write_video(path, frames, fps=cfg.fps)
     return path
 
 

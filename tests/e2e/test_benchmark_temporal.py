@@ -41,7 +41,10 @@ def test_summary_has_every_row_with_consistent_figures(bench):
     out = bench["out"]
     summary = json.loads((out / "summary.json").read_text())
     rows = summary["rows"]
-    assert set(rows) == {"eulernet", "single_frame", "chroma_pulse", "frame_difference"}
+    assert set(rows) == {"eulernet", "single_frame", "one_frame", "chroma_pulse", "frame_difference",
+                         "learned_stats"}
+    assert summary["n_test_identities"] == len(set(pd.read_csv(out / "data" / "manifest.csv").query(
+        "split == 'test'")["meta"].map(lambda m: json.loads(m)["identity"])))
     assert rows["eulernet"]["seeds"] == [0]  # --quick keeps its own single seed unless --seeds is given
     manifest = pd.read_csv(out / "data" / "manifest.csv")
     test_videos = manifest[manifest["split"] == "test"]
