@@ -40,7 +40,7 @@ SUMMARIES: dict[str, str] = {
     "serve": "run the Ray Serve liveness endpoint for models:/<name>@champion",
     "predict": "score one video file with a checkpoint or a registered model",
     "ablation": "train and evaluate the paper's Table I variants and write the table",
-    "benchmark": "held-out temporal benchmark: generate, label, train, evaluate (summary.json, table.md)",
+    "benchmark": "temporal (synthetic, held-out identities) or realworld (real recordings) benchmark -> summary.json",
 }
 
 
