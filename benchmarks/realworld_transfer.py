@@ -29,8 +29,30 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def cut_clips(videos: pd.DataFrame, interval: int, crop: int, clips: int, max_seconds: float, progress=True):
-    """Per video: crops (N, T, S, S, 3) and location maps (N, T, M, M) of its clips, or the refusal reason."""
+def stabilise(crops: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame re-warped so its 68 points fit the clip's mean points (a similarity per frame): rigid head
+    or hand motion leaves the clip, non-rigid motion (blinks, mouth, expression) and everything that is not the
+    face's geometry (pulse, flicker, texture) stays. (N, T, S, S, 3), (N, T, 68, 2) -> same shapes."""
+    import cv2
+
+    out_c, out_p = crops.copy(), points.copy()
+    s = crops.shape[2]
+    for n in range(len(crops)):
+        ref = points[n].mean(axis=0)  # (68, 2)
+        for t in range(crops.shape[1]):
+            m, _ = cv2.estimateAffinePartial2D(points[n, t], ref, method=cv2.LMEDS)
+            if m is None:
+                continue
+            out_c[n, t] = cv2.warpAffine(crops[n, t], m, (s, s), flags=cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_REFLECT101)
+            out_p[n, t] = points[n, t] @ m[:, :2].T + m[:, 2]
+    return out_c, out_p
+
+
+def cut_clips(videos: pd.DataFrame, interval: int, crop: int, clips: int, max_seconds: float, progress=True,
+              stable: bool = False):
+    """Per video: crops (N, T, S, S, 3) and location maps (N, T, M, M) of its clips, or the refusal reason;
+    ``stable``: frames stabilised on their landmarks (:func:`stabilise`)."""
     from components.benchmark.realworld import video_fps
     from components.data.video import VideoError
     from components.inference import Predictor, build_meta, make_checkpoint
@@ -54,8 +76,10 @@ def cut_clips(videos: pd.DataFrame, interval: int, crop: int, clips: int, max_se
         try:
             frames = pred.read_video(r.file, max_frames=int(video_fps(r.file) * max_seconds))
             c = pred.extract_clips(frames)
-            maps = np.stack([[location_map(p, crop, m, live=bool(r.label)) for p in pts] for pts in c.points])
-            out[r.file] = (c.crops, maps.astype(np.float32))  # (N, T, S, S, 3), (N, T, M, M)
+            crops, points = stabilise(c.crops, c.points) if stable else (c.crops, c.points)
+            points = np.clip(points, 0, crop - 1e-3)
+            maps = np.stack([[location_map(p, crop, m, live=bool(r.label)) for p in pts] for pts in points])
+            out[r.file] = (crops, maps.astype(np.float32))  # (N, T, S, S, 3), (N, T, M, M)
         except (LabelingError, VideoError) as exc:
             out[r.file] = exc.reason
     return out
@@ -149,6 +173,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=300, help="training steps per fold (default 300)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, default=10.0)
+    p.add_argument("--stabilise", choices=["no", "yes", "both"], default="no",
+                   help="align every frame on its own landmarks (rigid motion out): no, yes, or both rows")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -162,19 +188,20 @@ def main(argv=None) -> int:
              "| clip interval (span at 30 fps) | live vs replay | live vs held still | live vs AI-generated | "
              "BPCER | APCER replay / still / AI | refused |", "|---|---|---|---|---:|---|---:|"]
     all_scores = []
-    for interval in args.intervals:
+    for interval, stable in [(i, st) for i in args.intervals for st in {"no": [False], "yes": [True], "both": [False, True]}[args.stabilise]]:
         t0 = time.perf_counter()
-        clips = cut_clips(videos, interval, args.crop, args.clips, args.max_seconds, not args.no_progress)
+        clips = cut_clips(videos, interval, args.crop, args.clips, args.max_seconds, not args.no_progress, stable)
         refused = sum(not isinstance(v, tuple) for v in clips.values())
         print(f"interval {interval}: clips cut in {time.perf_counter() - t0:.0f} s ({refused} videos refused)")
         t = leave_source_out(videos, clips, args.steps, args.seed)
         fig = row_figures(t["score"], t["accepted"].astype(bool), t["label"], t["attack_type"], t["source"], 2000)
-        summary["rows"][f"interval_{interval}"] = {**fig, "refused": refused, "wall_s": time.perf_counter() - t0}
-        all_scores.append(t.assign(interval=interval).drop(columns=["file"]))
+        name = f"interval_{interval}" + ("_stabilised" if stable else "")
+        summary["rows"][name] = {**fig, "refused": refused, "wall_s": time.perf_counter() - t0}
+        all_scores.append(t.assign(interval=interval, stabilised=stable).drop(columns=["file"]))
         rw = fig["rows"]
         ap = " / ".join(f"{100 * rw[k]['apcer']:.0f} %" if k in rw else "-" for k in ("replay", "live_still",
                                                                                         "deepfake"))
-        lines.append(f"| {interval} ({3 * interval} frames = {3 * interval / 30:.1f} s) | "
+        lines.append(f"| {interval} ({3 * interval} frames = {3 * interval / 30:.1f} s){', stabilised' * stable} | "
                      f"{_cell(rw, 'replay')} | {_cell(rw, 'live_still')} | {_cell(rw, 'deepfake')} | "
                      f"{100 * rw['live']['bpcer']:.0f} % ({rw['live']['n']}) | {ap} | {refused} |")
     table = "\n".join(lines) + "\n"

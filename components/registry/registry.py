@@ -287,12 +287,25 @@ def _version_metric(client, name: str, version: str, metric: str) -> float | Non
 
 
 def _alias_version(client, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at; None only when the registry says the alias does not exist. Any other
+    failure (a locked SQLite file, an HTTP 5xx, a timeout) raises: read as "no champion", it would let the next
+    promotion skip the comparison (fail closed)."""
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _alias_missing(exc):
+            return None
+        raise RegistryError(f"model {name!r}: reading alias '{alias}' failed ({exc.error_code}: "
+                            f"{str(exc.message)[:200]}); nothing was changed, retry when the registry answers") from exc
+
+
+def _alias_missing(exc) -> bool:
+    # MLflow's SQL and file stores answer a missing alias with INVALID_PARAMETER_VALUE "... alias X not found";
+    # a tracking server may map it to RESOURCE_DOES_NOT_EXIST. Nothing else means "absent".
+    code = getattr(exc, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
 
 
 def _model_tags(client, name: str) -> dict[str, str]:
@@ -453,7 +466,7 @@ def _decide(metric: str, cand: str, cand_tags: dict[str, str], champ: str | None
         return False, (f"candidate v{cand} has no '{metric}' metric tag to compare"
                        + ("" if champ else " (no champion yet; --force promotes it anyway)"))
     if champ is None:
-        return True, "no champion yet"
+        return True, "no champion yet"  # promote() refuses this when the model had a champion before
     if champ_value is None:
         return False, f"champion v{champ} has no '{metric}' metric tag to compare with; only --force replaces it"
     cand_data, champ_data = cand_tags.get(TEST_DATA_TAG), champ_tags.get(TEST_DATA_TAG)
@@ -505,6 +518,12 @@ def promote(
 
         if champ == cand:
             return decision(False, False, f"v{cand} is already the champion")
+        if champ is None and _history(client, name) and not force:
+            # A champion existed and its alias is gone (deleted by hand, or an outage answered as "absent"):
+            # promoting now would skip the comparison. Fail closed; a person decides.
+            return decision(False, False, f"no '{CHAMPION}' alias, but the model had champions before "
+                                          f"({_history(client, name)}); restore it (`eulernet rollback` or set the "
+                                          f"alias) or promote with --force")
         promoted, reason = _decide(metric, cand, cand_tags, champ, champ_tags, force)
         if not promoted and force:
             promoted, reason = True, f"forced despite: {reason}"

@@ -301,3 +301,52 @@ def test_two_concurrent_promote_processes(store):
     assert "PROMOTED" in a.stdout and "KEPT" in b.stdout, (a.stdout, b.stdout)
     assert champion(client) == v3 and champion_history(NAME) == [v1, v2, v3]
     assert_consistent(client)
+
+
+# ------------------------------------------------------------------------------------------ fail closed
+def test_a_registry_read_error_never_promotes(store, monkeypatch):
+    """Fault injection: the champion alias cannot be read (a locked SQLite file, an HTTP 5xx). Before the fix
+    such an error read as "no champion" and a worse candidate was promoted with "no champion yet"."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from components.registry import registry
+
+    client = store["client"]
+    v1 = store["add"](0.10)
+    registry.promote(NAME)
+    v2 = store["add"](0.50)  # much worse
+    read = MlflowClient.get_model_version_by_alias
+    failures = {"left": 3}
+
+    def flaky(self, name, alias):
+        if alias == "champion" and failures["left"] > 0:
+            failures["left"] -= 1
+            raise MlflowException("(sqlite3.OperationalError) database is locked", error_code="INTERNAL_ERROR")
+        return read(self, name, alias)
+
+    monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", flaky)
+    for _ in range(3):
+        with pytest.raises(registry.RegistryError, match="reading alias 'champion' failed.*INTERNAL_ERROR"):
+            registry.promote(NAME)
+    assert champion(client) == v1  # the outage moved nothing
+    d = registry.promote(NAME)  # the registry answers again: the real comparison runs and refuses v2
+    assert not d.promoted and "worse than champion" in d.reason
+    assert champion(client) == v1 and v2 != v1
+
+
+def test_a_missing_champion_with_history_is_not_replaced_without_force(store):
+    """The champion alias was deleted (by hand, in the UI) but the model had champions: promoting the next
+    candidate would skip the comparison, so it is refused until a person decides."""
+    from components.registry import registry
+
+    client = store["client"]
+    v1 = store["add"](0.10)
+    registry.promote(NAME)
+    client.delete_registered_model_alias(NAME, "champion")
+    v2 = store["add"](0.50)
+    d = registry.promote(NAME)
+    assert not d.promoted and "had champions before" in d.reason and "--force" in d.reason
+    assert champion(client) is None
+    forced = registry.promote(NAME, force=True)
+    assert forced.promoted and champion(client) == v2 and v1 != v2
