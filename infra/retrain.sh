@@ -11,7 +11,8 @@ set -euo pipefail
 # A commit archive (Ray working_dir) has no .git; DVC then runs without an SCM.
 [ -d .git ] || dvc config --local core.no_scm true
 dvc config --local core.analytics false
-# --local: the cluster remote lives in .dvc/config.local, the committed default remote is untouched.
+# --local: the cluster remote lives in .dvc/config.local; no default remote is committed (data.dvc names the
+# in-repo `sample` remote for the sample alone), so this one is the default only on this machine.
 dvc remote add --local --force --default cluster "$EULERNET_DVC_REMOTE"
 if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
   dvc remote modify --local cluster endpointurl "$AWS_ENDPOINT_URL"

@@ -1,4 +1,4 @@
-"""Dataset adapters: each turns one dataset layout into the manifest of DESIGN.md §3.
+"""Dataset adapters: each turns one dataset layout into the manifest (docs/data.md, "Manifest").
 
 Every adapter returns a checked manifest whose ``path`` column is ``root`` joined with the file's place in
 the dataset: relative (to the current directory, normally the repository root) when ``root`` is relative,

@@ -7,6 +7,7 @@ Commands come from fenced code blocks and from inline code that starts with a co
 """
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -256,3 +257,18 @@ def test_readme_test_references_name_real_tests():
     assert refs
     for path, name in refs:
         assert re.search(rf"^def {name}\(", (REPO / path).read_text(), re.M), f"{path}::{name} does not exist"
+
+
+def test_quoted_sample_figures_equal_the_committed_metrics():
+    """The sample's figures quoted in README and docs/training.md are the committed reference run's
+    (`metrics/eval.json`), so a new reference run that changes them fails here until the docs follow."""
+    ev = json.loads((REPO / "metrics" / "eval.json").read_text())
+    quoted = re.findall(r"test AUC \(([\d.]+) in `metrics/eval.json`\)", README)
+    assert quoted, "README no longer quotes the sample's test AUC with its source"
+    assert all(float(q) == round(ev["test_auc"], 3) for q in quoted), (quoted, ev["test_auc"])
+    training = (REPO / "docs" / "training.md").read_text()
+    row = re.search(r"^\| AUC \| - \| ([\d.]+) \|$", training, re.M)
+    assert row and float(row.group(1)) == round(ev["test_auc"], 3)
+    acer = re.search(r"^\| ACER at the dev threshold \| ([\d.]+) % \| ([\d.]+) % ", training, re.M)
+    assert acer and float(acer.group(1)) == round(100 * ev["dev_acer"], 1)
+    assert float(acer.group(2)) == round(100 * ev["test_acer"], 1)
