@@ -38,6 +38,7 @@ class EulerNetPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from components.inference import Predictor
 
+        _verify_digests(context)
         graph = context.artifacts.get(ONNX_ARTIFACT)
         # The registered graph when there is one (ONNX Runtime if installed, else torch); never an export here.
         self.predictor = Predictor.from_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT],
@@ -46,6 +47,22 @@ class EulerNetPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would infer a schema from them
         rows = [score_video(self.predictor, path) for path in _video_paths(model_input)]
         return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+
+
+def _verify_digests(context) -> None:
+    """The artifacts' sha256 recorded at registration (``model_config["sha256"]``) must match the files MLflow
+    handed over; a model logged before digests were recorded has none and loads as it is."""
+    from components.files import sha256_file
+
+    want = ((getattr(context, "model_config", None) or {}).get("sha256")) or {}
+    for artifact, digest in want.items():
+        path = context.artifacts.get(artifact)
+        if path is None:
+            raise ValueError(f"the model lists artifact {artifact!r} but MLflow provided none")
+        got = sha256_file(path)
+        if got != digest:
+            raise ValueError(f"artifact {artifact!r} does not match the sha256 recorded at registration "
+                             f"({got[:16]}... vs {digest[:16]}...): it was changed; refusing to load")
 
 
 def score_video(predictor, path: str) -> dict[str, Any]:

@@ -208,6 +208,11 @@ def register(
         onnx_status = _export_graph(ckpt, Path(tmp) / ONNX_FILE)
         if onnx_status == "true":
             artifacts[ONNX_ARTIFACT] = str(Path(tmp) / ONNX_FILE)
+        # What is served must be what was registered: the digests travel as version tags (checked by
+        # load_version) and in the model's own config (checked by the pyfunc wherever it is loaded).
+        from components.files import sha256_file
+
+        digests = {k: sha256_file(v) for k, v in artifacts.items()}
         with mlflow.start_run(experiment_id=exp_id, run_name=f"register-{name}") as run:
             mlflow.log_metrics({f"test_{k}": v for k, v in flat.items()})
             mlflow.log_params({
@@ -228,6 +233,7 @@ def register(
                 await_registration_for=await_registration_for,
                 # The inference config, readable from the MLmodel file without loading any weights.
                 metadata={"inference": InferenceConfig.from_meta(ckpt).to_dict()},
+                model_config={"sha256": digests},
             )
             run_id = run.info.run_id
     version = str(info.registered_model_version)
@@ -237,6 +243,8 @@ def register(
     client.set_model_version_tag(name, version, "threshold", repr(ckpt.get("threshold")))
     client.set_model_version_tag(name, version, "run_id", run_id)
     client.set_model_version_tag(name, version, "onnx", onnx_status)
+    for artifact, digest in digests.items():
+        client.set_model_version_tag(name, version, f"{DIGEST_PREFIX}{artifact}", digest)
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, version, str(k), str(v))
     if test_data_hash:
@@ -576,6 +584,23 @@ def alias_version(name: str, alias: str = CHAMPION, tracking_uri: str | None = N
     return _alias_version(_client(tracking_uri), name, alias)
 
 
+DIGEST_PREFIX = "sha256."  # version tags sha256.checkpoint, sha256.onnx: the bytes registered
+
+
+def verify_artifact(name: str, version: str, artifact: str, path: str | Path, tags: dict[str, str]) -> None:
+    """Refuse a downloaded artifact whose sha256 differs from the one registered (a version registered before
+    digests were recorded carries no tag and is accepted as it is)."""
+    want = tags.get(f"{DIGEST_PREFIX}{artifact}")
+    if want is None:
+        return
+    from components.files import sha256_file
+
+    got = sha256_file(path)
+    if got != want:
+        raise RegistryError(f"model {name} v{version}: artifact '{artifact}' has sha256 {got[:16]}..., registered "
+                            f"{want[:16]}...; the stored file was changed after registration: refusing to load it")
+
+
 def download_checkpoint(name: str, version: str, dst: str | Path | None = None,
                         tracking_uri: str | None = None) -> Path:
     """Fetch the checkpoint artifact of one version (by number, so an alias moving mid-download is harmless).
@@ -621,9 +646,15 @@ def load_version(name: str, version: str, alias: str | None = None, tracking_uri
     ``threads``: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()`` of the loading thread)."""
     from components.inference import Predictor
 
+    from .pyfunc import CHECKPOINT_ARTIFACT, ONNX_ARTIFACT
+
+    tags = _version_tags(_client(tracking_uri), name, str(version))
     with tempfile.TemporaryDirectory(prefix=f"{name}-v{version}-") as tmp:
         path = download_checkpoint(name, version, dst=tmp, tracking_uri=tracking_uri)
+        verify_artifact(name, version, CHECKPOINT_ARTIFACT, path, tags)
         graph = download_graph(name, version, tmp, tracking_uri) if engine != "torch" else None
+        if graph is not None:
+            verify_artifact(name, version, ONNX_ARTIFACT, graph, tags)
         if graph is None and engine == "auto":
             engine = "torch"
         predictor = Predictor.from_checkpoint(str(path), device=device, batch_size=batch_size, engine=engine,

@@ -218,3 +218,42 @@ def test_registered_model_carries_the_onnx_flavour(workdir):
     served, _ = load_version(name, version)  # what the Serve app and `eulernet predict` load
     assert served.engine == "onnx"
     np.testing.assert_allclose(served.score_clips(crops), torch_pred.score_clips(crops), atol=1e-4)
+
+
+def test_an_artifact_changed_after_registration_is_refused(workdir):
+    """Fault injection: the stored checkpoint is replaced after `register` (a bucket write, a bad copy).
+    load_version (replicas, predict, the benchmarks) and the pyfunc both refuse it; untouched, both load."""
+    import shutil
+
+    import mlflow.pyfunc
+    from mlflow import MlflowClient
+
+    from components.inference import load_checkpoint
+    from components.registry.registry import DIGEST_PREFIX, RegistryError, load_version, register
+
+    name = f"{NAME}-digest"
+    v = register(workdir / "artifacts/model/checkpoint.pt", name, {"acer": 0.2}, threshold=0.5)
+    client = MlflowClient()
+    tags = client.get_model_version(name, v).tags
+    assert len(tags[f"{DIGEST_PREFIX}checkpoint"]) == 64
+    predictor, _ = load_version(name, v, engine="torch")
+    assert predictor.threshold == 0.5
+    mlflow.pyfunc.load_model(f"models:/{name}/{v}")  # untouched: loads
+    root = client.get_model_version_download_uri(name, v).removeprefix("file://")
+    stored = next(p for p in __import__("pathlib").Path(root).rglob("checkpoint.pt"))
+    original = stored.read_bytes()
+    try:
+        ckpt = load_checkpoint(stored)
+        ckpt["threshold"] = 0.01  # a quieter model: accepts almost everything
+        import torch
+
+        torch.save(ckpt, stored)
+        with pytest.raises(RegistryError, match="changed after registration"):
+            load_version(name, v, engine="torch")
+        shutil.rmtree(workdir / "pyfunc-cache", ignore_errors=True)
+        (workdir / "pyfunc-cache").mkdir()
+        with pytest.raises(Exception, match="does not match the sha256 recorded at registration"):
+            mlflow.pyfunc.load_model(f"models:/{name}/{v}", dst_path=str(workdir / "pyfunc-cache"))
+    finally:
+        stored.write_bytes(original)
+    assert load_version(name, v, engine="torch")[0].threshold == 0.5
