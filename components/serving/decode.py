@@ -163,6 +163,27 @@ def _bug_reply(exc: BaseException) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ replica side
+# The only names a decoder inherits from the replica. It parses untrusted uploads with FFmpeg, so it must hold
+# no secret: not RAY_AUTH_TOKEN, cloud or MLflow credentials, nor EULERNET_API_KEY*. TMPDIR: where FFmpeg and
+# OpenCV may write scratch files; the locale and time zone keep messages and timestamps as the replica's.
+DECODER_ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "LD_LIBRARY_PATH")
+
+
+def decoder_env(fd: int, memory_mb: int) -> dict[str, str]:
+    """The whole environment of a decoder process: the allow-listed names the replica has, plus its own."""
+    env = {k: os.environ[k] for k in DECODER_ENV_ALLOW if k in os.environ}
+    env.update({
+        "EULERNET_DECODE_FD": str(fd),
+        "EULERNET_DECODE_MEMORY_MB": str(memory_mb),
+        # The worker imports what the replica imports, from the same places.
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        # One thread each: a decoder is one request's work, and every thread stack counts against its cap.
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8",  # hostile input is expected, not news
+    })
+    return env
+
+
 class _Worker:
     """One decoder process and its socket. Used by one request at a time (the pool's idle queue)."""
 
@@ -180,16 +201,7 @@ class _Worker:
         from multiprocessing.connection import Connection
 
         parent, child = socket.socketpair()
-        env = dict(os.environ)
-        env.update({
-            "EULERNET_DECODE_FD": str(child.fileno()),
-            "EULERNET_DECODE_MEMORY_MB": str(self.memory_mb),
-            # The worker imports what the replica imports, from the same places.
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-            # One thread each: a decoder is one request's work, and every thread stack counts against its cap.
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8",  # hostile input is expected, not news
-        })
+        env = decoder_env(child.fileno(), self.memory_mb)
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-c", "from components.serving.decode import worker_main; worker_main()"],

@@ -236,3 +236,28 @@ def test_close_stops_every_worker(worker_tmp):
     assert not any(running(pid) for pid in pids)
     with pytest.raises(DecoderUnavailable):
         p.call(f"{FAULTS}:sleep", 0)
+
+
+def test_a_decoder_inherits_no_secret(monkeypatch, worker_tmp, videos):
+    """The process that parses untrusted uploads holds only allow-listed names: no Ray token, no cloud or
+    MLflow credentials, no API keys, whatever the replica's environment carries."""
+    from components.serving.decode import DECODER_ENV_ALLOW, decoder_env
+
+    secrets = {"RAY_AUTH_TOKEN": "ray-secret", "AWS_SECRET_ACCESS_KEY": "aws-secret",
+               "MLFLOW_TRACKING_PASSWORD": "mlflow-secret", "EULERNET_API_KEY": "api-secret",
+               "EULERNET_API_KEY_FILE": "/run/secrets/key", "HOME": "/home/replica"}
+    for k, v in secrets.items():
+        monkeypatch.setenv(k, v)
+    p = DecodePool(workers=1, memory_mb=256, deadline_s=5.0)
+    try:
+        (pid,) = p.pids()
+        raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        env = dict(item.decode().split("=", 1) for item in raw if item)
+        assert set(env) <= set(DECODER_ENV_ALLOW) | set(decoder_env(0, 256)), set(env) - set(DECODER_ENV_ALLOW)
+        assert not set(secrets) & set(env)
+        assert not any(v in "".join(env.values()) for v in secrets.values())
+        assert env["TMPDIR"] == str(worker_tmp)  # an allowed name still arrives
+        data = videos["live"].read_bytes()  # and it still decodes as the replica would
+        assert np.array_equal(p.decode("video", data, LIMITS, 480), decode_video(data, LIMITS, 480))
+    finally:
+        p.close()
