@@ -44,15 +44,15 @@ class DigestTable:
         return sha
 
     def write(self, path: str | os.PathLike) -> Path:
+        from components.files import atomic_path
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as fh:
+        # A unique temp name (two stages writing the same table never share one) and a synced rename.
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(DIGEST_COLUMNS)
             for p, (size, mtime, sha) in sorted(self.rows.items()):
                 w.writerow([p, size, mtime, sha])
-        tmp.replace(path)
         return path
 
     @classmethod

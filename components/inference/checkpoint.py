@@ -75,12 +75,12 @@ def make_checkpoint(model: EulerNet, meta: Mapping[str, Any] | InferenceConfig,
 def save_checkpoint(path: str | os.PathLike, model: EulerNet, meta: Mapping[str, Any] | InferenceConfig,
                     extra: Mapping[str, Any] | None = None) -> Path:
     """Write a self-describing checkpoint atomically (temp file + rename, so readers never see half a file)."""
+    from components.files import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = make_checkpoint(model, meta, extra)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a unique temp name: two writers of one path never share a half file
+        torch.save(ckpt, tmp)
     return path
 
 

@@ -39,3 +39,29 @@ def test_a_killed_writer_never_leaves_half_a_file(tmp_path):
     proc.kill()
     proc.wait(timeout=30)
     assert target.read_text() == "old\n"
+
+
+def test_atomic_writes_sync_the_directory_and_use_unique_temp_names(tmp_path, monkeypatch):
+    """The rename is durable only once the directory is synced; and two writers of one path (a digest table,
+    a checkpoint) never share a fixed `.tmp` name, where one could rename the other's half-written file."""
+    import os
+    import stat
+
+    from components.files import atomic_path, write_text
+
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    write_text(tmp_path / "a.txt", "x")
+    assert synced == [False, True]  # the file, then its directory
+    with atomic_path(tmp_path / "b.bin") as t1, atomic_path(tmp_path / "b.bin") as t2:
+        assert t1 != t2 and t1.parent == t2.parent == tmp_path
+        t1.write_bytes(b"1")
+        t2.write_bytes(b"2")
+    assert (tmp_path / "b.bin").read_bytes() in (b"1", b"2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.bin"]  # no temp file left behind
