@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 HELP = "run the Ray Serve liveness endpoint for models:/<name>@champion"
@@ -51,8 +52,22 @@ def run(args) -> int:
     model = args.checkpoint or f"models:/{cfg.model_name}@{cfg.alias}"
     smoke = f" (smoke test: POST {os.path.basename(args.smoke_test)}, then shut down)" if args.smoke_test else ""
     header("serve", f"{model} on http://{cfg.host}:{cfg.port}{cfg.route_prefix}{smoke}")
+    stop = _StopSignal().install()  # from the first moment: a TERM during start-up is kept, not fatal
     tracking_uri = use_mlflow()
-    local = init_ray()
+    try:
+        local = init_ray()
+    except SystemExit as exc:
+        # ray.init's first act is a SIGTERM handler of its own that raises SystemExit(15): a TERM inside the
+        # init window lands here. Ray may be half up: shut down what started and leave as a stop would.
+        if exc.code != signal.SIGTERM:
+            raise
+        import ray
+
+        print("eulernet serve: SIGTERM during start-up: stopping", flush=True)
+        ray.shutdown()
+        print("eulernet serve: stopped", flush=True)
+        return 0
+    stop.install()  # again: ray.init replaced the SIGTERM handler with its own
     serve.start(http_options={**serve_file.http_options, "host": cfg.host, "port": cfg.port})
     app = build_app(cfg.model_name, tracking_uri, cfg, checkpoint=args.checkpoint,
                     deployment_options=serve_file.deployment)
@@ -63,6 +78,11 @@ def run(args) -> int:
     except Exception as exc:  # replica constructor errors (no champion, bad checkpoint) surface here
         print(f"eulernet serve: the application failed to start: {exc}", file=sys.stderr)
         return 2
+    if stop.name is not None:  # asked to stop while starting: start-up is done, now stop cleanly
+        print(f"eulernet serve: {stop.name} during start-up: stopping", flush=True)
+        _drain_and_stop("eulernet")
+        print("eulernet serve: stopped", flush=True)
+        return 0
     url = f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
     print(f"serving {args.checkpoint or f'models:/{cfg.model_name}@{cfg.alias}'} at {url}/ "
           f"(POST {url}/v1/liveness, docs at {url}/docs)", flush=True)
@@ -73,7 +93,7 @@ def run(args) -> int:
     if args.smoke_test:
         return _smoke_test(url, args.smoke_test)
     if args.blocking or local:
-        name = _wait_for_stop_signal()
+        name = stop.wait()
         timeout = (serve_file.deployment or {}).get("graceful_shutdown_timeout_s", 20)
         print(f"eulernet serve: {name}: draining in-flight requests (up to {timeout:g} s), then stopping", flush=True)
         _drain_and_stop("eulernet")
@@ -93,29 +113,40 @@ def _metrics_url() -> str | None:
     return f"http://127.0.0.1:{node['MetricsExportPort']}/metrics"
 
 
-def _wait_for_stop_signal() -> str:
-    """Block until SIGTERM or SIGINT (Kubernetes, systemd, ``kill``, Ctrl-C); returns the signal's name.
+class _StopSignal:
+    """SIGTERM or SIGINT (Kubernetes, systemd, ``kill``, Ctrl-C), recorded from the moment ``install`` runs.
 
     Python handlers replace the fatal-signal dump Ray's core worker installs for SIGTERM (a stack trace on
-    stderr and exit 15 with every in-flight request cut off). A second signal while draining exits at once."""
-    import signal
-    import threading
+    stderr and exit 15 with every in-flight request cut off). A signal during start-up is kept and acted on once
+    Serve is up (stopping half-started Serve would leave actors behind); a second signal exits at once."""
 
-    stop = threading.Event()
-    received: list[str] = []
+    def __init__(self) -> None:
+        import threading
 
-    def on_signal(signum, frame):
-        if stop.is_set():  # second Ctrl-C / TERM: stop waiting for the drain (Serve is still shut down)
+        self._event = threading.Event()
+        self.name: str | None = None
+
+    def install(self) -> "_StopSignal":
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum, frame) -> None:
+        import signal
+
+        if self._event.is_set():  # second Ctrl-C / TERM: stop waiting (Serve is still shut down on the way out)
             print("eulernet serve: second signal, stopping without waiting for the drain", file=sys.stderr, flush=True)
             raise SystemExit(1)
-        received.append(signal.Signals(signum).name)
-        stop.set()
+        self.name = signal.Signals(signum).name
+        self._event.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    while not stop.wait(1.0):
-        pass
-    return received[0]
+    def wait(self) -> str:
+        """Block until a signal came (or return at once if one already did); its name."""
+        while not self._event.wait(1.0):
+            pass
+        return self.name or "signal"
 
 
 def _drain_and_stop(app_name: str) -> None:

@@ -462,6 +462,45 @@ def test_eulernet_serve_drains_in_flight_requests_on_sigterm(checkpoints, videos
     assert "draining in-flight requests" in output and "stopped" in output
 
 
+@pytest.mark.slow
+def test_eulernet_serve_stops_cleanly_on_a_sigterm_during_start_up(checkpoints, tmp_path):
+    """SIGTERM right after `eulernet serve` starts (Kubernetes stopping a pod that is still starting): the
+    signal is kept, start-up finishes, Serve stops, exit 0, and no fatal-signal dump."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from tests.serve.conftest import free_port
+
+    exe = shutil.which("eulernet", path=str(Path(sys.executable).parent)) or shutil.which("eulernet")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([exe, "serve", "--checkpoint", str(checkpoints["trained"]), "--port", str(port)],
+                                cwd=Path(__file__).resolve().parents[2], env=env, stdout=log_file,
+                                stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and "== serve" not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.1)
+        time.sleep(1.0)  # inside Ray's start-up (the header is printed just before it)
+        assert "serving " not in log_path.read_text()  # still starting
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = log_path.read_text()
+    assert rc == 0, output[-3000:]
+    assert "SIGTERM during start-up: stopping" in output and "eulernet serve: stopped" in output, output[-3000:]
+    assert "Traceback" not in output and "SIGTERM received" not in output, output[-3000:]
+
+
 def test_a_503_from_the_decoder_says_nothing_inside_and_when_to_retry(bare):
     """Every 5xx body is `{"error": "internal", "request_id"}`; the precise code goes to the metric and the log."""
     resp = bare._reply(503, {"error": "decoder_unavailable", "detail": "worker 4242 died (SIGSEGV) in /tmp/x"},
