@@ -38,6 +38,15 @@ def absolute_tracking_uri(uri: str) -> str:
     return uri
 
 
+def missing_sqlite_store(uri: str | None) -> str | None:
+    """The file of a SQLite tracking URI that does not exist yet, else None. MLflow creates an empty store on
+    first use; serving must never do that (an empty registry reads as "no champion", and hides a wrong path)."""
+    if not uri or not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri[len("sqlite:///"):])
+    return None if path.is_file() else str(path)
+
+
 # `dvc exp run --temp` and `dvc queue start` run each experiment in <repo>/.dvc/tmp/exps/<tmp>/, deleted afterwards.
 _DVC_EXP_TMP = (".dvc", "tmp", "exps")
 

@@ -54,6 +54,13 @@ def run(args) -> int:
     header("serve", f"{model} on http://{cfg.host}:{cfg.port}{cfg.route_prefix}{smoke}")
     stop = _StopSignal().install()  # from the first moment: a TERM during start-up is kept, not fatal
     tracking_uri = use_mlflow()
+    from components.runtime import missing_sqlite_store
+
+    if not args.checkpoint and missing_sqlite_store(tracking_uri):
+        print(f"eulernet serve: no MLflow registry at {missing_sqlite_store(tracking_uri)} (serving never creates "
+              f"one): run `dvc repro` (or `eulernet register`) first, set MLFLOW_TRACKING_URI to your registry, or "
+              f"serve a file with --checkpoint", file=sys.stderr)
+        return 2
     try:
         local = init_ray()
     except SystemExit as exc:

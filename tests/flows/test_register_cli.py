@@ -257,3 +257,25 @@ def test_an_artifact_changed_after_registration_is_refused(workdir):
     finally:
         stored.write_bytes(original)
     assert load_version(name, v, engine="torch")[0].threshold == 0.5
+
+
+def test_serve_never_creates_an_empty_registry(tmp_path, monkeypatch, capsys):
+    """A wrong or missing SQLite path must not become a fresh, empty store (an empty registry reads as "no
+    champion"): `eulernet serve` refuses before Ray starts and the file is not created."""
+    from pathlib import Path
+
+    from flows.cli import main
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    db = tmp_path / "nowhere" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    try:
+        assert main(["serve", "--port", "18999"]) == 2
+    finally:
+        mlflow.set_tracking_uri(previous)  # serve points the process-global fluent API at its store
+    assert f"no MLflow registry at {db}" in capsys.readouterr().err
+    assert not db.exists() and not db.parent.exists()
