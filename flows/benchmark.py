@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     temporal.add_argument("--face-path", choices=["detect", "track"], default=None,
                         help=f"how labeling finds faces: detect on every sampled frame, or track between a few "
                              f"detections (default {d.face_path})")
+    temporal.add_argument("--folds", type=int, default=None,
+                          help="leave-identities-out folds over all identities (4 for the default 2:1:1 split): "
+                               "each identity tested once by a model that never saw it, figures pooled; first "
+                               "seed of each row")
     temporal.add_argument("--quick", action="store_true",
                         help="smoke size (a few minutes; too few test videos for the figures to mean anything)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Only what was given overrides the chosen size (so --quick keeps its own seeds and sizes).
     given = {"setting": args.setting, "seeds": args.seeds, "control_seeds": args.control_seeds, "rows": args.rows,
-             "n_subjects": args.subjects, "epochs": args.epochs, "face_path": args.face_path}
+             "n_subjects": args.subjects, "epochs": args.epochs, "face_path": args.face_path, "folds": args.folds}
     over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None}
     try:
         cfg = TemporalBenchmarkConfig.quick(**over) if args.quick else TemporalBenchmarkConfig(**over)

@@ -94,6 +94,7 @@ class TemporalBenchmarkConfig:
     gen_workers: int = 2
     label_concurrency: int = 2
     n_boot: int = 2000
+    folds: int = 1  # > 1: leave-identities-out folds over all identities (run_folds), pooled, interval by identity
 
     def __post_init__(self):
         for name in ("split_ratio", "devices", "scenes", "seeds", "control_seeds", "rows"):
@@ -105,6 +106,8 @@ class TemporalBenchmarkConfig:
             raise ValueError(f"unknown rows {unknown}; learned rows are {MODEL_ROWS} (references always run)")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
+        if self.folds < 1:
+            raise ValueError(f"folds must be >= 1, got {self.folds}")
         if self.frames < 10:
             raise ValueError(f"frames must be >= 10 (one clip of 4 frames at interval 3), got {self.frames}")
 
@@ -272,7 +275,7 @@ def train_config(cfg: TemporalBenchmarkConfig, row: str, seed: int):
 
 
 def train_row(cfg: TemporalBenchmarkConfig, row: str, seed: int, out: Path, tracking_uri: str | None,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, fold: int | None = None) -> dict:
     """Train and evaluate one (row, seed) with the pipeline's ``fit`` and ``evaluate_checkpoint``; cached."""
     from components.metrics.evaluate import EvalConfig, evaluate_checkpoint
     from components.training.driver import fit
@@ -280,7 +283,8 @@ def train_row(cfg: TemporalBenchmarkConfig, row: str, seed: int, out: Path, trac
     tcfg = train_config(cfg, row, seed)
     lcfg = label_config(cfg)
     run_dir = out / "runs" / f"{row}-s{seed}"
-    key = _digest({"train": tcfg.to_dict(), "data": cfg.data_dict(), "label": lcfg.fingerprint()})
+    key = _digest({"train": tcfg.to_dict(), "data": cfg.data_dict(), "label": lcfg.fingerprint(),
+                   **({"fold": fold} if fold is not None else {})})  # a fold is other training data
     done = run_dir / "result.json"
     if done.is_file():
         prev = json.loads(done.read_text())
@@ -377,10 +381,121 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fold_splits(identities: list[str], ratio: tuple[int, int, int], folds: int) -> list[dict[str, str]]:
+    """Identity -> split for each fold: the split pattern rotated over the identities one step per fold, so with
+    ``folds`` = the pattern's length (4 for 2:1:1) every identity is a test identity in exactly one fold and is
+    never trained on in that fold. Raises when ``folds`` cannot give every identity one test turn."""
+    pattern = ["train"] * ratio[0] + ["dev"] * ratio[1] + ["test"] * ratio[2]
+    if folds != len(pattern):
+        raise ValueError(f"folds must be {len(pattern)} for split_ratio {tuple(ratio)} (one test turn per identity), "
+                         f"got {folds}")
+    n = len(identities)
+    out = [{name: pattern[(i + f) % len(pattern)] for i, name in enumerate(identities)} for f in range(folds)]
+    turns = {name: sum(o[name] == "test" for o in out) for name in identities}
+    if n % len(pattern) or set(turns.values()) != {1}:
+        raise ValueError(f"{n} identities over a {len(pattern)}-long split pattern do not give every identity one "
+                         f"test turn: {turns}")
+    return out
+
+
+def summarise_pooled(tables: list[pd.DataFrame], thresholds: list[float], identities: dict[str, str],
+                     n_boot: int) -> dict:
+    """One row's figures over folds: each fold's test videos decided at that fold's dev threshold, pooled (every
+    identity is tested once); AUC over the pooled scores; ACER interval resampling identities."""
+    from components.metrics.rates import acer_bootstrap_ci, auc, error_rates
+
+    v = pd.concat([t.assign(accepted=(t["score"] >= th).astype(float)) for t, th in zip(tables, thresholds)],
+                  ignore_index=True)
+    y = v["label"].to_numpy(int)
+    r = error_rates(v["accepted"].to_numpy(), y, 0.5, v["attack_type"].astype(str).to_numpy())
+    groups = [identities[i] for i in v["video_id"]]
+    lo, hi = acer_bootstrap_ci(v["accepted"].to_numpy(), y, [0.5], groups=groups, n_boot=n_boot)
+    per_fold = [error_rates(t["score"].to_numpy(), t["label"].to_numpy(int), th)["acer"]
+                for t, th in zip(tables, thresholds)]
+    return {"test_acer": r["acer"], "test_apcer": r["apcer"], "test_bpcer": r["bpcer"],
+            "test_auc": auc(v["score"].to_numpy(), y), "apcer_per_attack": r["apcer_per_attack"],
+            "acer_ci95": [lo, hi], "per_fold_acer": per_fold, "n_test_videos": int(len(v)),
+            "n_test_live": int((y == 1).sum()), "n_test_attack": int((y == 0).sum()),
+            "n_test_identities": int(len(set(groups)))}
+
+
+def run_folds(cfg: TemporalBenchmarkConfig, out: Path, tracking_uri: str | None = None, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict:
+    """Leave-identities-out folds: the same videos, the identity -> split assignment rotated per fold; labels come
+    from one shared content-addressed cache (each video is labeled once), each fold trains and evaluates in
+    ``out/folds/<f>/``; every row is pooled over folds (:func:`summarise_pooled`)."""
+    from components.data.synthetic import config_identities
+    from components.labeling.pipeline import label_videos
+    from components.metrics.rates import choose_threshold
+
+    t0 = time.perf_counter()
+    log(f"[1/3] data: {cfg.n_subjects} subjects, setting {cfg.setting} -> {out / 'data'}")
+    manifest = make_data(cfg, out, progress)
+    identities = {str(r.video_id): json.loads(r.meta)["identity"] for r in manifest.itertuples()}
+    names = [i.name for i in config_identities(synth_config(cfg))]
+    assignments = fold_splits(names, cfg.split_ratio, cfg.folds)
+    pooled: dict[str, dict[str, list]] = {}
+    for f, assign in enumerate(assignments):
+        fold_out = out / "folds" / str(f)
+        test_ids = sorted(n for n, sp in assign.items() if sp == "test")
+        log(f"[2/3] fold {f + 1}/{cfg.folds}: test identities {', '.join(test_ids)}")
+        df = manifest.assign(split=[assign[identities[str(v)]] for v in manifest["video_id"]])
+        df["path"] = [str((out / "data" / p).resolve()) for p in df["path"]]
+        label_videos(df, fold_out / "shards", label_config(cfg), progress=progress, cache_dir=out / "label_cache")
+        refs = reference_videos(fold_out / "shards")
+        for name, per in refs.items():
+            th = choose_threshold(per["dev"]["score"], per["dev"]["label"], "eer")
+            pooled.setdefault(name, {"tables": [], "thresholds": []})
+            pooled[name]["tables"].append(per["test"])
+            pooled[name]["thresholds"].append(th)
+        for row in cfg.rows:
+            res = train_row(cfg, row, cfg.seeds[0] if row == "eulernet" else cfg.control_seeds[0], fold_out,
+                            tracking_uri, log, fold=f)
+            pooled.setdefault(row, {"tables": [], "thresholds": []})
+            pooled[row]["tables"].append(_test_videos(res["video_scores"]))
+            pooled[row]["thresholds"].append(res["threshold"])
+            log(f"  fold {f + 1} {row}: test ACER {res['test_acer']:.3f}, AUC {res['test_auc']:.3f}")
+            if row == "eulernet" and Path(res.get("checkpoint") or "").is_file():
+                ctrl = one_frame_videos(res["checkpoint"], fold_out / "shards")
+                pooled.setdefault("one_frame", {"tables": [], "thresholds": []})
+                pooled["one_frame"]["tables"].append(ctrl["test"])
+                pooled["one_frame"]["thresholds"].append(
+                    choose_threshold(ctrl["dev"]["score"], ctrl["dev"]["label"], "eer"))
+    log("[3/3] pooling the folds")
+    rows = {name: summarise_pooled(p["tables"], p["thresholds"], identities, cfg.n_boot)
+            for name, p in pooled.items()}
+    ordered = {k: rows[k] for k in (*MODEL_ROWS, *CONTROL_ROWS, *REFERENCE_ROWS) if k in rows}
+    n = next(iter(ordered.values()))
+    summary = {"benchmark": "temporal", "protocol": f"{cfg.folds} leave-identities-out folds, pooled",
+               "config": cfg.to_dict(), "rows": ordered, "n_test_videos": n["n_test_videos"],
+               "n_test_live": n["n_test_live"], "n_test_attack": n["n_test_attack"],
+               "n_test_identities": n["n_test_identities"], "folds": [
+                   sorted(k for k, v in a.items() if v == "test") for a in assignments],
+               "wall_s": time.perf_counter() - t0}
+    (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    lines = [f"Temporal benchmark, setting `{cfg.setting}`, {cfg.folds} leave-identities-out folds: every one of "
+             f"{n['n_test_identities']} identities tested once by a model that never saw it; {n['n_test_videos']} "
+             f"test videos pooled, each decided at its fold's dev threshold. ACER interval: 95 % bootstrap over "
+             f"identities.", "", "| row | test AUC (pooled) | test ACER (%) | 95 % CI (%) | per-fold ACER (%) | "
+             "APCER per attack (%) |", "|---|---:|---:|---:|---|---|"]
+    for name, r in ordered.items():
+        lo, hi = r["acer_ci95"]
+        apcer = ", ".join(f"{k} {100 * v:.1f}" for k, v in (r.get("apcer_per_attack") or {}).items())
+        folds_txt = ", ".join(f"{100 * a:.1f}" for a in r["per_fold_acer"])
+        lines.append(f"| {name} | {r['test_auc']:.3f} | {100 * r['test_acer']:.1f} | {100 * lo:.1f}-{100 * hi:.1f} | "
+                     f"{folds_txt} | {apcer} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    return summary
+
+
 def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_uri: str | None = None,
                   progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Run (or resume) the whole benchmark; write ``summary.json`` and ``table.md``; return the summary.
-    The caller starts Ray (``ray.init``) first."""
+    The caller starts Ray (``ray.init``) first. ``cfg.folds > 1``: :func:`run_folds` instead."""
+    if cfg.folds > 1:
+        out = Path(out_dir).resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        return run_folds(cfg, out, tracking_uri, progress, log)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stages: dict[str, float] = {}
@@ -449,6 +564,6 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
     return summary
 
 
-__all__ = ["TemporalBenchmarkConfig", "RowSpec", "row_specs", "MODEL_ROWS", "REFERENCE_ROWS", "CONTROL_ROWS",
+__all__ = ["fold_splits", "run_folds", "summarise_pooled", "TemporalBenchmarkConfig", "RowSpec", "row_specs", "MODEL_ROWS", "REFERENCE_ROWS", "CONTROL_ROWS",
            "SETTINGS", "learned_stats_videos", "one_frame_videos",
            "run_benchmark", "summarise_videos", "markdown_table", "synth_config", "train_config"]

@@ -103,3 +103,31 @@ def test_benchmark_config_is_checked_before_any_work():
         TemporalBenchmarkConfig(rows=("eulernet", "resnet"))
     with pytest.raises(ValueError, match="setting"):
         TemporalBenchmarkConfig(setting="easy")
+
+
+def test_identity_folds_give_every_identity_one_test_turn_and_pool_by_identity():
+    from components.benchmark.temporal import fold_splits, summarise_pooled
+
+    names = [f"id{i}" for i in range(12)]
+    folds = fold_splits(names, (2, 1, 1), 4)
+    assert len(folds) == 4
+    for name in names:
+        roles = [f[name] for f in folds]
+        assert roles.count("test") == 1 and roles.count("dev") == 1 and roles.count("train") == 2
+    for f in folds:  # in each fold the test people are never trained on, and every split is populated
+        assert {"train", "dev", "test"} == set(f.values())
+    with pytest.raises(ValueError, match="folds must be 4"):
+        fold_splits(names, (2, 1, 1), 3)
+    with pytest.raises(ValueError, match="one test turn"):
+        fold_splits(names[:10], (2, 1, 1), 4)
+    # Pooling: fold A perfect at its threshold, fold B rejects its one live video.
+    a = pd.DataFrame({"video_id": ["a1", "a2"], "label": [1, 0], "attack_type": ["live", "print"],
+                      "score": [0.9, 0.1]})
+    b = pd.DataFrame({"video_id": ["b1", "b2"], "label": [1, 0], "attack_type": ["live", "replay"],
+                      "score": [0.4, 0.2]})
+    r = summarise_pooled([a, b], [0.5, 0.5], {"a1": "p", "a2": "p", "b1": "q", "b2": "q"}, n_boot=200)
+    assert r["test_bpcer"] == pytest.approx(0.5) and r["test_apcer"] == 0.0 and r["test_acer"] == pytest.approx(0.25)
+    assert r["per_fold_acer"] == pytest.approx([0.0, 0.5]) and r["n_test_identities"] == 2
+    assert r["test_auc"] == pytest.approx(1.0)  # pooled scores: both lives above both attacks
+    lo, hi = r["acer_ci95"]
+    assert lo <= 0.25 <= hi
