@@ -298,6 +298,11 @@ def _scrape(port: int) -> list[tuple[str, dict, float]]:
     return out
 
 
+def _model_info(samples, version: str) -> list[float]:
+    return [v for n, lab, v in samples if n == "ray_eulernet_model_info" and lab.get("application") == "eulernet-test"
+            and lab.get("model") == MODEL_NAME and lab.get("version") == str(version)]
+
+
 def test_metrics_reach_the_prometheus_export(service, videos, one_clip_frames, ray_session):
     """Counters, histograms and the model gauge, read back from the node's Prometheus endpoint."""
     url = service["url"]
@@ -319,8 +324,8 @@ def test_metrics_reach_the_prometheus_export(service, videos, one_clip_frames, r
         "decisions": lambda s: value(s, "ray_eulernet_decisions_total") >= 1,
         "scores": lambda s: value(s, "ray_eulernet_score_count") >= 1,
         "batch sizes": lambda s: value(s, "ray_eulernet_batch_requests_count") >= 1,
-        "model version": lambda s: value(s, "ray_eulernet_model_info", model=MODEL_NAME,
-                                         version=service["v1"]) == 1,
+        # One series per replica: under load Serve may add a replica, and each one serving v1 reports 1.
+        "model version": lambda s: _model_info(s, service["v1"]) and set(_model_info(s, service["v1"])) == {1.0},
     }
     deadline = time.time() + 90  # workers report to the metrics agent every few seconds
     missing = list(wanted)
