@@ -399,13 +399,11 @@ def test_concurrent_requests_form_batches(secured_service, one_clip_frames):
 
 
 # ------------------------------------------------------------------------------------------ SIGTERM drain
-@pytest.mark.slow
-def test_eulernet_serve_drains_in_flight_requests_on_sigterm(checkpoints, videos, tmp_path):
-    """`eulernet serve` as a real process: SIGTERM while a request is being uploaded; that request still gets its
-    200, the process exits 0, and nothing on its console looks like a crash."""
+def _start_serve(checkpoint, tmp_path):
+    """`eulernet serve --checkpoint` as a real process on a free port, its console in ``tmp_path/serve.log``, with
+    its own local Ray (not the test session's): ``(process, log path, port)``."""
     import os
     import shutil
-    import signal
     import subprocess
     import sys
 
@@ -414,12 +412,22 @@ def test_eulernet_serve_drains_in_flight_requests_on_sigterm(checkpoints, videos
     exe = shutil.which("eulernet", path=str(Path(sys.executable).parent)) or shutil.which("eulernet")
     assert exe, "the eulernet console script is not installed"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local Ray, not the test session's
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log_file:
-        proc = subprocess.Popen([exe, "serve", "--checkpoint", str(checkpoints["trained"]), "--port", str(port)],
+        proc = subprocess.Popen([exe, "serve", "--checkpoint", str(checkpoint), "--port", str(port)],
                                 cwd=Path(__file__).resolve().parents[2], env=env, stdout=log_file,
                                 stderr=subprocess.STDOUT, text=True)
+    return proc, log_path, port
+
+
+@pytest.mark.slow
+def test_eulernet_serve_drains_in_flight_requests_on_sigterm(checkpoints, videos, tmp_path):
+    """`eulernet serve` as a real process: SIGTERM while a request is being uploaded; that request still gets its
+    200, the process exits 0, and nothing on its console looks like a crash."""
+    import signal
+
+    proc, log_path, port = _start_serve(checkpoints["trained"], tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 300
@@ -471,22 +479,9 @@ def test_eulernet_serve_drains_in_flight_requests_on_sigterm(checkpoints, videos
 def test_eulernet_serve_stops_cleanly_on_a_sigterm_during_start_up(checkpoints, tmp_path):
     """SIGTERM right after `eulernet serve` starts (Kubernetes stopping a pod that is still starting): the
     signal is kept, start-up finishes, Serve stops, exit 0, and no fatal-signal dump."""
-    import os
-    import shutil
     import signal
-    import subprocess
-    import sys
 
-    from tests.serve.conftest import free_port
-
-    exe = shutil.which("eulernet", path=str(Path(sys.executable).parent)) or shutil.which("eulernet")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    log_path = tmp_path / "serve.log"
-    with open(log_path, "w") as log_file:
-        proc = subprocess.Popen([exe, "serve", "--checkpoint", str(checkpoints["trained"]), "--port", str(port)],
-                                cwd=Path(__file__).resolve().parents[2], env=env, stdout=log_file,
-                                stderr=subprocess.STDOUT, text=True)
+    proc, log_path, _ = _start_serve(checkpoints["trained"], tmp_path)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and "== serve" not in log_path.read_text():
