@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import re
@@ -399,9 +400,10 @@ def test_concurrent_requests_form_batches(secured_service, one_clip_frames):
 
 
 # ------------------------------------------------------------------------------------------ SIGTERM drain
-def _start_serve(checkpoint, tmp_path):
+@contextlib.contextmanager
+def _serve_process(checkpoint, tmp_path):
     """`eulernet serve --checkpoint` as a real process on a free port, its console in ``tmp_path/serve.log``, with
-    its own local Ray (not the test session's): ``(process, log path, port)``."""
+    its own local Ray (not the test session's): yields ``(process, log path, port)``, kills it if still alive."""
     import os
     import shutil
     import subprocess
@@ -418,7 +420,12 @@ def _start_serve(checkpoint, tmp_path):
         proc = subprocess.Popen([exe, "serve", "--checkpoint", str(checkpoint), "--port", str(port)],
                                 cwd=Path(__file__).resolve().parents[2], env=env, stdout=log_file,
                                 stderr=subprocess.STDOUT, text=True)
-    return proc, log_path, port
+    try:
+        yield proc, log_path, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.slow
@@ -427,9 +434,8 @@ def test_eulernet_serve_drains_in_flight_requests_on_sigterm(checkpoints, videos
     200, the process exits 0, and nothing on its console looks like a crash."""
     import signal
 
-    proc, log_path, port = _start_serve(checkpoints["trained"], tmp_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with _serve_process(checkpoints["trained"], tmp_path) as (proc, log_path, port):
+        url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 300
         while time.time() < deadline and "serving " not in log_path.read_text():
             assert proc.poll() is None, log_path.read_text()
@@ -463,10 +469,6 @@ def test_eulernet_serve_drains_in_flight_requests_on_sigterm(checkpoints, videos
         proc.send_signal(signal.SIGTERM)
         client.join(timeout=120)
         rc = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     output = log_path.read_text()
     assert result.get("status") == 200, (result, output[-3000:])
     assert "score" in result["body"] and result["done"] > signalled  # it was in flight, and it was answered
@@ -481,8 +483,7 @@ def test_eulernet_serve_stops_cleanly_on_a_sigterm_during_start_up(checkpoints, 
     signal is kept, start-up finishes, Serve stops, exit 0, and no fatal-signal dump."""
     import signal
 
-    proc, log_path, _ = _start_serve(checkpoints["trained"], tmp_path)
-    try:
+    with _serve_process(checkpoints["trained"], tmp_path) as (proc, log_path, _):
         deadline = time.time() + 120
         while time.time() < deadline and "== serve" not in log_path.read_text():
             assert proc.poll() is None, log_path.read_text()
@@ -491,10 +492,6 @@ def test_eulernet_serve_stops_cleanly_on_a_sigterm_during_start_up(checkpoints, 
         assert "serving " not in log_path.read_text()  # still starting
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     output = log_path.read_text()
     assert rc == 0, output[-3000:]
     assert "SIGTERM during start-up: stopping" in output and "eulernet serve: stopped" in output, output[-3000:]
