@@ -65,14 +65,3 @@ def write_csv(df, path: str | os.PathLike, **kwargs: Any) -> Path:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, **kwargs)
     return Path(path)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks (checkpoints and graphs can be large)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

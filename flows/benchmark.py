@@ -111,19 +111,10 @@ def run_realworld(args: argparse.Namespace) -> int:
     try:
         cfg = RealworldConfig(held_stills=args.held_stills,
                               **({"max_seconds": args.max_seconds} if args.max_seconds else {}))
-        if args.checkpoint:
-            from components.inference import Predictor
+        from flows.predict import load_predictor
 
-            predictor, name = Predictor.from_checkpoint(args.checkpoint), str(args.checkpoint)
-        else:
-            from components.registry.registry import load_champion, load_version
-            from components.runtime import use_mlflow
-            from flows.predict import _parse_model_uri
-
-            use_mlflow()
-            reg, alias, version = _parse_model_uri(args.model)
-            predictor, info = load_version(reg, version) if version else load_champion(reg, alias or "champion")
-            name = f"models:/{info['name']}/{info['version']}"
+        predictor, info = load_predictor(args.checkpoint, args.model)
+        name = str(args.checkpoint) if args.checkpoint else f"models:/{info['name']}/{info['version']}"
         summary = run_realworld(predictor, args.data, args.out, cfg, name, peer_dir=args.peer_dir,
                                 progress=not args.no_progress)
     except (ValueError, CheckpointError, FileNotFoundError, RegistryError, MlflowException, RuntimeError) as exc:

@@ -30,6 +30,22 @@ def _parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     return name, None, version or None
 
 
+def load_predictor(checkpoint: str | None, model_uri: str):
+    """``(Predictor, info)`` from a checkpoint file, else from a registered model URI (the one loading road for
+    every command that scores with a model)."""
+    if checkpoint:
+        from components.inference import Predictor
+
+        return Predictor.from_checkpoint(checkpoint), {"checkpoint": checkpoint}
+    from components.registry.registry import load_champion, load_version
+    from components.runtime import use_mlflow
+
+    use_mlflow()
+    name, alias, version = _parse_model_uri(model_uri)
+    predictor, info = load_version(name, version) if version else load_champion(name, alias or "champion")
+    return predictor, {"name": info["name"], "version": info["version"]}
+
+
 def run(args) -> int:
     from mlflow.exceptions import MlflowException
 
@@ -41,18 +57,7 @@ def run(args) -> int:
 
     try:
         cfg = load_section(ServeConfig, "serve", args.params) if os.path.isfile(args.params) else ServeConfig()
-        if args.checkpoint:
-            from components.inference import Predictor
-
-            predictor, info = Predictor.from_checkpoint(args.checkpoint), {"checkpoint": args.checkpoint}
-        else:
-            from components.registry.registry import load_champion, load_version
-            from components.runtime import use_mlflow
-
-            use_mlflow()
-            name, alias, version = _parse_model_uri(args.model or f"models:/{cfg.model_name}@champion")
-            predictor, info = (load_version(name, version) if version else load_champion(name, alias or "champion"))
-            info = {"name": info["name"], "version": info["version"]}
+        predictor, info = load_predictor(args.checkpoint, args.model or f"models:/{cfg.model_name}@champion")
         result = predictor.predict_file(args.video, max_frames=cfg.max_frames, max_clips=args.max_clips)
     except (ConfigError, ValueError, VideoError, LabelingError, FileNotFoundError, RegistryError,
             MlflowException) as exc:

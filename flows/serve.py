@@ -56,8 +56,9 @@ def run(args) -> int:
     tracking_uri = use_mlflow()
     from components.runtime import missing_sqlite_store
 
-    if not args.checkpoint and missing_sqlite_store(tracking_uri):
-        print(f"eulernet serve: no MLflow registry at {missing_sqlite_store(tracking_uri)} (serving never creates "
+    missing = None if args.checkpoint else missing_sqlite_store(tracking_uri)
+    if missing:
+        print(f"eulernet serve: no MLflow registry at {missing} (serving never creates "
               f"one): run `dvc repro` (or `eulernet register`) first, set MLFLOW_TRACKING_URI to your registry, or "
               f"serve a file with --checkpoint", file=sys.stderr)
         return 2

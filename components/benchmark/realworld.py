@@ -99,12 +99,14 @@ def video_fps(path: str | Path, default: float = 30.0) -> float:
 
 
 def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
-                     progress: Callable[[Any], Any] | None = None) -> pd.DataFrame:
+                     progress: Callable[[Any], Any] | None = None,
+                     log: Callable[[str], None] = print) -> pd.DataFrame:
     """A held still (``components.data.held_still``) of the middle frame of each live video, written to
     ``out_dir``; rows like ``videos``' with attack type ``<class>_still`` and label 0. Reuses files already
-    there (same seed, same name)."""
+    there (same seed, same name). A live video that cannot be read gets no still, said by name (the video itself
+    is then refused by the scoring, with its reason)."""
     from components.data.held_still import HeldStillConfig, write_held_still
-    from components.data.video import read_frames
+    from components.data.video import VideoError, read_frames
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,8 +116,14 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
         target = out_dir / f"{Path(r['path']).stem}__still_s{seed}.mp4"
         if not target.is_file():
             fps = video_fps(r["file"])
-            frames = read_frames(r["file"], max_frames=int(round(fps * 2.5)))  # (F, H, W, 3)
-            write_held_still(target, frames[len(frames) // 2], HeldStillConfig(fps=min(fps, 60.0)), seed=seed + i)
+            try:
+                frames = read_frames(r["file"], max_frames=int(round(fps * 2.5)))  # (F, H, W, 3)
+            except VideoError as exc:
+                log(f"no held still of {r['path']}: {exc}")
+                continue
+            # The still is made, not recorded: a frame rate that can carry the 8-12 Hz tremor, phone-like at most.
+            write_held_still(target, frames[len(frames) // 2], HeldStillConfig(fps=min(max(fps, 24.0), 60.0)),
+                             seed=seed + i)
         kind = f"{r['class']}_still"
         rows.append({"path": target.name, "file": str(target), "class": kind, "label": 0, "attack_type": kind,
                      "source": r["source"]})
@@ -267,8 +275,8 @@ def run_realworld(predictor, data_dir: str | Path, out_dir: str | Path, cfg: Rea
     bar = _bar(progress)
     if cfg.held_stills:
         log(f"writing held stills of {int((videos['label'] == 1).sum())} live videos -> {out / 'held_stills'}")
-        videos = pd.concat([videos, make_held_stills(videos, out / "held_stills", cfg.seed, bar("held stills"))],
-                           ignore_index=True)
+        videos = pd.concat([videos, make_held_stills(videos, out / "held_stills", cfg.seed, bar("held stills"),
+                                                     log)], ignore_index=True)
     if videos["label"].nunique() < 2:
         raise ValueError("the folder needs live and attack videos (or --held-stills with live ones)")
     log(f"scoring {len(videos)} videos ({cfg.max_seconds:g} s each at most) with {model_name}")

@@ -189,9 +189,9 @@ def label(cfg: TemporalBenchmarkConfig, out: Path, manifest: pd.DataFrame, progr
 
 
 # ------------------------------------------------------------------------------------------ references
-def reference_videos(shards: Path) -> dict[str, dict[str, Any]]:
+def reference_videos(shards: Path, fps: float) -> dict[str, dict[str, Any]]:
     """Per reference: ``dev`` and ``test`` (one row per video, oriented score: higher = live), ``wall_s`` and
-    ``direction`` (what dev said about the raw score)."""
+    ``direction`` (what dev said about the raw score). ``fps``: the clips' frame rate (:func:`clip_fps`)."""
     from components.labeling.shards import load_clips
     from components.metrics.rates import video_scores
     from components.metrics.references import REFERENCES, orient, reference_scores
@@ -212,11 +212,16 @@ def reference_videos(shards: Path) -> dict[str, dict[str, Any]]:
         per["wall_s"] = time.perf_counter() - t0
         per["direction"] = "higher = live" if sign > 0 else "lower = live"
         out[name] = per
-    out["learned_stats"] = learned_stats_videos(shards)
+    out["learned_stats"] = learned_stats_videos(shards, fps)
     return out
 
 
-def learned_stats_videos(shards: Path, fps: float = 25.0 / 3) -> dict[str, Any]:
+def clip_fps(cfg: TemporalBenchmarkConfig) -> float:
+    """Frames per second inside a labeled clip: the generator's rate over labeling's clip interval."""
+    return synth_config(cfg).fps / label_config(cfg).clip_interval
+
+
+def learned_stats_videos(shards: Path, fps: float) -> dict[str, Any]:
     """The ``learned_stats`` row: hand statistics of every clip (its crops and crop-space landmarks; ``fps``
     the clip's frame rate, the video's over the clip interval), mean per video, logistic regression fitted on
     train; dev and test scored (higher = live)."""
@@ -429,11 +434,11 @@ def run_folds(cfg: TemporalBenchmarkConfig, out: Path, tracking_uri: str | None 
     from components.metrics.rates import choose_threshold
 
     t0 = time.perf_counter()
+    names = [i.name for i in config_identities(synth_config(cfg))]
+    assignments = fold_splits(names, cfg.split_ratio, cfg.folds)  # checked before any video is made
     log(f"[1/3] data: {cfg.n_subjects} subjects, setting {cfg.setting} -> {out / 'data'}")
     manifest = make_data(cfg, out, progress)
     identities = {str(r.video_id): json.loads(r.meta)["identity"] for r in manifest.itertuples()}
-    names = [i.name for i in config_identities(synth_config(cfg))]
-    assignments = fold_splits(names, cfg.split_ratio, cfg.folds)
     pooled: dict[str, dict[str, list]] = {}
     for f, assign in enumerate(assignments):
         fold_out = out / "folds" / str(f)
@@ -442,7 +447,7 @@ def run_folds(cfg: TemporalBenchmarkConfig, out: Path, tracking_uri: str | None 
         df = manifest.assign(split=[assign[identities[str(v)]] for v in manifest["video_id"]])
         df["path"] = [str((out / "data" / p).resolve()) for p in df["path"]]
         label_videos(df, fold_out / "shards", label_config(cfg), progress=progress, cache_dir=out / "label_cache")
-        refs = reference_videos(fold_out / "shards")
+        refs = reference_videos(fold_out / "shards", clip_fps(cfg))
         for name, per in refs.items():
             th = choose_threshold(per["dev"]["score"], per["dev"]["label"], "eer")
             pooled.setdefault(name, {"tables": [], "thresholds": []})
@@ -519,7 +524,7 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
 
     log("[3/4] non-learned references")
     rows: dict[str, dict] = {}
-    refs = reference_videos(out / "shards")
+    refs = reference_videos(out / "shards", clip_fps(cfg))
     from components.metrics.rates import choose_threshold
 
     for name, per in refs.items():

@@ -15,7 +15,7 @@ Conventions used everywhere in this module:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -209,16 +209,16 @@ def breakdown(video_df: pd.DataFrame, threshold: float,
     return pd.DataFrame(rows, columns=["factor", "value", "n_live", "n_attack", "apcer", "bpcer", "acer"])
 
 
-def _group_draws(groups, n: int, n_boot: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``n_boot`` resamples of row indices: whole groups (identities, sources) drawn with replacement, each
+def _group_draws(groups, n: int, n_boot: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Up to ``n_boot`` resamples of row indices (drawn lazily: callers stop once they have enough usable ones): whole groups (identities, sources) drawn with replacement, each
     drawn group bringing all its rows; ``groups=None`` makes every row its own group."""
     g = np.arange(n) if groups is None else np.asarray(groups, dtype=object).reshape(-1)
     if len(g) != n:
         raise ValueError(f"groups has {len(g)} entries for {n} scores")
     _, codes = np.unique(g.astype(str), return_inverse=True)
     members = [np.flatnonzero(codes == k) for k in range(codes.max() + 1)]
-    picks = rng.integers(0, len(members), size=(n_boot, len(members)))
-    return [np.concatenate([members[k] for k in row]) for row in picks]
+    for _ in range(n_boot):
+        yield np.concatenate([members[k] for k in rng.integers(0, len(members), size=len(members))])
 
 
 def acer_bootstrap_ci(scores, labels, thresholds, groups=None, n_boot: int = 2000, level: float = 0.95,

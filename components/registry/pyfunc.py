@@ -52,7 +52,7 @@ class EulerNetPyfunc(mlflow.pyfunc.PythonModel):
 def _verify_digests(context) -> None:
     """The artifacts' sha256 recorded at registration (``model_config["sha256"]``) must match the files MLflow
     handed over; a model logged before digests were recorded has none and loads as it is."""
-    from components.files import sha256_file
+    from components.data.digest import sha256_file
 
     want = ((getattr(context, "model_config", None) or {}).get("sha256")) or {}
     for artifact, digest in want.items():

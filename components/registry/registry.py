@@ -210,7 +210,7 @@ def register(
             artifacts[ONNX_ARTIFACT] = str(Path(tmp) / ONNX_FILE)
         # What is served must be what was registered: the digests travel as version tags (checked by
         # load_version) and in the model's own config (checked by the pyfunc wherever it is loaded).
-        from components.files import sha256_file
+        from components.data.digest import sha256_file
 
         digests = {k: sha256_file(v) for k, v in artifacts.items()}
         with mlflow.start_run(experiment_id=exp_id, run_name=f"register-{name}") as run:
@@ -593,7 +593,7 @@ def verify_artifact(name: str, version: str, artifact: str, path: str | Path, ta
     want = tags.get(f"{DIGEST_PREFIX}{artifact}")
     if want is None:
         return
-    from components.files import sha256_file
+    from components.data.digest import sha256_file
 
     got = sha256_file(path)
     if got != want:

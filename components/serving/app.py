@@ -216,8 +216,8 @@ class LivenessService:
             from components.registry.registry import alias_version, load_version
             from components.runtime import missing_sqlite_store
 
-            if missing_sqlite_store(self._tracking_uri):  # an outage or a wrong path: never an empty new store
-                raise RuntimeError(f"no MLflow registry at {missing_sqlite_store(self._tracking_uri)}")
+            if missing := missing_sqlite_store(self._tracking_uri):  # an outage or a wrong path: never a new store
+                raise RuntimeError(f"no MLflow registry at {missing}")
             version = version or alias_version(self._model_name, self._alias, self._tracking_uri)
             if version is None:
                 raise RuntimeError(f"model {self._model_name!r} has no '{self._alias}' alias to serve")
@@ -259,8 +259,8 @@ class LivenessService:
         while not self._stop.wait(self._reload_interval_s):
             try:
                 self._last_poll = time.time()
-                if missing_sqlite_store(self._tracking_uri):  # gone during an outage: keep serving, never recreate
-                    raise RuntimeError(f"no MLflow registry at {missing_sqlite_store(self._tracking_uri)}")
+                if missing := missing_sqlite_store(self._tracking_uri):  # gone in an outage: keep serving
+                    raise RuntimeError(f"no MLflow registry at {missing}")
                 version = alias_version(self._model_name, self._alias, self._tracking_uri)
                 if version is not None and version == self._rejected_version:
                     continue  # refused once (not downloaded again each poll); /v1/model keeps saying why
