@@ -9,9 +9,9 @@ attack that differs only over time. One row per clip interval (``--intervals``: 
 pipeline's default; 10 spans 1 s, long enough for a blink or a syllable). Nothing here changes a default: it is a
 measurement, reported beside the sample-trained model and the ``learned_stats`` reference on the same videos.
 
-Clips are cut by the one Predictor path (``extract_clips``: the labeling crop), label maps by
-``components.labeling.maps.location_map``; training is an in-process AdamW loop with BN recalibration, as the
-pipeline's worker loop does on one worker. Prints ``table.md``; writes ``summary.json`` and ``scores.csv``.
+Clips are cut and EulerNet is trained by the reference recipe's own functions (``components.benchmark.reference``:
+the Predictor's labeling crop, location-map labels, an in-process AdamW loop with BN recalibration); this script
+only varies the clip interval and stabilisation, without the video head (``eulernet reference`` adds it). Prints ``table.md``; writes ``summary.json`` and ``scores.csv``.
 """
 from __future__ import annotations
 
@@ -29,107 +29,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def stabilise(crops: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each frame re-warped so its 68 points fit the clip's mean points (a similarity per frame): rigid head
-    or hand motion leaves the clip, non-rigid motion (blinks, mouth, expression) and everything that is not the
-    face's geometry (pulse, flicker, texture) stays. (N, T, S, S, 3), (N, T, 68, 2) -> same shapes."""
-    import cv2
-
-    out_c, out_p = crops.copy(), points.copy()
-    s = crops.shape[2]
-    for n in range(len(crops)):
-        ref = points[n].mean(axis=0)  # (68, 2)
-        for t in range(crops.shape[1]):
-            m, _ = cv2.estimateAffinePartial2D(points[n, t], ref, method=cv2.LMEDS)
-            if m is None:
-                continue
-            out_c[n, t] = cv2.warpAffine(crops[n, t], m, (s, s), flags=cv2.INTER_LINEAR,
-                                         borderMode=cv2.BORDER_REFLECT101)
-            out_p[n, t] = points[n, t] @ m[:, :2].T + m[:, 2]
-    return out_c, out_p
-
-
 def cut_clips(videos: pd.DataFrame, interval: int, crop: int, clips: int, max_seconds: float, progress=True,
               stable: bool = False):
-    """Per video: crops (N, T, S, S, 3) and location maps (N, T, M, M) of its clips, or the refusal reason;
-    ``stable``: frames stabilised on their landmarks (:func:`stabilise`)."""
-    from components.benchmark.realworld import video_fps
-    from components.data.video import VideoError
-    from components.inference import Predictor, build_meta, make_checkpoint
-    from components.labeling.clips import LabelingError
-    from components.labeling.maps import location_map
-    from components.model.eulernet import TEST_WIDTH, create_model
+    """Per video: (crops, maps, points) of its clips, or the refusal reason (the recipe's own clip cutter)."""
+    from components.benchmark.reference import ReferenceConfig, make_predictor
+    from components.benchmark.reference import cut_clips as cut
 
-    model = create_model("eulernet", width=TEST_WIDTH)
-    meta = build_meta(variant="eulernet", crop_size=crop, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-                      clip_len=4, clip_interval=interval, clips_per_video=clips, threshold=0.5,
-                      landmark_backend="dlib", face_path="track")
-    pred = Predictor.from_checkpoint(make_checkpoint(model, meta))
-    m = crop // 8
-    out = {}
-    it = videos.itertuples()
+    pred = make_predictor(ReferenceConfig(crop_size=crop, clip_interval=interval, clips_per_video=clips,
+                                          max_side=640))
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(list(it), desc=f"clips, interval {interval}", unit="video", leave=False)
-    for r in it:
-        try:
-            frames = pred.read_video(r.file, max_frames=int(video_fps(r.file) * max_seconds))
-            c = pred.extract_clips(frames)
-            crops, points = stabilise(c.crops, c.points) if stable else (c.crops, c.points)
-            points = np.clip(points, 0, crop - 1e-3)
-            maps = np.stack([[location_map(p, crop, m, live=bool(r.label)) for p in pts] for pts in points])
-            out[r.file] = (crops, maps.astype(np.float32))  # (N, T, S, S, 3), (N, T, M, M)
-        except (LabelingError, VideoError) as exc:
-            out[r.file] = exc.reason
-    return out
-
-
-def train_fold(crops, maps, labels, steps: int, seed: int):
-    """The default variant trained on (crops, maps); live and attack clips drawn equally often."""
-    from components.inference.tensors import to_model_input
-    from components.model.eulernet import TEST_WIDTH, create_model
-    from components.training.bn import recalibrate_batchnorm
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = create_model("eulernet", width=TEST_WIDTH)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
-    live, att = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    batches = []
-    model.train()
-    for _ in range(steps):
-        idx = np.r_[rng.choice(live, 8), rng.choice(att, 8)]
-        flip = rng.random(len(idx)) < 0.5  # mirror half: a face and its mirror image are equally live
-        x = crops[idx].copy()
-        x[flip] = x[flip][:, :, :, ::-1]
-        y = maps[idx].copy()
-        y[flip] = y[flip][:, :, :, ::-1]
-        xt = to_model_input(np.ascontiguousarray(x), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "cpu")  # (B, T, 3, S, S)
-        loss = model.loss(model(xt), torch.from_numpy(np.ascontiguousarray(y)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        batches.append(xt)
-    recalibrate_batchnorm(model, batches[-8:])
-    return model.eval()
-
-
-@torch.no_grad()
-def score(model, crops) -> np.ndarray:
-    from components.inference.tensors import clip_scores, to_model_input
-
-    out = []
-    for i in range(0, len(crops), 32):
-        x = to_model_input(crops[i:i + 32], (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "cpu")
-        out.append(clip_scores(model(x).numpy()))
-    return np.concatenate(out) if out else np.zeros(0)
+        bar = lambda it: tqdm(list(it), desc=f"clips, interval {interval}", unit="video", leave=False)  # noqa: E731
+    return cut(pred, videos, max_seconds, bar, stable)
 
 
 def leave_source_out(table: pd.DataFrame, clips: dict, steps: int, seed: int, log=print) -> pd.DataFrame:
+    """Each source scored by EulerNet trained on the others; threshold at the EER of its training videos."""
+    from components.benchmark.reference import clip_scores_of, train_eulernet
     from components.metrics.rates import choose_threshold
 
     ok = table[[isinstance(clips[f], tuple) for f in table["file"]]].reset_index(drop=True)
@@ -143,12 +61,12 @@ def leave_source_out(table: pd.DataFrame, clips: dict, steps: int, seed: int, lo
         cr = np.concatenate([clips[f][0] for f in tr["file"]])
         mp = np.concatenate([clips[f][1] for f in tr["file"]])
         lab = np.concatenate([np.full(len(clips[f][0]), y) for f, y in zip(tr["file"], tr["label"])])
-        model = train_fold(cr, mp, lab, steps, seed)
-        train_scores = [float(score(model, clips[f][0]).mean()) for f in tr["file"]]
+        model = train_eulernet(cr, mp, lab, steps, seed)
+        train_scores = [float(clip_scores_of(model, clips[f][0]).mean()) for f in tr["file"]]
         th = choose_threshold(train_scores, tr["label"].to_numpy(), "eer")
         for r in te.itertuples():
-            s = float(score(model, clips[r.file][0]).mean())
-            res.append({"file": r.file, "score": s, "accepted": s >= th, "threshold": th})
+            sc = float(clip_scores_of(model, clips[r.file][0]).mean())
+            res.append({"file": r.file, "score": sc, "accepted": sc >= th, "threshold": th})
         log(f"  fold {src}: {len(tr)} training videos, {len(te)} scored, {time.perf_counter() - t0:.0f} s")
     return ok.merge(pd.DataFrame(res), on="file")
 

@@ -92,6 +92,20 @@ def use_mlflow(root: str | os.PathLike = ".") -> str:
 
 
 # ---------------------------------------------------------------------------- storage
+# The shipped reference model (trained on real recordings by `eulernet reference`, DVC-tracked in the repository's
+# sample remote): what `--reference` of predict, serve and the real-world benchmark reads.
+REFERENCE_CHECKPOINT = "models/reference/checkpoint.pt"
+
+
+def reference_checkpoint(root: str | os.PathLike = ".") -> str:
+    """Absolute path of the shipped reference checkpoint; FileNotFoundError saying how to fetch it when absent."""
+    path = project_root(root) / REFERENCE_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"no reference model at {path}: fetch it with `dvc pull models/reference.dvc` "
+                                f"(bin/setup does), or train one with `eulernet reference --data DIR`")
+    return str(path)
+
+
 def storage_root(default: str | os.PathLike = "artifacts") -> str:
     """``EULERNET_STORAGE`` (a URI or folder every node can reach) or the local ``default`` folder, absolute."""
     env = (os.environ.get("EULERNET_STORAGE") or "").strip()

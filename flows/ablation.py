@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from flows.errors import StageError
+
 HELP = "train and evaluate the paper's Table I variants and write the table"
 
 
@@ -60,13 +62,11 @@ def run_from_dvc_exps(args: argparse.Namespace) -> int:
     try:
         runs = runs_from_dvc_exps(_dvc_exps(args.from_dvc_exps), args.exps)
     except (OSError, RuntimeError, json.JSONDecodeError) as exc:
-        print(f"eulernet ablation: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     if runs.empty:
-        print(f"eulernet ablation: no DVC experiment matches {args.exps!r}: queue them with `dvc exp run --queue "
-              "-S train.variant=<variant> evaluate` and run `dvc queue start` (README \"Experiments\")",
-              file=sys.stderr)
-        return 1
+        raise StageError(f"no DVC experiment matches {args.exps!r}: queue them with `dvc exp run --queue "
+                         "-S train.variant=<variant> evaluate` and run `dvc queue start` (README \"Experiments\")",
+                         code=1)
     print(ablation_table(runs))
     print(experiments_table(runs))
     missing = runs[runs["test_acer"].isna()]["experiment"].tolist()
@@ -90,11 +90,9 @@ def run(args: argparse.Namespace) -> int:
         over = {k: v for k, v in (("epochs", args.epochs), ("width", args.width)) if v is not None}
         base = dataclasses.replace(base, **over)
     except (ConfigError, ValueError) as exc:
-        print(f"eulernet ablation: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     if not (Path(args.shards) / "index.csv").is_file():
-        print(f"eulernet ablation: no shards in {args.shards}: run `eulernet label` first", file=sys.stderr)
-        return 2
+        raise StageError(f"no shards in {args.shards}: run `eulernet label` first")
 
     from components.training.ablation import run_ablation
 

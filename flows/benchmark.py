@@ -13,7 +13,8 @@ every finished step. Details and figures: docs/training.md, "Temporal benchmark"
 from __future__ import annotations
 
 import argparse
-import sys
+
+from flows.errors import StageError
 
 HELP = ("held-out temporal benchmark (generate, label, train, evaluate) or the real-world one (score real "
         "recordings); writes summary.json and table.md")
@@ -31,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--data", help="folder with manifest.csv (path, label, attack_type, source; path relative to "
                                      "the folder) and the videos")
     src = real.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="a Predictor checkpoint (e.g. artifacts/model/checkpoint.pt)")
+    src.add_argument("--checkpoint", help="a Predictor checkpoint (default: the shipped reference model, "
+                                          "models/reference/checkpoint.pt)")
     src.add_argument("--model", help="a registered model, models:/<name>@<alias> or models:/<name>/<version>")
     real.add_argument("--held-stills", action="store_true",
                       help="add a held still of one frame of each live video (attack type live_still): same "
@@ -76,15 +78,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = TemporalBenchmarkConfig.quick(**over) if args.quick else TemporalBenchmarkConfig(**over)
     except (TypeError, ValueError) as exc:
-        print(f"eulernet benchmark: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
 
     init_ray()
     try:
         summary = run_benchmark(cfg, args.out, tracking_uri=tracking_uri(), progress=not args.no_progress)
     except ValueError as exc:
-        print(f"eulernet benchmark: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     from pathlib import Path
 
     print((Path(args.out) / "table.md").read_text())
@@ -102,13 +102,12 @@ def run_realworld(args: argparse.Namespace) -> int:
     from components.registry.registry import RegistryError
 
     if not args.data:
-        print("eulernet benchmark realworld: --data DIR is required (a folder with manifest.csv)", file=sys.stderr)
-        return 2
-    if not (args.checkpoint or args.model):
-        print("eulernet benchmark realworld: give --checkpoint PATH or --model models:/<name>@<alias>",
-              file=sys.stderr)
-        return 2
+        raise StageError("--data DIR is required (a folder with manifest.csv)", command="benchmark realworld")
     try:
+        if not (args.checkpoint or args.model):  # the default: the shipped reference model
+            from components.runtime import reference_checkpoint
+
+            args.checkpoint = reference_checkpoint()
         cfg = RealworldConfig(held_stills=args.held_stills,
                               **({"max_seconds": args.max_seconds} if args.max_seconds else {}))
         from flows.predict import load_predictor
@@ -118,8 +117,7 @@ def run_realworld(args: argparse.Namespace) -> int:
         summary = run_realworld(predictor, args.data, args.out, cfg, name, peer_dir=args.peer_dir,
                                 progress=not args.no_progress)
     except (ValueError, CheckpointError, FileNotFoundError, RegistryError, MlflowException, RuntimeError) as exc:
-        print(f"eulernet benchmark realworld: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc, command="benchmark realworld") from None
     print((Path(args.out) / "table.md").read_text())
     print(f"summary: {Path(args.out) / 'summary.json'} ({summary['wall_s']:.0f} s)")
     return 0

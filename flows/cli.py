@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "predict": "flows.predict",
     "ablation": "flows.ablation",
     "benchmark": "flows.benchmark",
+    "reference": "flows.reference",
 }
 
 # Short help shown without importing heavy modules.
@@ -41,6 +42,7 @@ SUMMARIES: dict[str, str] = {
     "predict": "score one video file with a checkpoint or a registered model",
     "ablation": "train and evaluate the paper's Table I variants and write the table",
     "benchmark": "temporal (synthetic, held-out identities) or realworld (real recordings) benchmark -> summary.json",
+    "reference": "train the reference model (EulerNet + video head) on real recordings; figures leave-one-source-out",
 }
 
 
@@ -79,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(True if args.verbose else None)
     module = importlib.import_module(COMMANDS[args.command])
     runner = getattr(module, f"run_{args.command}", None) or module.run
+    from flows.errors import StageError
+
     try:
         rc = runner(args)
+    except StageError as exc:  # the one place a refusal is printed
+        print(f"eulernet {exc.command or args.command}: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         return 130
     return int(rc or 0)

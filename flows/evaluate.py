@@ -7,8 +7,9 @@ modified: the threshold goes to artifacts/eval/metrics.json (`threshold`) for `e
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from flows.errors import StageError
 
 HELP = "video-level APCER/BPCER/ACER with the dev-chosen threshold applied to test"
 
@@ -40,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
                            f"(threshold: {cfg.threshold_rule} on dev) -> {args.out}")
         report = evaluate_checkpoint(args.checkpoint, args.shards, args.out, cfg, progress=True)
     except (ConfigError, EvaluationError, FileNotFoundError, ValueError) as exc:
-        print(f"eulernet evaluate: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     print(f"threshold {report['threshold']:.4f} ({report['threshold_rule']} on dev); test: "
           f"ACER {_pct(report['acer'])}, APCER {_pct(report['apcer'])} (worst {_pct(report.get('apcer_worst'))} "
           f"{report.get('worst_attack_type') or ''}), BPCER {_pct(report['bpcer'])}, "

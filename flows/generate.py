@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from flows.errors import StageError
+
 HELP = "write a synthetic live/spoof video dataset (the embedded sample is made this way)"
 
 
@@ -79,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
                   "change the ratio", file=sys.stderr)
         df = generate_dataset(args.out, cfg, progress=not args.no_progress, workers=args.workers)
     except (ValueError, ManifestError, OSError) as exc:
-        print(f"eulernet generate: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     summary = df.groupby(["split", "attack_type"]).size().unstack(fill_value=0)
     print(f"wrote {len(df)} videos of {df['subject_id'].nunique()} subjects to {args.out}")
     print(summary.to_string())

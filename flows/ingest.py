@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from flows.errors import StageError
 
 HELP = "build the manifest from a dataset (sample, generic CSV, OULU-NPU)"
 OUT = Path("artifacts/manifest.csv")
@@ -36,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
         df = load_dataset(cfg)
         write_manifest(df, args.out)
     except (ConfigError, ManifestError, ValueError, OSError) as exc:
-        print(f"eulernet ingest: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     print(summarize(df))
     print(f"wrote {args.out}: {len(df)} videos")
     return 0

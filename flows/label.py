@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
+
+from flows.errors import StageError
 
 HELP = "landmarks -> face crops -> label maps, as Parquet shards (Ray Data)"
 
@@ -70,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
             raise ManifestError(f"{manifest} not found: run `eulernet ingest` first")
         df = _resolve(read_manifest(manifest), manifest, (params.get("data") or {}).get("root"))
     except (ConfigError, ManifestError) as exc:
-        print(f"eulernet label: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     try:
         # Load the backend once here: a missing model fails with one clear line instead of inside every actor,
         # and face-alignment's first-use download lands in the local cache before the actors look for it.
@@ -79,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
         make_backend(cfg.backend, **cfg.backend_options)
     except Exception as exc:  # ImportError, missing weights, bad backend_options (TypeError)
-        print(f"eulernet label: cannot load landmark backend {cfg.backend!r}: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
-        return 2
+        raise StageError(f"cannot load landmark backend {cfg.backend!r}: {type(exc).__name__}: {exc}") from None
 
     from components.data.digest import DEFAULT_CACHE, DigestTable
     from components.quality.gates import GateError, require_passed, write_gate_record
@@ -91,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             require_passed(args.gates, args.manifest)
         except GateError as exc:
-            print(f"eulernet label: {exc}", file=sys.stderr)
-            return 2
+            raise StageError(exc) from None
 
     # With shared storage (e.g. s3://bucket/prefix) shards go where every node can read them; else in --out.
     storage = shared_storage()
@@ -107,6 +104,5 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     print(f"report: {Path(args.out) / 'report.csv'}")
     if report.n_clips == 0:
-        print("eulernet label: no clip was made from any video; see the report for the reasons", file=sys.stderr)
-        return 1
+        raise StageError("no clip was made from any video; see the report for the reasons", code=1)
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+
+from flows.errors import StageError
 
 HELP = "score one video file with a checkpoint or a registered model"
 
@@ -15,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", default=None, help="Predictor checkpoint file")
     src.add_argument("--model", default=None, help="registered model URI, e.g. models:/eulernet@champion "
-                                                   "(default when no --checkpoint)")
+                                                   "(default when neither --checkpoint nor --reference)")
+    src.add_argument("--reference", action="store_true",
+                     help="the shipped reference model (models/reference/, trained on real recordings; no registry)")
     parser.add_argument("--max-clips", type=int, default=None, help="clips to score (default: checkpoint's)")
 
 
@@ -57,11 +60,14 @@ def run(args) -> int:
 
     try:
         cfg = load_section(ServeConfig, "serve", args.params) if os.path.isfile(args.params) else ServeConfig()
+        if args.reference:
+            from components.runtime import reference_checkpoint
+
+            args.checkpoint = reference_checkpoint()
         predictor, info = load_predictor(args.checkpoint, args.model or f"models:/{cfg.model_name}@champion")
         result = predictor.predict_file(args.video, max_frames=cfg.max_frames, max_clips=args.max_clips)
     except (ConfigError, ValueError, VideoError, LabelingError, FileNotFoundError, RegistryError,
             MlflowException) as exc:
-        print(f"eulernet predict: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     print(json.dumps({"video": args.video, "model": info, **result}, indent=2))
     return 0

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from flows.errors import StageError
+
 HELP = "log the model to the MLflow registry as 'candidate' and promote if good enough"
 
 
@@ -133,8 +135,7 @@ def run_register(args) -> int:
             print(decision)
     except (ConfigError, RegistryError, MlflowException, FileNotFoundError, KeyError,
             json.JSONDecodeError) as exc:
-        print(f"eulernet register: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     _write_registered(cfg.out, name, version, decision)
     return 0
 
@@ -162,8 +163,7 @@ def run_promote(args) -> int:
         _tracking()
         decision = promote(name, metric=args.metric or cfg.metric, force=args.force, version=args.version)
     except (ConfigError, RegistryError, MlflowException) as exc:
-        print(f"eulernet promote: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     print(decision)
     return 0
 
@@ -179,8 +179,7 @@ def run_rollback(args) -> int:
         _tracking()
         old, new = rollback(name)
     except (ConfigError, RegistryError, MlflowException) as exc:
-        print(f"eulernet rollback: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     print(f"model {name}: champion moved back from v{old} to v{new}")
     return 0
 

@@ -6,6 +6,8 @@ import os
 import signal
 import sys
 
+from flows.errors import StageError
+
 HELP = "run the Ray Serve liveness endpoint for models:/<name>@champion"
 
 
@@ -14,7 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default: serve.port)")
     parser.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
     parser.add_argument("--model-name", default=None, help="registered model (default: serve.model_name)")
-    parser.add_argument("--checkpoint", default=None, help="serve a local checkpoint instead of the registry")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", default=None, help="serve a local checkpoint instead of the registry")
+    src.add_argument("--reference", action="store_true",
+                     help="serve the shipped reference model (models/reference/checkpoint.pt) instead of the registry")
     parser.add_argument("--blocking", action="store_true",
                         help="stay in the foreground until Ctrl-C (always the case on a local Ray cluster)")
     parser.add_argument("--smoke-test", metavar="VIDEO", default=None,
@@ -38,12 +43,14 @@ def run(args) -> int:
             raise ConfigError("\n  ".join([f"{cfg.config_file} disagrees with {args.params}:"] + problems))
         cfg = dataclasses.replace(cfg, **{k: v for k, v in (("port", args.port), ("host", args.host),
                                                            ("model_name", args.model_name)) if v is not None})
-    except (ConfigError, ValueError) as exc:
-        print(f"eulernet serve: {exc}", file=sys.stderr)
-        return 2
+        if args.reference:
+            from components.runtime import reference_checkpoint
+
+            args.checkpoint = reference_checkpoint()
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise StageError(exc) from None
     if args.smoke_test and not os.path.isfile(args.smoke_test):
-        print(f"eulernet serve: --smoke-test video {args.smoke_test} does not exist", file=sys.stderr)
-        return 2
+        raise StageError(f"--smoke-test video {args.smoke_test} does not exist")
     from ray import serve
 
     from components.runtime import header, init_ray, quiet_ray_console, use_mlflow, verbose_requested
@@ -58,10 +65,9 @@ def run(args) -> int:
 
     missing = None if args.checkpoint else missing_sqlite_store(tracking_uri)
     if missing:
-        print(f"eulernet serve: no MLflow registry at {missing} (serving never creates "
-              f"one): run `dvc repro` (or `eulernet register`) first, set MLFLOW_TRACKING_URI to your registry, or "
-              f"serve a file with --checkpoint", file=sys.stderr)
-        return 2
+        raise StageError(f"no MLflow registry at {missing} (serving never creates one): run `dvc repro` (or "
+                         f"`eulernet register`) first, set MLFLOW_TRACKING_URI to your registry, or serve a file with "
+                         f"--checkpoint (or the shipped model with --reference)")
     try:
         local = init_ray()
     except SystemExit as exc:
@@ -84,8 +90,7 @@ def run(args) -> int:
     try:
         serve.run(app, name="eulernet", route_prefix=cfg.route_prefix)
     except Exception as exc:  # replica constructor errors (no champion, bad checkpoint) surface here
-        print(f"eulernet serve: the application failed to start: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(f"the application failed to start: {exc}") from None
     if stop.name is not None:  # asked to stop while starting: start-up is done, now stop cleanly
         print(f"eulernet serve: {stop.name} during start-up: stopping", flush=True)
         _drain_and_stop("eulernet")

@@ -6,8 +6,9 @@ training_curves.png. `--resume NAME` continues an interrupted run from its last 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from flows.errors import StageError
 
 HELP = "train EulerNet with Ray Train, tracked in MLflow"
 WALL_CLOCK = ("epoch_time_s", "clips_per_s")  # per-epoch timings: MLflow metrics, not DVC outputs
@@ -36,11 +37,9 @@ def run(args: argparse.Namespace) -> int:
         params = read_params(args.params)
         cfg = load_section(TrainConfig, "train", params)
     except ConfigError as exc:
-        print(f"eulernet train: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     if not (Path(args.shards) / "index.csv").is_file():
-        print(f"eulernet train: no shards in {args.shards}: run `eulernet label` first", file=sys.stderr)
-        return 2
+        raise StageError(f"no shards in {args.shards}: run `eulernet label` first")
     from components.quality.gates import GateError, require_shards_passed
 
     skip = bool(getattr(args, "skip_gates", False))
@@ -48,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
         if not skip:
             require_shards_passed(args.shards, args.gates)
     except GateError as exc:
-        print(f"eulernet train: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     tags = {**provenance_tags("train"), "data_gates": "skipped" if skip else "passed"}
 
     from components.files import write_csv, write_json
@@ -71,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
             result = fit(cfg, args.shards, storage, run_name, experiment=args.experiment, tracking_uri=uri,
                          tags=tags, on_start=progress.start)
     except TrainingError as exc:
-        print(f"eulernet train: {exc}\nresume with: eulernet train --resume {run_name}", file=sys.stderr)
-        return 1
+        raise StageError(f"{exc}\nresume with: eulernet train --resume {run_name}", code=1) from None
     out = Path(args.out)
     copy_best(result, out / "checkpoint.pt")
     # DVC outputs hold no wall-clock figures or machine paths: epoch times and throughput are MLflow metrics of

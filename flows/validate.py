@@ -6,8 +6,9 @@ expectation and the offending groups when a gate fails, 2 on bad configuration o
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from flows.errors import StageError
 
 HELP = "run the Great Expectations data-quality gates on the manifest"
 
@@ -42,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
         report = run_gates(df, cfg, data_root=".", docs_dir=out / "data_docs", digests=digests)
         digests.write(DEFAULT_CACHE)  # labeling keys its cache on the same sha256s: hash each video once
     except (ConfigError, ManifestError, OSError) as exc:
-        print(f"eulernet validate: {exc}", file=sys.stderr)
-        return 2
+        raise StageError(exc) from None
     from components.files import write_json, write_text
     from components.quality.gates import manifest_digest
 
@@ -56,8 +56,5 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary.splitlines()[0])
     print(f"details: {out / 'summary.txt'}, Data Docs: {out / 'data_docs' / 'index.html'}")
     if not report.success:
-        print(f"eulernet validate: {len(report.failures)} expectation(s) failed:", file=sys.stderr)
-        for f in report.failures:
-            print(f"  - {f}", file=sys.stderr)
-        return 1
+        raise StageError("\n  - ".join([f"{len(report.failures)} expectation(s) failed:", *report.failures]), code=1)
     return 0

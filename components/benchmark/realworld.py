@@ -22,6 +22,7 @@ unreadable) are listed in ``refused`` with the reason and left out of that row's
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -297,6 +298,15 @@ def run_realworld(predictor, data_dir: str | Path, out_dir: str | Path, cfg: Rea
     summary: dict[str, Any] = {"model": model_name, "threshold": threshold, "data": str(Path(data_dir)),
                                "n_videos": int(len(table)), "n_photos_skipped": len(photos),
                                "n_sources": int(table["source"].nunique()), "config": cfg.__dict__.copy()}
+    # A model trained on real recordings (``eulernet reference``) names them: scoring it on the same sources measures
+    # memory, not transfer. Said in the summary and atop the table; its held-out figures are in its loso.json.
+    trained = (getattr(predictor, "extra", None) or {}).get("trained_on") or {}
+    seen = sorted(set(trained.get("sources") or []) & set(table["source"].astype(str)))
+    digest = hashlib.sha256((Path(data_dir) / "manifest.csv").read_bytes()).hexdigest()
+    summary["in_sample"] = {"same_manifest": trained.get("manifest_sha256") == digest, "sources_seen": seen}
+    if seen:
+        log(f"warning: the model was trained on {len(seen)} of these sources ({', '.join(seen)}): its figures here "
+            f"are in-sample; its leave-one-source-out figures are in the loso.json beside its checkpoint")
     refused = table[table["refused"] != ""]
     summary["refused"] = [{"path": r.path, "reason": r.refused, "detail": r.detail} for r in refused.itertuples()]
     scored = table[table["refused"] == ""]
@@ -370,7 +380,11 @@ def markdown_table(summary: dict) -> str:
         named["peer (Silent-Face)"] = summary["peer"]
     types = sorted({a for r in named.values() for a in r["rows"] if a != "live"})
     live_n = summary["rows"]["live"]["n"]
-    lines = [f"Real-world benchmark: {summary['n_videos']} videos from {summary['n_sources']} sources "
+    seen = (summary.get("in_sample") or {}).get("sources_seen") or []
+    warn = ([f"**In-sample: the model was trained on {len(seen)} of these {summary['n_sources']} sources; these "
+             f"figures measure memory, not transfer (its leave-one-source-out figures: loso.json beside the "
+             f"checkpoint).**", ""] if seen else [])
+    lines = warn + [f"Real-world benchmark: {summary['n_videos']} videos from {summary['n_sources']} sources "
              f"({live_n} live scored), model `{summary['model']}` at its threshold {summary['threshold']:.3f}. "
              f"AUC: live vs that type, 95 % interval resampling sources; APCER / BPCER at each row's own threshold. "
              f"Refused: {len(summary['refused'])} videos (left out of the model's rates).", "",

@@ -16,6 +16,8 @@ from typing import Any
 from components.labeling.tracking import face_path_errors, recorded_track, resolved_track
 from components.model.eulernet import LABEL_TYPES, VARIANTS
 
+from .video_head import VideoHead
+
 DEFAULT_MEAN = (0.5, 0.5, 0.5)
 DEFAULT_STD = (0.5, 0.5, 0.5)
 # Used only when a checkpoint carries no threshold chosen on a dev set (e.g. straight out of a unit test).
@@ -47,6 +49,8 @@ class InferenceConfig:
     max_side: int | None = None         # longest frame side labeling decoded at; inference decodes the same
     face_path: str = "detect"           # how labeling found faces on sampled frames (detect each | track)
     track: Mapping[str, Any] = field(default_factory=dict)  # the tracker's options when face_path is track
+    # How clip scores and landmarks become the video's score (.video_head); None: the mean clip score (the paper's).
+    video_head: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -78,6 +82,12 @@ class InferenceConfig:
         if problems:
             raise CheckpointError("; ".join(problems))
         object.__setattr__(self, "track", dict(self.track or {}))
+        if self.video_head is not None:
+            try:
+                head = VideoHead.from_dict(self.video_head)
+            except ValueError as exc:
+                raise CheckpointError(str(exc)) from None
+            object.__setattr__(self, "video_head", head.to_dict())
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -88,6 +98,10 @@ class InferenceConfig:
     def decode_side(self) -> int:
         """Longest side frames are decoded at: labeling's own when known, so inference crops like labeling."""
         return int(self.max_side or DEFAULT_MAX_SIDE)
+
+    @property
+    def head(self) -> VideoHead | None:
+        return None if self.video_head is None else VideoHead.from_dict(self.video_head)
 
     def decide(self, score: float) -> tuple[str, float]:
         """``(decision, threshold)``: live when the score reaches the dev-chosen threshold."""
@@ -125,6 +139,7 @@ class InferenceConfig:
                          "face_fraction": self.face_fraction,
                          "max_side": None if self.max_side is None else int(self.max_side),
                          "face_path": self.face_path, "track": dict(self.track)},
+            **({} if self.video_head is None else {"video_head": dict(self.video_head)}),
             "extra": dict(extra or {}),
         }
 
@@ -141,10 +156,12 @@ class InferenceConfig:
                        landmark_backend=landmark.get("backend", "dlib"),
                        landmark_options=dict(landmark.get("options") or {}),
                        face_fraction=float(landmark.get("face_fraction", 0.75)), max_side=landmark.get("max_side"),
-                       face_path=landmark.get("face_path", "detect"), track=recorded_track(landmark.get("track")))
+                       face_path=landmark.get("face_path", "detect"), track=recorded_track(landmark.get("track")),
+                       video_head=ckpt.get("video_head"))
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"checkpoint inference settings are incomplete: {exc}") from exc
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "mean": list(self.mean), "std": list(self.std),
-                "landmark_options": dict(self.landmark_options), "track": dict(self.track)}
+                "landmark_options": dict(self.landmark_options), "track": dict(self.track),
+                "video_head": None if self.video_head is None else dict(self.video_head)}

@@ -18,6 +18,7 @@ from components.model.eulernet import EulerNet, EulerNetConfig
 from .checkpoint import load_checkpoint, validate_checkpoint
 from .config import CheckpointError, InferenceConfig
 from .tensors import clip_scores, to_model_input, video_score
+from .video_head import video_features
 
 
 class Predictor:
@@ -81,6 +82,7 @@ class Predictor:
     face_fraction = property(lambda self: self.inference.face_fraction)
     max_side = property(lambda self: self.inference.max_side)
     map_size = property(lambda self: self.inference.map_size)
+    video_head = property(lambda self: self.inference.head)
 
     def with_threshold(self, threshold: float | None) -> "Predictor":
         """A copy sharing the same model, deciding at ``threshold`` (e.g. the one chosen on the dev set)."""
@@ -196,11 +198,23 @@ class Predictor:
         scores = clip_scores(np.asarray(maps))
         if len(scores) == 0:
             raise ValueError("no clips could be cut from the video (too short or no face)")
-        score = video_score(scores)
+        head = self.video_head
+        features = None
+        if head is None:
+            score = video_score(scores)
+        else:
+            points = getattr(clips, "points", None)
+            if points is None or len(points) != len(scores):
+                raise ValueError("this model's video head needs the clips' landmarks (FaceClips.points), one set per "
+                                 "clip; got none or a different count")
+            features = video_features(scores, points)
+            score = head.score(features)
         decision, threshold = self.decide(score)
         box = getattr(clips, "box", None)
         return {
             "score": score,
+            "clip_score_mean": video_score(scores),  # the paper's video score, also when a head decides
+            "video_features": features,
             "decision": decision,
             "threshold": threshold,
             "threshold_from_checkpoint": self.threshold is not None,

@@ -46,7 +46,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -76,6 +76,10 @@ SPLIT_ORDER = ("train", "dev", "test")
 
 @dataclass(frozen=True)
 class LabelConfig:
+    # Keys that change how fast labeling runs, never the labels: left out of the cache fingerprint, of
+    # label_config.json and of the label stage's DVC params, so tuning them relabels nothing.
+    SPEED_ONLY: ClassVar[frozenset[str]] = frozenset({"concurrency", "batch_size", "num_cpus_per_worker"})
+
     backend: str = "dlib"  # dlib (offline default) | face_alignment
     backend_options: dict[str, Any] = field(default_factory=dict)  # passed to the backend, e.g. {landmarks: 3d}
     crop_size: int = 256  # face crop side; label maps are crop_size // 8
@@ -132,8 +136,7 @@ class LabelConfig:
 
     def fingerprint(self) -> str:
         """Hash of the settings that change the labels (not the ones that only change speed)."""
-        speed_only = {"concurrency", "batch_size", "num_cpus_per_worker"}
-        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in speed_only}
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.SPEED_ONLY}
         d["format"] = LABEL_FORMAT
         d["code"] = labeling_code_version()
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
@@ -189,7 +192,8 @@ def labeling_code_version() -> str:
 def write_label_config(out_dir: str | Path, cfg: LabelConfig) -> Path:
     """Record how these shards were cut beside them: training reads it back, so the landmark and clip settings
     reach the checkpoint (and serving) from the data itself, whoever calls ``fit``."""
-    return write_json(Path(out_dir) / LABEL_CONFIG_FILE, dataclasses.asdict(cfg))
+    return write_json(Path(out_dir) / LABEL_CONFIG_FILE,
+                      {k: v for k, v in dataclasses.asdict(cfg).items() if k not in cfg.SPEED_ONLY})
 
 
 def read_label_config(out_dir: str | Path) -> LabelConfig | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,8 @@ class EvalConfig:
     """``threshold_rule``: how the dev set picks the operating point (eer | min_acer).
     ``expected_attack_types``: types that should appear (a missing one is reported, not an error); None = the
     types present in dev or test. ``gradcam_clips``: Grad-CAM figures per class (0 turns them off)."""
+
+    SPEED_ONLY: ClassVar[frozenset[str]] = frozenset({"batch_size"})  # out of the evaluate stage's DVC params
 
     threshold_rule: Literal["eer", "min_acer"] = "eer"
     batch_size: int = 16
@@ -87,6 +89,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.Path
     from components.metrics.report import evaluate_splits
 
     predictor = Predictor.from_checkpoint(checkpoint, batch_size=cfg.batch_size)
+    if predictor.video_head is not None:
+        # Shards are scored clip by clip and pooled by the mean; a head's features need each video's clip set.
+        raise ValueError(f"{checkpoint} decides with a video head (a reference model); shard evaluation pools clip "
+                         f"scores by their mean and would not measure it: use `eulernet benchmark realworld`")
     bar = None
     if progress:
         from components.runtime import progress_bar

@@ -23,41 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
+# One face geometry for the statistics and the model's video head: the same residual, eye unit and EAR.
+from components.inference.video_head import eye_aspect_ratio as _ear
+from components.inference.video_head import eye_distance as _eye_distance
+from components.inference.video_head import similarity_residual as _similarity_residual
+
 STATISTICS = ("nonrigid_motion", "rigid_motion", "face_motion", "frame_difference", "chroma_pulse",
               "global_flicker", "tone_contrast", "blink", "face_background_corr")
-
-_LEFT_EYE, _RIGHT_EYE = slice(36, 42), slice(42, 48)
-
-
-def _similarity_residual(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray]:
-    """RMS residual of the least-squares similarity mapping ``src`` (68, 2) onto ``dst`` (68, 2), and its
-    translation (2,) (Umeyama's closed form: rotation, uniform scale, shift)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    var = (s ** 2).sum()
-    if var < 1e-9:
-        return 0.0, mu_d - mu_s
-    u, sig, vt = np.linalg.svd(d.T @ s)
-    sign = np.sign(np.linalg.det(u @ vt)) or 1.0
-    e = np.diag([1.0, sign])
-    r = u @ e @ vt
-    scale = float((sig * np.diag(e)).sum() / var)
-    fitted = scale * s @ r.T + mu_d
-    return float(np.sqrt(((fitted - dst) ** 2).sum(1).mean())), mu_d - mu_s
-
-
-def _eye_distance(points: np.ndarray) -> float:
-    return float(np.linalg.norm(points[_LEFT_EYE].mean(0) - points[_RIGHT_EYE].mean(0)))
-
-
-def _ear(points: np.ndarray) -> float:
-    """Eye aspect ratio of one frame, mean of both eyes."""
-    out = []
-    for sl in (_LEFT_EYE, _RIGHT_EYE):
-        p = points[sl]
-        width = np.linalg.norm(p[0] - p[3])
-        out.append((np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])) / (2 * max(width, 1e-6)))
-    return float(np.mean(out))
 
 
 def _box(points: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +27,11 @@ class TrainConfig:
     ``cache_data`` materialises the decoded shards in the object store once, instead of re-reading Parquet
     every epoch: worth it when the data fits in memory (sample profile, tests), off for large datasets.
     """
+
+    # Keys that change where and how fast training runs, not the model it makes: left out of the train stage's
+    # DVC params, so resizing a cluster does not retrain.
+    SPEED_ONLY: ClassVar[frozenset[str]] = frozenset({"cpus_per_worker", "torch_threads", "cache_data", "max_failures",
+                                                      "num_to_keep"})
 
     variant: str = "baseline"
     width: float = 1.0

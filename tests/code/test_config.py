@@ -146,3 +146,16 @@ def test_serve_disagreement_is_named(tmp_path):
     assert disagreements(cfg, drifted) == ["serve config user_config.max_clips = 6 but params.yaml serve.max_clips = 4"]
     other = dataclasses.replace(cfg, max_frames=200)
     assert any("args.max_frames = 300" in d for d in disagreements(other, read_serve_config("infra/serve_config.yaml")))
+
+
+def test_speed_only_label_keys_change_neither_the_cache_key_nor_the_recorded_config(tmp_path):
+    from components.labeling.pipeline import LabelConfig, read_label_config, write_label_config
+
+    slow = LabelConfig(crop_size=64, concurrency=1, batch_size=1, num_cpus_per_worker=1.0)
+    fast = LabelConfig(crop_size=64, concurrency=8, batch_size=16, num_cpus_per_worker=0.5)
+    assert slow.fingerprint() == fast.fingerprint()
+    assert LabelConfig(crop_size=96).fingerprint() != slow.fingerprint()
+    a = write_label_config(tmp_path / "a", slow).read_bytes()
+    b = write_label_config(tmp_path / "b", fast).read_bytes()
+    assert a == b and b"concurrency" not in a
+    assert read_label_config(tmp_path / "a").crop_size == 64

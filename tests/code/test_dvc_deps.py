@@ -87,3 +87,26 @@ def test_the_checker_sees_function_level_and_relative_imports():
     assert "components/training/driver.py" in files  # imported inside run()
     assert "components/inference/tensors.py" in files  # relative import inside components.inference
     assert "components/runtime.py" in files
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_params_are_the_keys_that_change_its_outputs(stage):
+    """A stage re-runs when a key it reads changes, and only then: every key of its section that is not marked
+    speed-only on the config class is listed, by key, and nothing else (a speed-only key, e.g. label.concurrency,
+    must not relabel)."""
+    import dataclasses
+
+    from components.config import section_class
+
+    listed = [p for p in STAGES[stage].get("params", []) if isinstance(p, str)]
+    sections = {p.split(".")[0] for p in listed}
+    assert len(sections) == 1, f"stage {stage!r} reads one params section, lists {sorted(sections)}"
+    section = sections.pop()
+    cls = section_class(section)
+    speed = getattr(cls, "SPEED_ONLY", frozenset())
+    want = {f"{section}.{f.name}" for f in dataclasses.fields(cls) if f.name not in speed}
+    if listed == [section]:  # the whole section: right only when no key of it is speed-only
+        assert not speed, f"stage {stage!r} lists all of {section!r} although {sorted(speed)} only change speed"
+        return
+    assert set(listed) == want, (f"stage {stage!r}: missing {sorted(want - set(listed))}, "
+                                 f"not output-changing {sorted(set(listed) - want)}")

@@ -34,8 +34,13 @@ def _run(tmp_path, checkpoint, shards, rule="eer"):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"evaluate": {"threshold_rule": rule, "gradcam_clips": 1}}))
     out = tmp_path / "eval"
-    rc = flow.run(argparse.Namespace(params=str(params), checkpoint=str(checkpoint), shards=str(shards),
-                                     out=str(out), headline=str(tmp_path / "metrics" / "eval.json")))
+    from flows.errors import StageError
+
+    try:
+        rc = flow.run(argparse.Namespace(params=str(params), checkpoint=str(checkpoint), shards=str(shards),
+                                         out=str(out), headline=str(tmp_path / "metrics" / "eval.json")))
+    except StageError as exc:  # what `eulernet evaluate` prints and exits with
+        rc = exc.code
     return rc, out
 
 

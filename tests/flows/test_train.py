@@ -43,7 +43,11 @@ def test_train_flow_two_workers_lowers_loss_and_tracks_everything(tmp_path, shar
         "train": {**TINY, "epochs": 3}}))
     args = argparse.Namespace(params="params.yaml", shards=str(shards), out="artifacts/model", resume=None,
                               experiment="eulernet", gates="artifacts/quality/summary.json", skip_gates=False)
-    assert train_flow.run(args) == 2  # hand-made shards never passed the data gates
+    from flows.errors import StageError
+
+    with pytest.raises(StageError, match="gates") as refused:  # hand-made shards never passed the data gates
+        train_flow.run(args)
+    assert refused.value.code == 2
     args.skip_gates = True
     assert train_flow.run(args) == 0
 

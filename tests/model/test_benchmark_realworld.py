@@ -152,3 +152,64 @@ def test_realworld_benchmark_errors_are_clear(tmp_path, capsys):
     assert main(["benchmark", "realworld", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
                  "--checkpoint", str(ckpt)]) == 2
     assert "label must be 1 (live) or 0 (attack)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_reference_recipe_ships_a_model_that_predict_and_the_benchmark_use(tmp_path, carphone_video_path,
+                                                                           real_face_rgb, capsys):
+    import pandas as pd
+
+    from components.inference import Predictor
+    from components.inference.video_head import video_features
+    from flows.cli import main
+
+    data = _standins(tmp_path / "data", carphone_video_path, real_face_rgb)
+    out = tmp_path / "ref"
+    rc = main(["reference", "--data", str(data), "--out", str(out), "--work", str(tmp_path / "work"), "--crop", "32",
+               "--clips", "2", "--steps", "4", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    s = json.loads((out / "loso.json").read_text())
+    refused = {r["path"]: r["reason"] for r in s["refused"]}
+    assert refused["noface.mp4"] == "no_face" and refused["broken.mp4"] in ("unreadable", "no_frames")
+    assert s["n_held_stills"] == 3 and s["rows"]["replay"]["n"] == 3
+    assert s["rows"]["live"]["n"] == 3 and 0 <= s["rows"]["live"]["bpcer"] <= 1
+    assert set(s["references"]) == {"eulernet_alone"}
+    scores = pd.read_csv(out / "scores.csv")
+    # Every fold's threshold came from the other sources only: a source's rows share one threshold, and folds
+    # fitted on different data differ.
+    assert scores.groupby("source")["threshold"].nunique().max() == 1
+
+    pred = Predictor.from_checkpoint(out / "checkpoint.pt")
+    assert pred.video_head is not None and pred.video_head.features == ("clip_logit_mean", "nonrigid_motion")
+    assert pred.threshold == pytest.approx(s["threshold"]) and pred.clips_per_video == 2 and pred.crop_size == 32
+    assert pred.extra["trained_on"]["sources"] == sorted(scores["source"].unique())
+    capsys.readouterr()
+    assert main(["predict", str(data / "live" / "a1.mp4"), "--checkpoint", str(out / "checkpoint.pt")]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    clips = pred.extract_clips(pred.read_video(data / "live" / "a1.mp4"))
+    expected = pred.video_head.score(video_features(pred.score_clips(clips.crops), clips.points))
+    assert answer["score"] == pytest.approx(expected, abs=1e-5)
+    assert set(answer["video_features"]) >= {"clip_logit_mean", "nonrigid_motion"}
+
+    # Scoring the model on the videos it was trained on is flagged as in-sample, in the summary and the table.
+    bench = tmp_path / "bench"
+    assert main(["benchmark", "realworld", "--data", str(data), "--out", str(bench), "--checkpoint",
+                 str(out / "checkpoint.pt"), "--no-progress"]) == 0
+    b = json.loads((bench / "summary.json").read_text())
+    assert b["in_sample"]["same_manifest"] is True
+    assert b["in_sample"]["sources_seen"] == sorted(set(scores["source"]))
+    assert (bench / "table.md").read_text().startswith("**In-sample")
+
+
+def test_reference_errors_are_clear(tmp_path, capsys):
+    from components.runtime import reference_checkpoint
+    from flows.cli import main
+
+    with pytest.raises(FileNotFoundError, match="dvc pull models/reference.dvc"):
+        reference_checkpoint(tmp_path)
+    assert main(["reference", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--bpcer-target", "0.7"]) == 2
+    assert "bpcer_target must be in (0, 0.5)" in capsys.readouterr().err
+    assert main(["reference", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--features", "pulse"]) == 2
+    assert "features must be names from" in capsys.readouterr().err
+    assert main(["reference", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "manifest.csv" in capsys.readouterr().err

@@ -1,0 +1,60 @@
+"""`eulernet reference --data DIR`: train the shipped reference model on real recordings, with honest figures.
+
+EulerNet plus a video head (components/inference/video_head.py) trained on the videos of a real-world folder
+(DIR/manifest.csv, as `eulernet benchmark realworld` reads it) and a held still of every live one; every figure
+it prints is leave-one-source-out (components/benchmark/reference.py). Writes OUT/checkpoint.pt, OUT/loso.json,
+OUT/scores.csv and OUT/table.md; OUT defaults to models/reference, the DVC-tracked shipped model
+(`dvc add models/reference && dvc push` publishes a new one; docs/model-card.md says what the shipped one is).
+"""
+from __future__ import annotations
+
+import argparse
+
+from flows.errors import StageError
+
+HELP = "train the reference model (EulerNet + video head) on real recordings, figures leave-one-source-out"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from components.benchmark.reference import ReferenceConfig
+
+    d = ReferenceConfig()
+    parser.add_argument("--data", required=True, help="folder with manifest.csv (path, label, attack_type, source)")
+    parser.add_argument("--out", default="models/reference", help="where the model and its figures go "
+                                                                  "(default models/reference, the shipped one)")
+    parser.add_argument("--work", default="artifacts/reference", help="scratch folder (held stills are reused)")
+    parser.add_argument("--crop", type=int, default=d.crop_size, help=f"crop side in pixels (default {d.crop_size})")
+    parser.add_argument("--clips", type=int, default=d.clips_per_video,
+                        help=f"clips per video (default {d.clips_per_video}, what the endpoint scores)")
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"training steps per fit (default {d.steps})")
+    parser.add_argument("--features", nargs="+", default=list(d.features),
+                        help=f"video head features (default {' '.join(d.features)})")
+    parser.add_argument("--bpcer-target", type=float, default=d.bpcer_target,
+                        help=f"share of live videos the threshold may reject (default {d.bpcer_target})")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from components.benchmark.reference import ReferenceConfig, train_reference
+    from components.runtime import header
+
+    try:
+        cfg = ReferenceConfig(crop_size=args.crop, clips_per_video=args.clips, steps=args.steps,
+                              features=tuple(args.features), bpcer_target=args.bpcer_target, seed=args.seed)
+    except ValueError as exc:
+        raise StageError(exc) from None
+    header("reference", f"{args.data} -> {args.out}")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    try:
+        summary = train_reference(args.data, args.out, args.work, cfg, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as exc:
+        raise StageError(exc) from None
+    print((Path(args.out) / "table.md").read_text())
+    print(f"model: {Path(args.out) / 'checkpoint.pt'} (threshold {summary['threshold']:.3f}); "
+          f"figures: {Path(args.out) / 'loso.json'} ({summary['wall_s'] / 60:.1f} min)")
+    return 0

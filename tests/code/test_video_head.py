@@ -1,0 +1,107 @@
+"""The video head: face-geometry features, the logistic head, and how a checkpoint carries it to the Predictor."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.inference.video_head import FEATURES, VideoHead, nonrigid_motion, similarity_residual, video_features
+
+
+def _face(rng) -> np.ndarray:
+    pts = rng.uniform(20, 44, (68, 2))
+    pts[36:42] = [22, 28] + rng.normal(0, 0.5, (6, 2))  # left eye
+    pts[42:48] = [42, 28] + rng.normal(0, 0.5, (6, 2))  # right eye
+    return pts
+
+
+def _similar(p: np.ndarray, angle: float, scale: float, shift) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return scale * p @ np.array([[c, -s], [s, c]]).T + np.asarray(shift)
+
+
+def test_nonrigid_motion_ignores_rigid_moves_and_sees_deformation():
+    rng = np.random.default_rng(0)
+    p = _face(rng)
+    rigid = np.stack([_similar(p, 0.05 * k, 1 + 0.02 * k, (k, -k)) for k in range(8)])  # (8, 68, 2)
+    assert nonrigid_motion(rigid) < 1e-6
+    deformed = rigid.copy()
+    deformed[4:, 48:68, 1] += 3.0  # the mouth opens from frame 4 on
+    assert nonrigid_motion(deformed) > 0.05
+    with pytest.raises(ValueError, match="F >= 2"):
+        nonrigid_motion(p[None])
+
+
+def test_statistics_bank_and_head_share_one_geometry():
+    from components.metrics import statistics
+
+    assert statistics._similarity_residual is similarity_residual
+
+
+def test_video_features_shapes_and_values():
+    rng = np.random.default_rng(1)
+    p = _face(rng)
+    points = np.stack([[_similar(p, 0.01 * t, 1.0, (t, 0)) for t in range(4)] for _ in range(3)])  # (3, 4, 68, 2)
+    f = video_features([0.5, 0.9, 0.1], points)
+    assert set(f) == set(FEATURES)
+    assert f["clip_logit_mean"] == pytest.approx(np.mean(np.log([1, 9, 1 / 9])), abs=1e-6)
+    assert f["clip_logit_max"] == pytest.approx(np.log(9), abs=1e-6)
+    assert f["nonrigid_motion"] < 1e-6 and f["blink"] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="points must be"):
+        video_features([0.5, 0.5], points)
+
+
+def test_head_scores_equal_sklearn_and_round_trip():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(2)
+    y = np.array([0, 1] * 30)
+    rows = [{"clip_logit_mean": rng.normal(0.8 * v), "nonrigid_motion": float(np.exp(rng.normal(-3 + v)))}
+            for v in y]
+    head = VideoHead.fit(rows, y, ("clip_logit_mean", "nonrigid_motion"), c=0.5)
+    x = np.array([[r["clip_logit_mean"], np.log(r["nonrigid_motion"] + 1e-4)] for r in rows])
+    ref = LogisticRegression(C=0.5, class_weight="balanced", max_iter=5000).fit(
+        (x - x.mean(0)) / x.std(0), y).predict_proba((x - x.mean(0)) / x.std(0))[:, 1]
+    assert head.scores(rows) == pytest.approx(ref, abs=1e-6)
+    assert VideoHead.from_dict(head.to_dict()) == head
+    assert head.scores(rows)[y == 1].mean() > head.scores(rows)[y == 0].mean() + 0.2
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ({"features": ["pulse"], "center": [0], "scale": [1], "coef": [1], "intercept": 0}, "distinct names"),
+    ({"features": ["blink"], "center": [0], "scale": [0], "coef": [1], "intercept": 0}, "scale must be > 0"),
+    ({"features": ["blink"], "center": [0, 1], "scale": [1], "coef": [1], "intercept": 0}, "center needs 1"),
+    ({"features": ["blink"], "center": [0], "scale": [1], "coef": [float("nan")], "intercept": 0}, "finite"),
+    ({"features": ["blink"]}, "incomplete"),
+])
+def test_bad_heads_are_refused(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        VideoHead.from_dict(bad)
+
+
+def test_checkpoint_carries_the_head_and_the_predictor_decides_with_it():
+    from types import SimpleNamespace
+
+    from components.inference import Predictor, build_meta, make_checkpoint
+    from components.inference.config import CheckpointError, InferenceConfig
+    from components.model.eulernet import TEST_WIDTH, create_model
+
+    head = VideoHead(("clip_logit_mean", "nonrigid_motion"), (0.0, -4.0), (1.0, 1.0), (0.5, 2.0), -0.1)
+    meta = build_meta(variant="eulernet", crop_size=32, clip_len=4, threshold=0.4, video_head=head.to_dict())
+    assert InferenceConfig.from_meta(meta).head == head
+    plain = build_meta(variant="eulernet", crop_size=32, clip_len=4)
+    assert "video_head" not in plain  # checkpoints without a head keep their layout
+    with pytest.raises(CheckpointError, match="scale"):
+        build_meta(variant="eulernet", crop_size=32, video_head={**head.to_dict(), "scale": [1.0, -1.0]})
+
+    pred = Predictor.from_checkpoint(make_checkpoint(create_model("eulernet", width=TEST_WIDTH), meta))
+    rng = np.random.default_rng(3)
+    p = _face(rng)
+    points = np.stack([[p + rng.normal(0, 0.3 * k, p.shape) for _ in range(4)] for k in range(2)])  # (2, 4, 68, 2)
+    maps = rng.uniform(0.2, 0.8, (2, 4, 4, 4)).astype(np.float32)
+    out = pred.result(SimpleNamespace(points=points, starts=[0, 10]), maps)
+    expected = head.score(video_features(maps.mean(axis=(1, 2, 3)), points))
+    assert out["score"] == pytest.approx(expected)
+    assert out["clip_score_mean"] == pytest.approx(float(maps.mean()), abs=1e-6)
+    assert out["decision"] == ("live" if expected >= 0.4 else "spoof")
+    with pytest.raises(ValueError, match="needs the clips' landmarks"):
+        pred.result(SimpleNamespace(), maps)
