@@ -134,8 +134,9 @@ def _same_state(a: dict, b: dict) -> bool:
 def amp_training(device, steps: int = 6, inject_at: int = 4) -> dict:
     import torch
 
-    from components.model import VARIANTS, create_model
+    from components.model.eulernet import create_model
     from components.model.optim import ranger
+    from components.model.variants import VARIANTS
     from components.training.loop import train_step
 
     out, models = {}, {}
@@ -187,7 +188,9 @@ def save_reload(device, model, tmp: Path) -> dict:
     import numpy as np
     import torch
 
-    from components.inference import InferenceConfig, Predictor, save_checkpoint
+    from components.inference.checkpoint import save_checkpoint
+    from components.inference.config import InferenceConfig
+    from components.inference.predictor import Predictor
 
     torch.backends.cudnn.allow_tf32 = False  # plain float32 on both devices, so 1e-4 is a fair bound
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -224,8 +227,9 @@ def ray_train(device, tmp: Path) -> dict:
 
     from test_train_shards import write_tiny_shards
 
-    from components.training import TrainConfig, fit
+    from components.training.config import TrainConfig
     from components.training.devices import read_decision
+    from components.training.driver import fit
     from tests.harness.probes import read_devices, record_device_to
 
     shards = write_tiny_shards(tmp / "shards", {"train": 16, "dev": 8, "test": 2})

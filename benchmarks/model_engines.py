@@ -31,8 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.inference import Predictor, to_model_input  # noqa: E402
 from components.inference.onnx_engine import INPUT_NAME, OnnxEngine, export_onnx  # noqa: E402
+from components.inference.predictor import Predictor
+from components.inference.tensors import to_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -104,7 +104,7 @@ class Direct:
         import cv2
         import torch
 
-        from components.inference import Predictor
+        from components.inference.predictor import Predictor
         from components.labeling.landmarks import make_backend
         from components.serving.inputs import Limits, decode_video
 
@@ -261,8 +261,9 @@ def realtime(args) -> int:
     import torch
     from ray import serve
 
-    from components.inference import Predictor, build_meta, load_checkpoint, save_checkpoint
+    from components.inference.checkpoint import build_meta, load_checkpoint, save_checkpoint
     from components.inference.config import InferenceConfig
+    from components.inference.predictor import Predictor
     from components.model.eulernet import create_model
     from components.serving.app import build_app
     from components.serving.config import ServeConfig
@@ -442,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from components.inference import build_meta, save_checkpoint
+    from components.inference.checkpoint import build_meta, save_checkpoint
     from components.model.eulernet import create_model
     from components.serving.app import build_app
     from components.serving.config import ServeConfig

@@ -289,7 +289,7 @@ def setup_registry(root: Path) -> tuple[str, Path, Path]:
     import mlflow
     import torch
 
-    from components.inference import build_meta, save_checkpoint
+    from components.inference.checkpoint import build_meta, save_checkpoint
     from components.model.eulernet import create_model
 
     uri = f"sqlite:///{root / 'mlflow.db'}"

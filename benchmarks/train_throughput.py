@@ -31,8 +31,8 @@ def plain_loop(frames, maps, args, device: str, amp: bool, threads: int | None) 
     driven by a bare Python loop over in-memory clips: no Ray, no DDP, no data streaming."""
     import torch
 
-    from components.inference import to_model_input
-    from components.model import create_model
+    from components.inference.tensors import to_model_input
+    from components.model.eulernet import create_model
     from components.model.optim import ranger
     from components.training.loop import train_step
 
@@ -61,7 +61,8 @@ def plain_loop(frames, maps, args, device: str, amp: bool, threads: int | None) 
 
 
 def ray_train(shards: Path, args, workers: int, use_gpu: bool, amp: bool, tmp: Path) -> tuple[float, float]:
-    from components.training import TrainConfig, fit
+    from components.training.config import TrainConfig
+    from components.training.driver import fit
 
     cfg = TrainConfig(variant="baseline", width=args.width, epochs=args.epochs, lr=1e-3,
                       batch_size=args.batch, num_workers=workers, use_gpu=use_gpu, amp=amp, seed=0,

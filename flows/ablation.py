@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from components.config import ConfigError, load_section, read_params
     from components.metrics.evaluate import EvalConfig
     from components.runtime import init_ray, provenance_tags, storage_root, tracking_uri
-    from components.training import TrainConfig
+    from components.training.config import TrainConfig
 
     try:
         params = read_params(args.params)

@@ -37,7 +37,7 @@ def load_predictor(checkpoint: str | None, model_uri: str):
     """``(Predictor, info)`` from a checkpoint file, else from a registered model URI (the one loading road for
     every command that scores with a model)."""
     if checkpoint:
-        from components.inference import Predictor
+        from components.inference.predictor import Predictor
 
         return Predictor.from_checkpoint(checkpoint), {"checkpoint": checkpoint}
     from components.registry.registry import load_champion, load_version

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from components.config import ConfigError, load_section, read_params
     from components.runtime import header, init_ray, provenance_tags, storage_root, tracking_uri
-    from components.training import TrainConfig
+    from components.training.config import TrainConfig
 
     try:
         params = read_params(args.params)
@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from components.files import write_csv, write_json
     from components.metrics.plots import plot_training_curves
-    from components.training import TrainingError, copy_best, fit
-    from components.training.driver import resumable_run_name
+    from components.training.driver import TrainingError, copy_best, fit, resumable_run_name
     from components.training.progress import EpochProgress
 
     storage = storage_root() + "/ray_runs"

@@ -70,7 +70,8 @@ class ReferenceConfig:
 def make_predictor(cfg: ReferenceConfig, model=None, threshold: float = 0.5, head: dict | None = None,
                    extra: dict | None = None):
     """A Predictor with the reference layout (a fresh tiny EulerNet when ``model`` is None)."""
-    from components.inference import Predictor, build_meta, make_checkpoint
+    from components.inference.checkpoint import build_meta, make_checkpoint
+    from components.inference.predictor import Predictor
     from components.model.eulernet import create_model
 
     model = model if model is not None else create_model("eulernet", width=cfg.width)
@@ -268,7 +269,7 @@ def train_reference(data_dir: str | Path, out_dir: str | Path, work_dir: str | P
     """Run the recipe; write ``checkpoint.pt``, ``loso.json``, ``scores.csv`` and ``table.md`` to ``out_dir``
     (held stills go to ``work_dir``). Returns the leave-one-source-out summary."""
     from components.benchmark.realworld import make_held_stills, read_manifest, row_figures
-    from components.inference import save_checkpoint
+    from components.inference.checkpoint import save_checkpoint
     from components.inference.video_head import VideoHead, video_features
     from components.runtime import json_safe
 

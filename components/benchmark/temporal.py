@@ -250,7 +250,7 @@ def learned_stats_videos(shards: Path, fps: float) -> dict[str, Any]:
 def one_frame_videos(checkpoint: str | Path, shards: Path) -> dict[str, Any]:
     """The ``one_frame`` control: ``checkpoint``'s model on dev and test clips whose frames are all the clip's
     first frame (per video, mean clip score)."""
-    from components.inference import Predictor
+    from components.inference.predictor import Predictor
     from components.labeling.shards import load_clips
     from components.metrics.rates import video_scores
 
@@ -269,7 +269,7 @@ def one_frame_videos(checkpoint: str | Path, shards: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- models
 def train_config(cfg: TemporalBenchmarkConfig, row: str, seed: int):
-    from components.training import TrainConfig
+    from components.training.config import TrainConfig
 
     spec = row_specs(cfg)[row]
     return TrainConfig(variant=spec.variant, width=cfg.width, epochs=cfg.epochs, lr=cfg.lr,

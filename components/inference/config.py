@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.labeling.tracking import face_path_errors, recorded_track, resolved_track
-from components.model.eulernet import LABEL_TYPES, VARIANTS
+from components.model.variants import LABEL_TYPES, VARIANTS
 
 from .video_head import VideoHead
 

@@ -83,7 +83,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.Path
     Writes metrics.json, video_scores.csv, roc.csv, det.csv and figures/{roc,det,
     score_hist}.png + figures/gradcam/*.png. Returns the metrics dict. ``progress``: a bar over the scored clips.
     """
-    from components.inference import Predictor
+    from components.inference.predictor import Predictor
     from components.metrics import plots
     from components.metrics.rates import det_curve, roc_curve, video_scores
     from components.metrics.report import evaluate_splits

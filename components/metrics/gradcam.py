@@ -20,7 +20,7 @@ def gradcam(predictor, clip: np.ndarray, live: bool) -> dict[str, np.ndarray]:
     import torch
     import torch.nn.functional as F
 
-    from components.inference import to_model_input
+    from components.inference.tensors import to_model_input
 
     model = predictor.model
     acts: dict[str, torch.Tensor] = {}

@@ -36,7 +36,7 @@ class EulerNetPyfunc(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        from components.inference import Predictor
+        from components.inference.predictor import Predictor
 
         _verify_digests(context)
         graph = context.artifacts.get(ONNX_ARTIFACT)

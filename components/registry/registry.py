@@ -183,7 +183,8 @@ def register(
     import mlflow
     import torch
 
-    from components.inference import InferenceConfig, load_checkpoint
+    from components.inference.checkpoint import load_checkpoint
+    from components.inference.config import InferenceConfig
 
     from .pyfunc import CHECKPOINT_ARTIFACT, CHECKPOINT_FILE, ONNX_ARTIFACT, ONNX_FILE, log_model, make_signature
 
@@ -256,8 +257,8 @@ def register(
 def _export_graph(ckpt: dict, path: Path) -> str:
     """Export the checkpoint's network to ``path`` (ONNX, dynamic batch, checked against torch when onnxruntime is
     installed). Returns ``"true"``, or why there is no graph: registration never fails for want of one."""
-    from components.inference import Predictor
     from components.inference.onnx_engine import export_onnx, exporter_available
+    from components.inference.predictor import Predictor
 
     if not exporter_available():
         return "false: onnx/onnxscript not installed at registration"
@@ -644,7 +645,7 @@ def load_version(name: str, version: str, alias: str | None = None, tracking_uri
     ``engine="auto"`` runs the version's registered ONNX graph in ONNX Runtime when onnxruntime is installed and
     the version has a graph, torch otherwise (nothing is exported at load time); ``"torch"``/``"onnx"`` force one.
     ``threads``: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()`` of the loading thread)."""
-    from components.inference import Predictor
+    from components.inference.predictor import Predictor
 
     from .pyfunc import CHECKPOINT_ARTIFACT, ONNX_ARTIFACT
 

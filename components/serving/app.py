@@ -202,7 +202,7 @@ class LivenessService:
 
     # ---------------------------------------------------------------- model loading and hot reload
     def _load(self, version: str | None) -> _Loaded:
-        from components.inference import Predictor
+        from components.inference.predictor import Predictor
 
         # batch_size bounds one forward pass; the serve batch decides how many clips arrive together.
         if self._checkpoint is not None:
@@ -337,7 +337,7 @@ class LivenessService:
             backends = self._local.backends = {}
         key = (predictor.landmark_backend, repr(sorted(predictor.landmark_options.items())))
         if key not in backends:
-            from components.inference import make_landmark_backend
+            from components.inference.predictor import make_landmark_backend
 
             backends[key] = make_landmark_backend(predictor.inference)
         return backends[key]

@@ -60,7 +60,7 @@ def run_ablation(base: TrainConfig, shards_dir: str | os.PathLike, out_dir: str 
 
 
 def _variant_flag(variant: str, name: str):
-    from components.model import VARIANTS
+    from components.model.variants import VARIANTS
 
     return getattr(VARIANTS[variant], name) if variant in VARIANTS else None
 
@@ -89,7 +89,7 @@ def runs_from_dvc_exps(shown, pattern: str = "*", params_file: str = "params.yam
     """Table I rows from ``dvc exp show --json`` output: one row per experiment whose name matches ``pattern``
     (fnmatch), with its ``train.variant``/``seed``/``label_type`` params and the headline numbers of
     ``metrics/eval.json`` (NaN where an experiment has none, e.g. it failed)."""
-    from components.model import variant_label_type
+    from components.model.variants import variant_label_type
 
     rows, seen = [], set()
     for name, rev in _exp_revs(shown):

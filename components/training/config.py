@@ -111,7 +111,7 @@ class TrainConfig:
             bad(f"bn_recalibration_batches must be >= 0, got {self.bn_recalibration_batches}")
         if self.shuffle_buffer < 0:
             bad(f"shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
-        from components.model import LABEL_TYPES, VARIANTS, variant_label_type
+        from components.model.variants import LABEL_TYPES, VARIANTS, variant_label_type
 
         if self.variant not in VARIANTS:
             bad(f"unknown variant {self.variant!r}; choose one of {sorted(VARIANTS)}")

@@ -159,7 +159,7 @@ def setup(cfg, inference, total_steps: int | None) -> tuple:
     import ray.train.torch
     import torch
 
-    from components.model import create_model
+    from components.model.eulernet import create_model
 
     model = create_model(cfg.variant, **{"width": cfg.width, "clip_len": inference.clip_len,
                                          **cfg.model_overrides})
@@ -251,7 +251,7 @@ def train_epoch(model, batches, optimizer, scaler, scheduler, *, use_amp: bool, 
     """One pass of :func:`train_step` over ``batches`` (dicts with uint8 ``frames`` and ``label_col`` maps),
     stopping after ``max_steps`` steps if given. Returns this worker's loss sum over its clips, its clip count
     and its last ``keep_recent`` model inputs (for the BatchNorm recalibration)."""
-    from components.inference import to_model_input
+    from components.inference.tensors import to_model_input
 
     model.train()
     recent: list = []
@@ -285,7 +285,7 @@ def _dev_scores(model, ds, cfg, mean, std, device) -> "pd.DataFrame":
     import pandas as pd
     import torch
 
-    from components.inference import clip_scores, to_model_input
+    from components.inference.tensors import clip_scores, to_model_input
 
     net = getattr(model, "module", model)  # bare module: no DDP collectives while only rank 0 runs
     net.eval()
@@ -331,7 +331,7 @@ def save(directory: str | Path, model, optimizer, scheduler, scaler, *, inferenc
     import ray.train
     import torch
 
-    from components.inference import save_checkpoint
+    from components.inference.checkpoint import save_checkpoint
 
     extra = {"epoch": row["epoch"], "train_loss": row["train_loss"],
              "dev_acer": row["dev_acer"] if evaluated else None, "threshold_rule": threshold_rule,
@@ -359,7 +359,7 @@ def train_loop_per_worker(config: dict) -> list[dict]:
     import ray.train
     import torch
 
-    from components.inference import InferenceConfig
+    from components.inference.config import InferenceConfig
     from components.training.bn import recalibrate_batchnorm
     from components.training.config import TrainConfig
 

@@ -92,8 +92,9 @@ available_node_types:
 
 
 def test_driver_records_and_keeps_the_decision(tmp_path, monkeypatch):
-    from components.training import TrainConfig, TrainingError, devices
-    from components.training.driver import choose_device
+    from components.training import devices
+    from components.training.config import TrainConfig
+    from components.training.driver import TrainingError, choose_device
 
     run = str(tmp_path / "run")
     monkeypatch.setattr(devices, "gpu_capacity", lambda: (0.0, 2.0))  # a GPU group scaled to zero

@@ -81,8 +81,9 @@ def test_bad_heads_are_refused(bad, msg):
 def test_checkpoint_carries_the_head_and_the_predictor_decides_with_it():
     from types import SimpleNamespace
 
-    from components.inference import Predictor, build_meta, make_checkpoint
+    from components.inference.checkpoint import build_meta, make_checkpoint
     from components.inference.config import CheckpointError, InferenceConfig
+    from components.inference.predictor import Predictor
     from components.model.eulernet import TEST_WIDTH, create_model
 
     head = VideoHead(("clip_logit_mean", "nonrigid_motion"), (0.0, -4.0), (1.0, 1.0), (0.5, 2.0), -0.1)

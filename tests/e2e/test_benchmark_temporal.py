@@ -75,7 +75,7 @@ def test_test_identities_were_never_trained_on(bench):
 def test_the_trained_checkpoint_is_the_eulernet_variant_and_logged_to_mlflow(bench):
     from mlflow.tracking import MlflowClient
 
-    from components.inference import Predictor
+    from components.inference.predictor import Predictor
 
     result = json.loads((bench["out"] / "runs" / "eulernet-s0" / "result.json").read_text())
     client = MlflowClient(tracking_uri=bench["env"]["MLFLOW_TRACKING_URI"])

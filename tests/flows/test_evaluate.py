@@ -17,8 +17,8 @@ from test_train_shards import write_tiny_shards
 def checkpoint(tmp_path_factory):
     import torch
 
-    from components.inference import build_meta, save_checkpoint
-    from components.model import create_model
+    from components.inference.checkpoint import build_meta, save_checkpoint
+    from components.model.eulernet import create_model
 
     torch.manual_seed(0)
     model = create_model("baseline", width=0.125)
@@ -45,7 +45,7 @@ def _run(tmp_path, checkpoint, shards, rule="eer"):
 
 
 def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_session):
-    from components.inference import Predictor
+    from components.inference.predictor import Predictor
     from components.labeling.shards import load_clips
     from components.metrics import choose_threshold, error_rates
 
@@ -94,7 +94,7 @@ def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_s
 
 
 def test_gradcam_maps_shapes_and_range(checkpoint):
-    from components.inference import Predictor
+    from components.inference.predictor import Predictor
     from components.metrics.gradcam import LAYERS, gradcam
 
     p = Predictor.from_checkpoint(checkpoint)

@@ -15,7 +15,7 @@ def workdir(tmp_path_factory):
     """A repo-shaped folder: checkpoint, eval outputs, params.yaml; MLflow SQLite + artifacts inside it."""
     import mlflow
 
-    from components.inference import build_meta, save_checkpoint
+    from components.inference.checkpoint import build_meta, save_checkpoint
     from components.model.eulernet import create_model
 
     root = tmp_path_factory.mktemp("repo")
@@ -195,7 +195,7 @@ def test_registered_model_carries_the_onnx_flavour(workdir):
     import onnxruntime as ort
     from mlflow.models import Model
 
-    from components.inference import clip_scores, to_model_input
+    from components.inference.tensors import clip_scores, to_model_input
     from components.registry.registry import load_version, promote, register
 
     name = f"{NAME}-onnx"
@@ -228,7 +228,7 @@ def test_an_artifact_changed_after_registration_is_refused(workdir):
     import mlflow.pyfunc
     from mlflow import MlflowClient
 
-    from components.inference import load_checkpoint
+    from components.inference.checkpoint import load_checkpoint
     from components.registry.registry import DIGEST_PREFIX, RegistryError, load_version, register
 
     name = f"{NAME}-digest"

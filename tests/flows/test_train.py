@@ -61,7 +61,7 @@ def test_train_flow_two_workers_lowers_loss_and_tracks_everything(tmp_path, shar
     assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
     # the best checkpoint is a Predictor checkpoint carrying the dev-chosen threshold of its epoch
-    from components.inference import Predictor
+    from components.inference.predictor import Predictor
 
     p = Predictor.from_checkpoint(out / "checkpoint.pt")
     best = hist.loc[hist["epoch"] == summary["best_epoch"]].iloc[0]
@@ -101,7 +101,8 @@ def test_killed_worker_restarts_and_interrupted_run_continues(tmp_path, shards, 
     epoch 2 (one restart allowed: the new worker group goes on from epoch 1's checkpoint), then again at the
     start of epoch 3 (no restart left: the run stops). Calling fit again with the same name and storage
     continues from epoch 2's checkpoint instead of starting over."""
-    from components.training import TrainConfig, TrainingError, fit
+    from components.training.config import TrainConfig
+    from components.training.driver import TrainingError, fit
     from tests.harness.faults import kill_rank0_at
 
     cfg = TrainConfig(**TINY, epochs=3, max_failures=1)
@@ -178,7 +179,7 @@ def test_killed_train_stage_resumes_its_run_when_rerun_unchanged(tmp_path, shard
     assert hist["epoch"].tolist() == [1, 2, 3, 4]
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
     # Re-running a FINISHED stage trains anew (a new run), it does not reopen the finished one.
-    from components.training import TrainConfig
+    from components.training.config import TrainConfig
     from components.training.driver import resumable_run_name
 
     cfg = TrainConfig(**{**TINY, "epochs": 4})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from components.training import TrainConfig
+from components.training.config import TrainConfig
 
 
 def test_defaults_follow_the_paper_and_variant_picks_the_label():

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from components.data.video import read_frames, write_video
-from components.inference import build_meta, save_checkpoint
+from components.inference.checkpoint import build_meta, save_checkpoint
 from components.model.eulernet import TEST_WIDTH, create_model
 
 
@@ -159,7 +159,7 @@ def test_reference_recipe_ships_a_model_that_predict_and_the_benchmark_use(tmp_p
                                                                            real_face_rgb, capsys):
     import pandas as pd
 
-    from components.inference import Predictor
+    from components.inference.predictor import Predictor
     from components.inference.video_head import video_features
     from flows.cli import main
 

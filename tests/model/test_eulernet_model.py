@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from components.inference import clip_scores
+from components.inference.tensors import clip_scores
 from components.model.eulernet import (
     FCAM,
     TABLE_I,

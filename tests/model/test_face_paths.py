@@ -18,7 +18,8 @@ def predictors():
     pytest.importorskip("dlib")
     import torch
 
-    from components.inference import Predictor, build_meta, make_checkpoint
+    from components.inference.checkpoint import build_meta, make_checkpoint
+    from components.inference.predictor import Predictor
     from components.model.eulernet import create_model
 
     torch.manual_seed(0)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from components.model import TEST_WIDTH, create_model
-from components.model.eulernet import DIIRF, EulerNet, EulerNetConfig
+from components.model.eulernet import DIIRF, EulerNet, EulerNetConfig, create_model
+from components.model.variants import TEST_WIDTH
 
 
 # ------------------------------------------------------------------------------------------ DIIRF and AMP
@@ -65,8 +65,7 @@ def test_whole_model_trains_a_step_under_bfloat16_autocast():
 
 # ------------------------------------------------------------------------------------------ clip length
 def test_clip_len_below_two_is_rejected_everywhere():
-    from components.inference import InferenceConfig
-    from components.inference.config import CheckpointError
+    from components.inference.config import CheckpointError, InferenceConfig
     from components.labeling.pipeline import LabelConfig
 
     with pytest.raises(ValueError, match="clip_len must be >= 2"):
@@ -98,8 +97,9 @@ def test_sync_batchnorm_exactly_when_several_workers_train_on_cuda(device_type, 
 
 
 def test_checkpoint_of_a_sync_batchnorm_model_loads_into_a_plain_eulernet(tmp_path):
-    from components.inference import Predictor, save_checkpoint
+    from components.inference.checkpoint import save_checkpoint
     from components.inference.config import InferenceConfig
+    from components.inference.predictor import Predictor
     from components.training.loop import maybe_sync_batchnorm
 
     torch.manual_seed(0)

@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from components.inference import InferenceConfig, Predictor, build_meta, clip_scores, make_checkpoint
+from components.inference.checkpoint import build_meta, make_checkpoint
+from components.inference.config import InferenceConfig
 from components.inference.onnx_engine import OnnxEngine, OnnxUnavailable, export_onnx
+from components.inference.predictor import Predictor
+from components.inference.tensors import clip_scores
 from components.model.eulernet import TEST_WIDTH, create_model
 
 pytest.importorskip("onnxruntime")
@@ -145,7 +148,7 @@ def test_without_onnxruntime_auto_is_torch_and_onnx_is_a_clear_error(exported, s
         sys.modules["onnxruntime"] = None  # `import onnxruntime` now raises ImportError
         import numpy as np, torch
         torch.set_num_threads(1)
-        from components.inference import Predictor
+        from components.inference.predictor import Predictor
         from components.inference.onnx_engine import OnnxUnavailable, onnxruntime_available
         assert not onnxruntime_available()
         clips = np.load({str(tmp_path / 'clips.npy')!r})

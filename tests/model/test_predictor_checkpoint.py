@@ -7,17 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from components.inference import (
+from components.inference.checkpoint import (
     CHECKPOINT_FORMAT,
-    CheckpointError,
-    Predictor,
     build_meta,
-    clip_scores,
     load_checkpoint,
     make_checkpoint,
     save_checkpoint,
-    to_model_input,
 )
+from components.inference.config import CheckpointError
+from components.inference.predictor import Predictor
+from components.inference.tensors import clip_scores, to_model_input
 from components.model.eulernet import TEST_WIDTH, create_model
 
 S = 32

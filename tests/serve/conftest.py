@@ -82,7 +82,7 @@ def train_tiny(live_crops: np.ndarray, attack_crops: np.ndarray, steps: int = 24
     """
     import torch
 
-    from components.inference import to_model_input
+    from components.inference.tensors import to_model_input
     from components.model.eulernet import create_model
 
     torch.manual_seed(seed)
@@ -113,7 +113,7 @@ def _face_clips(face_rgb: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _make_checkpoints(root: Path, face_rgb: np.ndarray) -> dict[str, Path]:
-    from components.inference import build_meta, save_checkpoint
+    from components.inference.checkpoint import build_meta, save_checkpoint
     from components.model.eulernet import create_model
 
     clips = _face_clips(face_rgb)

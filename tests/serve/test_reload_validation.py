@@ -13,8 +13,9 @@ import pytest
 
 @pytest.fixture(scope="module")
 def predictor():
-    from components.inference import Predictor, build_meta, make_checkpoint
-    from components.model import create_model
+    from components.inference.checkpoint import build_meta, make_checkpoint
+    from components.inference.predictor import Predictor
+    from components.model.eulernet import create_model
 
     return Predictor.from_checkpoint(make_checkpoint(create_model("eulernet", width=0.125),
                                                      build_meta(variant="eulernet", crop_size=32)))
