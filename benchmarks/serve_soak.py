@@ -310,7 +310,8 @@ def run_soak(minutes: float, concurrency: int = 8, replicas: int = 2, seed: int 
     import ray
     from ray import serve
 
-    from components.registry.registry import promote, register
+    from components.registry.champion import promote
+    from components.registry.register import register
     from components.serving.app import build_app
     from components.serving.config import ServeConfig
 

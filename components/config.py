@@ -29,7 +29,7 @@ SECTIONS: dict[str, str] = {
     "label": "components.labeling.pipeline:LabelConfig",
     "train": "components.training.config:TrainConfig",
     "evaluate": "components.metrics.evaluate:EvalConfig",
-    "register": "components.registry.registry:RegisterConfig",
+    "register": "components.registry.register:RegisterConfig",
     "serve": "components.serving.config:ServeConfig",
 }
 

@@ -99,7 +99,7 @@ def run_realworld(args: argparse.Namespace) -> int:
 
     from components.benchmark.realworld import RealworldConfig, run_realworld
     from components.inference.config import CheckpointError
-    from components.registry.registry import RegistryError
+    from components.registry.versions import RegistryError
 
     if not args.data:
         raise StageError("--data DIR is required (a folder with manifest.csv)", command="benchmark realworld")

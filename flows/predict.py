@@ -40,7 +40,7 @@ def load_predictor(checkpoint: str | None, model_uri: str):
         from components.inference.predictor import Predictor
 
         return Predictor.from_checkpoint(checkpoint), {"checkpoint": checkpoint}
-    from components.registry.registry import load_champion, load_version
+    from components.registry.load import load_champion, load_version
     from components.runtime import use_mlflow
 
     use_mlflow()
@@ -55,7 +55,7 @@ def run(args) -> int:
     from components.config import ConfigError, load_section
     from components.data.video import VideoError
     from components.labeling.clips import LabelingError
-    from components.registry.registry import RegistryError
+    from components.registry.versions import RegistryError
     from components.serving.config import ServeConfig
 
     try:

@@ -45,7 +45,7 @@ add_arguments = add_register_arguments
 
 def _cfg(args):
     from components.config import load_section
-    from components.registry.registry import RegisterConfig
+    from components.registry.register import RegisterConfig
 
     cfg = load_section(RegisterConfig, "register", args.params)
     return cfg, args.model_name or cfg.model_name
@@ -61,7 +61,8 @@ def _test_data_hash(metrics_path: Path, shards: str) -> str | None:
     """What the test metrics were computed on: metrics.json's ``test_data_hash`` when evaluate recorded one,
     else a sha256 of the test rows of the shards' index.csv. None (with a warning) when neither exists: such a
     version is never compared with another, only ``promote --force`` installs it over a champion."""
-    from components.registry.registry import RegistryError, hash_test_data
+    from components.registry.register import hash_test_data
+    from components.registry.versions import RegistryError
 
     recorded = json.loads(metrics_path.read_text()).get("test_data_hash")
     if recorded:
@@ -112,7 +113,9 @@ def run_register(args) -> int:
     from mlflow.exceptions import MlflowException
 
     from components.config import ConfigError
-    from components.registry.registry import RegistryError, promote, register
+    from components.registry.champion import promote
+    from components.registry.register import register
+    from components.registry.versions import RegistryError
     from components.runtime import artifact_location, header
 
     try:
@@ -156,7 +159,8 @@ def run_promote(args) -> int:
     from mlflow.exceptions import MlflowException
 
     from components.config import ConfigError
-    from components.registry.registry import RegistryError, promote
+    from components.registry.champion import promote
+    from components.registry.versions import RegistryError
 
     try:
         cfg, name = _cfg(args)
@@ -172,7 +176,8 @@ def run_rollback(args) -> int:
     from mlflow.exceptions import MlflowException
 
     from components.config import ConfigError
-    from components.registry.registry import RegistryError, rollback
+    from components.registry.champion import rollback
+    from components.registry.versions import RegistryError
 
     try:
         cfg, name = _cfg(args)

@@ -213,7 +213,8 @@ class LivenessService:
                                                   engine=engine, threads=self._onnx_threads)
             info = {"name": self._model_name, "version": "local", "alias": None, "source": self._checkpoint}
         else:
-            from components.registry.registry import alias_version, load_version
+            from components.registry.load import load_version
+            from components.registry.versions import alias_version
             from components.runtime import missing_sqlite_store
 
             if missing := missing_sqlite_store(self._tracking_uri):  # an outage or a wrong path: never a new store
@@ -253,7 +254,7 @@ class LivenessService:
             f.result()
 
     def _poll_loop(self) -> None:
-        from components.registry.registry import alias_version
+        from components.registry.versions import alias_version
         from components.runtime import missing_sqlite_store
 
         while not self._stop.wait(self._reload_interval_s):

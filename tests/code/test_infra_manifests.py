@@ -352,7 +352,7 @@ def test_serving_path_imports_without_pipeline_packages():
         "            raise ImportError(f'{name} is not in the serving install')\n"
         "sys.meta_path.insert(0, Block())\n"
         "import numpy as np\n"
-        "import components.serving.app, components.registry.registry, components.registry.pyfunc\n"
+        "import components.serving.app, components.registry.load, components.registry.pyfunc\n"
         "from components.inference.checkpoint import build_meta, make_checkpoint\n"
         "from components.inference.predictor import Predictor\n"
         "from components.model.eulernet import create_model\n"

@@ -64,7 +64,8 @@ def registered(root) -> dict:
 def test_register_promote_rollback_cycle(workdir, capsys):
     from mlflow import MlflowClient
 
-    from components.registry.registry import champion_history, load_champion
+    from components.registry.load import load_champion
+    from components.registry.versions import champion_history
 
     write_eval(workdir, acer=0.20, threshold=0.42)
     assert cli("register", "--params", "params.yaml") == 0
@@ -80,7 +81,7 @@ def test_register_promote_rollback_cycle(workdir, capsys):
     assert info["metrics"]["acer"] == pytest.approx(0.20) and info["tags"]["threshold_source"] == "dev"
     reqs = MlflowClient().get_model_version(NAME, "1")
     assert reqs.run_id
-    from components.registry.registry import hash_test_data  # the test rows of the shards index, as a tag
+    from components.registry.register import hash_test_data  # the test rows of the shards index, as a tag
 
     assert reqs.tags["test_data_hash"] == hash_test_data(workdir / "artifacts/shards/index.csv")
 
@@ -149,7 +150,7 @@ def test_registered_pyfunc_loads_by_alias_and_matches_the_predictor(workdir, rea
     import sys
 
     from components.data.video import write_video
-    from components.registry.registry import load_champion
+    from components.registry.load import load_champion
 
     face = real_face_rgb[20:260, 110:350]  # (240, 240, 3)
     frames = np.stack([np.roll(face, 2 * i, axis=0) for i in range(14)])  # (14, 240, 240, 3)
@@ -196,7 +197,9 @@ def test_registered_model_carries_the_onnx_flavour(workdir):
     from mlflow.models import Model
 
     from components.inference.tensors import clip_scores, to_model_input
-    from components.registry.registry import load_version, promote, register
+    from components.registry.champion import promote
+    from components.registry.load import load_version
+    from components.registry.register import register
 
     name = f"{NAME}-onnx"
     version = register(workdir / "artifacts/model/checkpoint.pt", name, {"acer": 0.1}, threshold=0.5)
@@ -229,7 +232,9 @@ def test_an_artifact_changed_after_registration_is_refused(workdir):
     from mlflow import MlflowClient
 
     from components.inference.checkpoint import load_checkpoint
-    from components.registry.registry import DIGEST_PREFIX, RegistryError, load_version, register
+    from components.registry.load import load_version
+    from components.registry.register import register
+    from components.registry.versions import DIGEST_PREFIX, RegistryError
 
     name = f"{NAME}-digest"
     v = register(workdir / "artifacts/model/checkpoint.pt", name, {"acer": 0.2}, threshold=0.5)

@@ -48,7 +48,7 @@ def store(tmp_path, monkeypatch):
 
 
 def champion(client) -> str | None:
-    from components.registry.registry import CHAMPION, _alias_version
+    from components.registry.versions import CHAMPION, _alias_version
 
     return _alias_version(client, NAME, CHAMPION)
 
@@ -59,7 +59,8 @@ def model_tags(client) -> dict:
 
 def assert_consistent(client) -> None:
     """History ends at the live champion, no intent is pending and the lock is released."""
-    from components.registry.registry import INTENT_TAG, LOCK_SUFFIX, champion_history
+    from components.registry.champion import LOCK_SUFFIX
+    from components.registry.versions import INTENT_TAG, champion_history
 
     tags = model_tags(client)
     assert INTENT_TAG not in tags
@@ -69,7 +70,8 @@ def assert_consistent(client) -> None:
 
 # ------------------------------------------------------------------------------------------ the rule
 def test_hash_test_data_covers_only_the_test_rows(tmp_path):
-    from components.registry.registry import RegistryError, hash_test_data
+    from components.registry.register import hash_test_data
+    from components.registry.versions import RegistryError
 
     head = "video_id,cache_key,split,label,status\n"
     rows = ["t0,k0,test,1,ok", "t1,k1,test,0,ok", "d0,k2,dev,1,ok", "x,k9,test,1,failed"]
@@ -86,7 +88,7 @@ def test_hash_test_data_covers_only_the_test_rows(tmp_path):
 
 
 def test_different_test_data_is_not_compared(store):
-    from components.registry.registry import promote
+    from components.registry.champion import promote
 
     v1 = store["add"](0.30, H1)
     assert promote(NAME).promoted
@@ -99,7 +101,7 @@ def test_different_test_data_is_not_compared(store):
 
 
 def test_unknown_test_data_is_not_compared(store):
-    from components.registry.registry import promote
+    from components.registry.champion import promote
 
     store["add"](0.30, None)
     assert promote(NAME).reason == "no champion yet"  # nothing to compare with: the hash is not needed
@@ -109,7 +111,7 @@ def test_unknown_test_data_is_not_compared(store):
 
 
 def test_champion_without_metric_is_replaced_only_with_force(store):
-    from components.registry.registry import promote
+    from components.registry.champion import promote
 
     store["add"](None)
     assert promote(NAME, force=True).promoted  # no champion, no metric: only by force
@@ -122,7 +124,7 @@ def test_champion_without_metric_is_replaced_only_with_force(store):
 
 
 def test_no_champion_and_no_metric_needs_force(store):
-    from components.registry.registry import promote
+    from components.registry.champion import promote
 
     store["add"](None)
     d = promote(NAME)
@@ -132,7 +134,8 @@ def test_no_champion_and_no_metric_needs_force(store):
 
 
 def test_rolled_back_version_is_never_repromoted_by_a_plain_promote(store):
-    from components.registry.registry import champion_history, promote, rollback
+    from components.registry.champion import promote, rollback
+    from components.registry.versions import champion_history
 
     client = store["client"]
     v1 = store["add"](0.30)
@@ -156,7 +159,8 @@ def test_rolled_back_version_is_never_repromoted_by_a_plain_promote(store):
 def test_alias_moved_between_read_and_write_is_refused(store, monkeypatch):
     """Compare-and-set: a writer that does not take the lock (the MLflow UI, an old client) moves champion while
     promote is deciding; promote re-reads the alias before writing and changes nothing."""
-    from components.registry import registry
+    from components.registry import champion as registry
+    from components.registry import versions
 
     client = store["client"]
     v1 = store["add"](0.30)
@@ -173,19 +177,20 @@ def test_alias_moved_between_read_and_write_is_refused(store, monkeypatch):
     monkeypatch.setattr(registry, "_decide", decide_while_someone_moves_the_alias)
     with pytest.raises(registry.ConcurrentChangeError, match="moved from v1 to v2 while this promote"):
         registry.promote(NAME, version=v3)
-    assert champion(client) == v2 and registry.champion_history(NAME) == [v1]  # v3 was not written
+    assert champion(client) == v2 and versions.champion_history(NAME) == [v1]  # v3 was not written
     assert "promoted_at" not in client.get_model_version(NAME, v3).tags
     monkeypatch.setattr(registry, "_decide", decide)
     d = registry.promote(NAME, version=v3)  # the next command adopts the hand-moved champion into the history
     assert d.promoted and d.champion_version == v2 and "set outside promote/rollback" in d.repaired
-    assert registry.champion_history(NAME) == [v1, v2, v3]
+    assert versions.champion_history(NAME) == [v1, v2, v3]
     assert_consistent(client)
 
 
 CRASH = textwrap.dedent("""
     import os, signal, sys
     from mlflow import MlflowClient
-    from components.registry import registry
+    from components.registry import champion as registry
+    from components.registry import versions
 
     write = MlflowClient.set_registered_model_tag
     def die_before_history(self, name, key, value):
@@ -200,7 +205,8 @@ CRASH = textwrap.dedent("""
 def test_crash_between_alias_and_history_is_repaired_by_the_next_command(store):
     """SIGKILL a promote between its alias write and its history write: the next rollback finds the intent,
     completes the move (and breaks the dead process's lock), then rolls back through a consistent history."""
-    from components.registry import registry
+    from components.registry import champion as registry
+    from components.registry import versions
 
     client = store["client"]
     v1 = store["add"](0.30)
@@ -210,19 +216,19 @@ def test_crash_between_alias_and_history_is_repaired_by_the_next_command(store):
                           timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": store["uri"]})
     assert proc.returncode == -9, proc.stderr[-2000:]
     intent = json.loads(model_tags(client)[registry.INTENT_TAG])
-    assert champion(client) == v2 and registry.champion_history(NAME) == [v1]  # the torn state
+    assert champion(client) == v2 and versions.champion_history(NAME) == [v1]  # the torn state
     assert intent["op"] == "promote" and intent["to"] == v2 and intent["history"] == [v1, v2]
     assert client.search_registered_models(filter_string=f"name = '{NAME}{registry.LOCK_SUFFIX}'")  # left held
 
     with pytest.warns(UserWarning, match="breaking a stale registry lock"):
         assert registry.rollback(NAME) == (v2, v1)
-    assert registry.champion_history(NAME) == [v1]
+    assert versions.champion_history(NAME) == [v1]
     assert client.get_model_version(NAME, v2).tags["promoted_at"]  # the interrupted promote's tags landed too
     assert_consistent(client)
 
 
 def test_a_held_lock_makes_the_second_writer_wait_then_fail_clearly(store, monkeypatch):
-    from components.registry import registry
+    from components.registry import champion as registry
 
     client = store["client"]
     store["add"](0.30)
@@ -240,7 +246,8 @@ def test_a_held_lock_makes_the_second_writer_wait_then_fail_clearly(store, monke
 
 RACER = textwrap.dedent("""
     import sys, time
-    from components.registry import registry
+    from components.registry import champion as registry
+    from components.registry import versions
 
     decide = registry._decide
     def slow_decide(*args, **kwargs):  # widen the read-decide-write window so the two runs overlap in it
@@ -279,7 +286,7 @@ def race(store, *versions: str) -> list[subprocess.CompletedProcess]:
 def test_two_concurrent_promote_processes(store):
     """Two `eulernet promote` processes at once: the same candidate is promoted exactly once; two different
     candidates end with the better one as champion. History stays consistent either way."""
-    from components.registry.registry import champion_history
+    from components.registry.versions import champion_history
 
     client = store["client"]
     v1 = store["add"](0.30)
@@ -310,7 +317,7 @@ def test_a_registry_read_error_never_promotes(store, monkeypatch):
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from components.registry import registry
+    from components.registry import champion as registry
 
     client = store["client"]
     v1 = store["add"](0.10)
@@ -338,7 +345,7 @@ def test_a_registry_read_error_never_promotes(store, monkeypatch):
 def test_a_missing_champion_with_history_is_not_replaced_without_force(store):
     """The champion alias was deleted (by hand, in the UI) but the model had champions: promoting the next
     candidate would skip the comparison, so it is refused until a person decides."""
-    from components.registry import registry
+    from components.registry import champion as registry
 
     client = store["client"]
     v1 = store["add"](0.10)

@@ -171,7 +171,8 @@ def service(_checkpoints_future, ray_session, registry, checkpoints):
     """The liveness app on 127.0.0.1, serving v1 (the trained model) as champion, polling every 0.5 s."""
     from ray import serve
 
-    from components.registry.registry import promote, register
+    from components.registry.champion import promote
+    from components.registry.register import register
     from components.serving.app import build_app
     from components.serving.config import ServeConfig
     from components.serving.inputs import wait_until_up

@@ -182,7 +182,8 @@ def _wait_for_version(url: str, version: str, timeout: float = 60.0) -> dict:
 
 
 def test_promotion_gate_and_hot_reload_without_restart(service, checkpoints, videos, one_clip_frames):
-    from components.registry.registry import promote, register, rollback
+    from components.registry.champion import promote, rollback
+    from components.registry.register import register
 
     url = service["url"]
     before = httpx.get(f"{url}/v1/model", timeout=10).json()

@@ -91,7 +91,7 @@ def test_health_fails_without_a_model(bare):
 
 
 def test_health_fails_when_the_champion_poller_died(bare, monkeypatch):
-    from components.registry import registry
+    from components.registry import versions as registry
 
     monkeypatch.setattr(registry, "alias_version", lambda name, alias, uri=None: "1")  # nothing to reload
     bare._model_name, bare._alias, bare._tracking_uri = "m", "champion", None

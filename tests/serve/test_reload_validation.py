@@ -58,7 +58,7 @@ def test_a_real_model_producing_nan_is_rejected(predictor, monkeypatch):
 
 
 def test_the_poll_loop_keeps_the_old_model_and_does_not_retry_a_rejected_one(monkeypatch):
-    from components.registry import registry
+    from components.registry import versions as registry
     from components.serving.app import CandidateRejected, LivenessService
 
     svc = SimpleNamespace()  # the replica's state, without constructing the ingress class (no model, no Serve)
