@@ -83,7 +83,7 @@ def run_plain(manifest: pd.DataFrame, out: Path, cfg) -> tuple[float, int]:
     from ray.data.extensions import ArrowTensorArray  # the same tensor encoding Ray Data writes
     from tqdm import tqdm
 
-    from components.labeling.pipeline import LabelWorker
+    from components.labeling.worker import LabelWorker
 
     out.mkdir(parents=True)
     t0 = time.perf_counter()
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
 
     import ray
 
-    from components.labeling.pipeline import LabelConfig
+    from components.labeling.config import LabelConfig
 
     tmp = Path(tempfile.mkdtemp(prefix="label_bench_"))
     manifest = make_videos(tmp / "videos", args.videos, args.frames)

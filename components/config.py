@@ -26,7 +26,7 @@ DEFAULT_PARAMS = "params.yaml"
 SECTIONS: dict[str, str] = {
     "data": "components.data.adapters:IngestConfig",
     "validate": "components.quality.gates:GateConfig",
-    "label": "components.labeling.pipeline:LabelConfig",
+    "label": "components.labeling.config:LabelConfig",
     "train": "components.training.config:TrainConfig",
     "evaluate": "components.metrics.evaluate:EvalConfig",
     "register": "components.registry.register:RegisterConfig",

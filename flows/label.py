@@ -61,7 +61,8 @@ def _cache_dir(cache: str | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from components.config import ConfigError, load_section, read_params
     from components.data.manifest import ManifestError, read_manifest
-    from components.labeling.pipeline import LabelConfig, label_videos
+    from components.labeling.config import LabelConfig
+    from components.labeling.pipeline import label_videos
 
     try:
         params = read_params(args.params)

@@ -174,7 +174,7 @@ def make_data(cfg: TemporalBenchmarkConfig, out: Path, progress: bool = True) ->
 
 
 def label_config(cfg: TemporalBenchmarkConfig):
-    from components.labeling.pipeline import LabelConfig
+    from components.labeling.config import LabelConfig
 
     return LabelConfig(backend="dlib", crop_size=cfg.crop_size, clips_per_video=cfg.clips_per_video,
                        max_side=480, concurrency=cfg.label_concurrency, face_path=cfg.face_path)

@@ -116,7 +116,7 @@ class InferenceConfig:
     def from_label_config(cls, label: Any, *, variant: str, crop_size: int | None = None,
                           clip_len: int | None = None, label_type: str | None = None,
                           threshold: float | None = None) -> "InferenceConfig":
-        """The inference side of a labeling run (``components.labeling.pipeline.LabelConfig``): the one road by
+        """The inference side of a labeling run (``components.labeling.config.LabelConfig``): the one road by
         which landmark and clip settings reach a checkpoint. ``crop_size``/``clip_len`` override the label
         config's when the shards say otherwise (training reads them from the data)."""
         return cls(variant=variant, label_type=label_type, crop_size=int(crop_size or label.crop_size),

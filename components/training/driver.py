@@ -59,7 +59,7 @@ def _check_dev(shards_dir: str) -> None:
 def _inference_config(train_ds, shards_dir: str, cfg: TrainConfig) -> InferenceConfig:
     """The inference config the checkpoints will carry, from the data alone: the label config recorded beside
     the shards (landmark backend, clip layout, decode size) and the clip shape the shards actually hold."""
-    from components.labeling.pipeline import LabelConfig, read_label_config
+    from components.labeling.config import LabelConfig, read_label_config
 
     frames = train_ds.take(1)[0]["frames"]  # (T, S, S, 3)
     found = {"clip_len": int(frames.shape[0]), "crop_size": int(frames.shape[1])}

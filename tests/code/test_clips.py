@@ -31,7 +31,7 @@ def test_bad_geometry_is_rejected():
 
 def test_label_cache_key_changes_with_the_decode_and_crop_code(monkeypatch):
     """A change to the decode/crop/label code must relabel: the ledger key carries the code's hash."""
-    from components.labeling import pipeline
+    from components.labeling import config as pipeline
 
     cfg = pipeline.LabelConfig()
     real = pipeline.labeling_code_version()
@@ -47,7 +47,7 @@ def test_the_label_cache_key_covers_every_module_that_shapes_a_label():
     import ast
     from pathlib import Path
 
-    from components.labeling import pipeline
+    from components.labeling import config as pipeline
 
     root = Path(pipeline.__file__).resolve().parents[2]
     seen, todo = set(), ["components/labeling/clips.py", "components/labeling/maps.py"]

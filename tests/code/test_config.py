@@ -149,7 +149,7 @@ def test_serve_disagreement_is_named(tmp_path):
 
 
 def test_speed_only_label_keys_change_neither_the_cache_key_nor_the_recorded_config(tmp_path):
-    from components.labeling.pipeline import LabelConfig, read_label_config, write_label_config
+    from components.labeling.config import LabelConfig, read_label_config, write_label_config
 
     slow = LabelConfig(crop_size=64, concurrency=1, batch_size=1, num_cpus_per_worker=1.0)
     fast = LabelConfig(crop_size=64, concurrency=8, batch_size=16, num_cpus_per_worker=0.5)

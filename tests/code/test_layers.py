@@ -21,8 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "labeling": {"data", "files", "runtime"},
     "inference": {"model", "labeling", "data", "files", "runtime"},
     "metrics": {"inference", "labeling.shards", "data", "files", "runtime"},
-    # labeling.pipeline only for LabelConfig: the face package (the real-time issue) will carry it instead.
-    "training": {"model", "inference", "labeling.shards", "labeling.pipeline", "metrics", "files", "runtime"},
+    # labeling.config: the LabelConfig the shards were cut with reaches the checkpoint (not the Ray pipeline).
+    "training": {"model", "inference", "labeling.shards", "labeling.config", "metrics", "files", "runtime"},
     "registry": {"inference", "data", "labeling.clips", "labeling.shards", "files", "runtime", "config"},
     "serving": {"inference", "registry", "data", "labeling.clips", "files", "runtime", "config"},
     "benchmark": {"data", "labeling", "inference", "training", "metrics", "model", "files", "runtime"},

@@ -147,7 +147,7 @@ def test_track_config_rejects_bad_values(kw, match):
 
 def test_label_and_inference_configs_check_the_face_path():
     from components.inference.config import CheckpointError, InferenceConfig
-    from components.labeling.pipeline import LabelConfig
+    from components.labeling.config import LabelConfig
 
     with pytest.raises(ValueError, match="face_path"):
         LabelConfig(face_path="guess")

@@ -1,7 +1,6 @@
 """The labeling stage on a real local Ray cluster: report, shards, content-addressed re-runs, the flow."""
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 
@@ -9,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.labeling.pipeline import LabelConfig, label_videos
+from components.labeling.config import LabelConfig
+from components.labeling.pipeline import label_videos
 from components.labeling.shards import SCHEMA_COLUMNS, ShardsError, load_clips, read_shards
 
 CFG = LabelConfig(crop_size=64, clips_per_video=2, concurrency=2, max_side=256)
@@ -169,7 +169,6 @@ def test_read_errors_and_config_validation(tmp_path):
 def test_label_flow_succeeds_with_skipped_videos(ray_session, videos, tmp_path, monkeypatch, capsys):
     import yaml
 
-    from flows import label as flow
 
     root, manifest = videos
     monkeypatch.chdir(tmp_path)
@@ -184,17 +183,17 @@ def test_label_flow_succeeds_with_skipped_videos(ray_session, videos, tmp_path, 
     rel.to_csv(art / "manifest.csv", index=False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": {"crop_size": 64, "clips_per_video": 1,
                                                                     "concurrency": 1}}))
-    parser = argparse.ArgumentParser()
-    flow.add_arguments(parser)
+    from flows.cli import main  # prints a refusal and returns its exit code, as `eulernet label` does
+
     # No validate verdict for this manifest: labeling refuses, and says what to run.
-    assert flow.run(parser.parse_args(["--no-progress"])) == 2
+    assert main(["label", "--no-progress"]) == 2
     assert "run `eulernet validate` first" in capsys.readouterr().err
     from components.quality.gates import manifest_digest
 
     (art / "quality").mkdir()
     (art / "quality" / "summary.json").write_text(json.dumps(
         {"success": True, "failures": [], "manifest_sha256": manifest_digest(art / "manifest.csv")}))
-    assert flow.run(parser.parse_args(["--no-progress"])) == 0
+    assert main(["label", "--no-progress"]) == 0
     outp = capsys.readouterr().out
     assert json.loads((art / "shards" / "gates.json").read_text())["gates"] == "passed"
     assert "1 ok, 1 skipped" in outp and "not_a_video" in outp
@@ -202,14 +201,14 @@ def test_label_flow_succeeds_with_skipped_videos(ray_session, videos, tmp_path, 
 
     # Only unusable videos: exit 1. Unknown params key: exit 2.
     rel[rel["video_id"] == "corrupt"].to_csv(art / "manifest.csv", index=False)
-    assert flow.run(parser.parse_args(["--no-progress", "--out", "artifacts/shards2"])) == 2  # verdict is stale
+    assert main(["label", "--no-progress", "--out", "artifacts/shards2"]) == 2  # verdict is stale
     assert "another manifest" in capsys.readouterr().err
-    assert flow.run(parser.parse_args(["--no-progress", "--out", "artifacts/shards2", "--skip-gates"])) == 1
+    assert main(["label", "--no-progress", "--out", "artifacts/shards2", "--skip-gates"]) == 1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": {"crop_sz": 64}}))
-    assert flow.run(parser.parse_args([])) == 2
+    assert main(["label"]) == 2
     assert "unknown key" in capsys.readouterr().err
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": {"backend_options": {"upsampel": 2}}}))
-    assert flow.run(parser.parse_args([])) == 2
+    assert main(["label"]) == 2
     assert "cannot load landmark backend 'dlib'" in capsys.readouterr().err
 
 

@@ -66,7 +66,7 @@ def test_whole_model_trains_a_step_under_bfloat16_autocast():
 # ------------------------------------------------------------------------------------------ clip length
 def test_clip_len_below_two_is_rejected_everywhere():
     from components.inference.config import CheckpointError, InferenceConfig
-    from components.labeling.pipeline import LabelConfig
+    from components.labeling.config import LabelConfig
 
     with pytest.raises(ValueError, match="clip_len must be >= 2"):
         EulerNetConfig(clip_len=1)
