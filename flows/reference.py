@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=d.steps, help=f"training steps per fit (default {d.steps})")
     parser.add_argument("--features", nargs="+", default=list(d.features),
                         help=f"video head features (default {' '.join(d.features)})")
+    parser.add_argument("--train-types", nargs="+", default=list(d.train_types or []) or None,
+                        help=f"attack types EulerNet trains on (default {' '.join(d.train_types or ['all'])}; "
+                             f"the video head always sees all); 'all' for every type")
     parser.add_argument("--bpcer-target", type=float, default=d.bpcer_target,
                         help=f"share of live videos the threshold may reject (default {d.bpcer_target})")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -45,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = ReferenceConfig(crop_size=args.crop, clips_per_video=args.clips, steps=args.steps,
-                              features=tuple(args.features), bpcer_target=args.bpcer_target, seed=args.seed)
+                              features=tuple(args.features), bpcer_target=args.bpcer_target, seed=args.seed,
+                              train_types=None if not args.train_types or args.train_types == ["all"]
+                              else tuple(args.train_types))
     except ValueError as exc:
         raise StageError(exc) from None
     header("reference", f"{args.data} -> {args.out}")

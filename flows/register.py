@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -118,22 +119,28 @@ def run_register(args) -> int:
     from components.registry.versions import RegistryError
     from components.runtime import artifact_location, header
 
+    # A DVC experiment (`dvc exp run`, queued or not: DVC sets DVC_EXP_NAME) registers a candidate tagged with its
+    # name and never moves champion: a sweep is a comparison, promotion is a decision (`eulernet promote`).
+    experiment = os.environ.get("DVC_EXP_NAME") or None
     try:
         cfg, name = _cfg(args)
-        promote_note = f", then champion if its test {cfg.metric} is at least as good" \
-            if cfg.auto_promote and not args.no_promote else ""
+        auto = cfg.auto_promote and not args.no_promote and experiment is None
+        promote_note = f", then champion if its test {cfg.metric} is at least as good" if auto else ""
         header("register", f"{cfg.checkpoint} -> MLflow model '{name}' as candidate{promote_note}")
         metrics = _test_metrics(Path(cfg.metrics))
         threshold = _threshold(Path(cfg.metrics))
         data_hash = _test_data_hash(Path(cfg.metrics), cfg.shards)
         _tracking()
         with _mlflow_notices():
+            tags = {"threshold_source": "dev", **({"dvc_experiment": experiment} if experiment else {})}
             version = register(cfg.checkpoint, name, metrics, threshold=threshold, experiment=cfg.experiment,
-                               tags={"threshold_source": "dev"}, test_data_hash=data_hash,
-                               artifact_location=artifact_location(cfg.experiment))
+                               tags=tags, test_data_hash=data_hash, artifact_location=artifact_location(cfg.experiment))
         print(f"registered {name} v{version} as 'candidate' (threshold {threshold})")
         decision = None
-        if cfg.auto_promote and not args.no_promote:
+        if experiment and cfg.auto_promote and not args.no_promote:
+            print(f"DVC experiment '{experiment}': champion is not moved by experiments; compare with `dvc exp show` "
+                  f"and promote with `eulernet promote --version {version}`")
+        if auto:
             decision = promote(name, metric=cfg.metric)
             print(decision)
     except (ConfigError, RegistryError, MlflowException, FileNotFoundError, KeyError,

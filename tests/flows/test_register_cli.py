@@ -284,3 +284,24 @@ def test_serve_never_creates_an_empty_registry(tmp_path, monkeypatch, capsys):
         mlflow.set_tracking_uri(previous)  # serve points the process-global fluent API at its store
     assert f"no MLflow registry at {db}" in capsys.readouterr().err
     assert not db.exists() and not db.parent.exists()
+
+
+def test_a_dvc_experiment_registers_a_candidate_but_never_moves_champion(workdir, capsys, monkeypatch):
+    """`dvc exp run` (DVC sets DVC_EXP_NAME in every experiment's stages) with auto_promote on: the better model is
+    registered and tagged with the experiment, champion stays where it was until `eulernet promote` says so."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    before = client.get_model_version_by_alias(NAME, "champion").version
+    write_eval(workdir, acer=0.001, threshold=0.5)  # better than any champion so far
+    monkeypatch.setenv("DVC_EXP_NAME", "sweep-lr-1")
+    assert cli("register", "--params", "params.yaml") == 0
+    out = capsys.readouterr().out
+    assert "champion is not moved by experiments" in out and "PROMOTED" not in out
+    reg = registered(workdir)
+    assert reg["decision"] is None and reg["champion_version"] == str(before)
+    assert client.get_model_version(NAME, reg["version"]).tags["dvc_experiment"] == "sweep-lr-1"
+    monkeypatch.delenv("DVC_EXP_NAME")
+    assert cli("promote", "--params", "params.yaml", "--version", reg["version"]) == 0  # the decision, made apart
+    assert "PROMOTED" in capsys.readouterr().out
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == reg["version"]

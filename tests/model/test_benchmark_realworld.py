@@ -159,6 +159,7 @@ def test_reference_recipe_ships_a_model_that_predict_and_the_benchmark_use(tmp_p
                                                                            real_face_rgb, capsys):
     import pandas as pd
 
+    from components.benchmark.reference import FEATURE_SETS
     from components.inference.predictor import Predictor
     from components.inference.video_head import video_features
     from flows.cli import main
@@ -180,7 +181,7 @@ def test_reference_recipe_ships_a_model_that_predict_and_the_benchmark_use(tmp_p
     assert scores.groupby("source")["threshold"].nunique().max() == 1
 
     pred = Predictor.from_checkpoint(out / "checkpoint.pt")
-    assert pred.video_head is not None and pred.video_head.features == ("clip_logit_mean", "nonrigid_motion")
+    assert pred.video_head is not None and pred.video_head.features == ("nonrigid_motion",)
     assert pred.threshold == pytest.approx(s["threshold"]) and pred.clips_per_video == 2 and pred.crop_size == 32
     assert pred.extra["trained_on"]["sources"] == sorted(scores["source"].unique())
     capsys.readouterr()
@@ -190,6 +191,7 @@ def test_reference_recipe_ships_a_model_that_predict_and_the_benchmark_use(tmp_p
     expected = pred.video_head.score(video_features(pred.score_clips(clips.crops), clips.points))
     assert answer["score"] == pytest.approx(expected, abs=1e-5)
     assert set(answer["video_features"]) >= {"clip_logit_mean", "nonrigid_motion"}
+    assert set(s["feature_sets"]) == {"+".join(f) for f in FEATURE_SETS}  # the choice is shown beside the others
 
     # Scoring the model on the videos it was trained on is flagged as in-sample, in the summary and the table.
     bench = tmp_path / "bench"
