@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from components.runtime import json_safe
+
+from .temporal_references import learned_stats_videos, one_frame_videos, reference_videos
+from .temporal_summary import _test_videos, fold_splits, markdown_table, summarise_pooled, summarise_videos
 
 MODEL_ROWS = ("eulernet", "paper", "single_frame")
 REFERENCE_ROWS = ("chroma_pulse", "frame_difference", "learned_stats")
@@ -180,91 +184,17 @@ def label_config(cfg: TemporalBenchmarkConfig):
                        max_side=480, concurrency=cfg.label_concurrency, face_path=cfg.face_path)
 
 
+def clip_fps(cfg: TemporalBenchmarkConfig) -> float:
+    """Frames per second inside a labeled clip: the generator's rate over labeling's clip interval."""
+    return synth_config(cfg).fps / label_config(cfg).clip_interval
+
+
 def label(cfg: TemporalBenchmarkConfig, out: Path, manifest: pd.DataFrame, progress: bool = True):
     from components.labeling.pipeline import label_videos
 
     df = manifest.copy()
     df["path"] = [str((out / "data" / p).resolve()) for p in df["path"]]
     return label_videos(df, out / "shards", label_config(cfg), progress=progress)
-
-
-# ------------------------------------------------------------------------------------------ references
-def reference_videos(shards: Path, fps: float) -> dict[str, dict[str, Any]]:
-    """Per reference: ``dev`` and ``test`` (one row per video, oriented score: higher = live), ``wall_s`` and
-    ``direction`` (what dev said about the raw score). ``fps``: the clips' frame rate (:func:`clip_fps`)."""
-    from components.labeling.shards import load_clips
-    from components.metrics.rates import video_scores
-    from components.metrics.references import REFERENCES, orient, reference_scores
-
-    cols = ["frames", "video_id", "label", "attack_type"]
-    clips = {s: load_clips(shards, s, cols) for s in ("dev", "test")}
-    out: dict[str, dict[str, Any]] = {}
-    for name in REFERENCES:
-        t0 = time.perf_counter()
-        per: dict[str, Any] = {}
-        for split, c in clips.items():
-            table = pd.DataFrame({k: c[k] for k in ("video_id", "label", "attack_type")})
-            table["score"] = reference_scores(name, c["frames"])
-            per[split] = video_scores(table)
-        sign = orient(per["dev"]["score"], per["dev"]["label"])
-        for split in clips:
-            per[split]["score"] = sign * per[split]["score"]
-        per["wall_s"] = time.perf_counter() - t0
-        per["direction"] = "higher = live" if sign > 0 else "lower = live"
-        out[name] = per
-    out["learned_stats"] = learned_stats_videos(shards, fps)
-    return out
-
-
-def clip_fps(cfg: TemporalBenchmarkConfig) -> float:
-    """Frames per second inside a labeled clip: the generator's rate over labeling's clip interval."""
-    return synth_config(cfg).fps / label_config(cfg).clip_interval
-
-
-def learned_stats_videos(shards: Path, fps: float) -> dict[str, Any]:
-    """The ``learned_stats`` row: hand statistics of every clip (its crops and crop-space landmarks; ``fps``
-    the clip's frame rate, the video's over the clip interval), mean per video, logistic regression fitted on
-    train; dev and test scored (higher = live)."""
-    from components.labeling.shards import load_clips
-    from components.metrics.statistics import STATISTICS, LearnedStatistics, statistics_bank
-
-    t0 = time.perf_counter()
-    tables = {}
-    for split in ("train", "dev", "test"):
-        c = load_clips(shards, split, ["frames", "points", "video_id", "label", "attack_type"])
-        stats = pd.DataFrame([statistics_bank(f, p, fps) for f, p in zip(c["frames"], c["points"])])
-        stats["video_id"], stats["label"], stats["attack_type"] = c["video_id"], c["label"], c["attack_type"]
-        tables[split] = stats.groupby("video_id", sort=True).agg(
-            {**{k: "mean" for k in STATISTICS}, "label": "first", "attack_type": "first"}).reset_index()
-    model = LearnedStatistics().fit(tables["train"][list(STATISTICS)].to_dict("records"), tables["train"]["label"])
-    per: dict[str, Any] = {}
-    for split in ("dev", "test"):
-        v = tables[split]
-        per[split] = v[["video_id", "label", "attack_type"]].assign(
-            score=model.score(v[list(STATISTICS)].to_dict("records")), n_clips=1)
-    per["wall_s"] = time.perf_counter() - t0
-    per["direction"] = "fitted on train"
-    return per
-
-
-def one_frame_videos(checkpoint: str | Path, shards: Path) -> dict[str, Any]:
-    """The ``one_frame`` control: ``checkpoint``'s model on dev and test clips whose frames are all the clip's
-    first frame (per video, mean clip score)."""
-    from components.inference.predictor import Predictor
-    from components.labeling.shards import load_clips
-    from components.metrics.rates import video_scores
-
-    t0 = time.perf_counter()
-    pred = Predictor.from_checkpoint(checkpoint)
-    per: dict[str, Any] = {}
-    for split in ("dev", "test"):
-        c = load_clips(shards, split, ["frames", "video_id", "label", "attack_type"])
-        still = np.repeat(c["frames"][:, :1], c["frames"].shape[1], axis=1)  # (N, T, S, S, 3)
-        table = pd.DataFrame({k: c[k] for k in ("video_id", "label", "attack_type")})
-        table["score"] = pred.score_clips(still)
-        per[split] = video_scores(table)
-    per["wall_s"] = time.perf_counter() - t0
-    return per
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -309,119 +239,8 @@ def train_row(cfg: TemporalBenchmarkConfig, row: str, seed: int, out: Path, trac
               "test_apcer_per_attack": report.get("apcer_per_attack"), "dev_acer": report["dev"]["acer"],
               "dev_auc": report["dev"]["auc"], "mlflow_run_id": res.run_id,
               "video_scores": str(run_dir / "video_scores.csv"), "checkpoint": str(res.best_checkpoint_path)}
-    done.write_text(json.dumps(_finite(result), indent=2) + "\n")
+    done.write_text(json.dumps(json_safe(result), indent=2) + "\n")
     return result
-
-
-# --------------------------------------------------------------------------------------------- summary
-def _finite(d):
-    if isinstance(d, dict):
-        return {k: _finite(v) for k, v in d.items()}
-    if isinstance(d, float) and not math.isfinite(d):
-        return None
-    return d
-
-
-def summarise_videos(test_sets: list[pd.DataFrame], thresholds: list[float], n_boot: int,
-                     identities: dict[str, str] | None = None) -> dict:
-    """Row figures from each seed's test video scores (same videos) and dev-chosen thresholds.
-    ``identities``: video id -> the person in it, the unit the ACER interval resamples (each video its own
-    unit when None)."""
-    from components.metrics.rates import acer_bootstrap_ci, auc, error_rates
-
-    base = test_sets[0].sort_values("video_id").reset_index(drop=True)
-    scores = []
-    for v in test_sets:
-        v = v.sort_values("video_id").reset_index(drop=True)
-        if not v["video_id"].equals(base["video_id"]):
-            raise ValueError("seeds scored different test videos; cannot pool them")
-        scores.append(v["score"].to_numpy(float))
-    y = base["label"].to_numpy(int)
-    per_seed = [error_rates(s, y, t, base["attack_type"].astype(str).to_numpy()) for s, t in zip(scores, thresholds)]
-    aucs = [auc(s, y) for s in scores]
-    groups = None if identities is None else [identities[v] for v in base["video_id"]]
-    lo, hi = acer_bootstrap_ci(np.stack(scores), y, thresholds, groups=groups, n_boot=n_boot)
-    attacks = sorted(set(base.loc[base["label"] == 0, "attack_type"].astype(str)))
-    return {
-        "test_acer": float(np.mean([r["acer"] for r in per_seed])),
-        "test_acer_std": float(np.std([r["acer"] for r in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0,
-        "test_auc": float(np.mean(aucs)),
-        "test_apcer": float(np.mean([r["apcer"] for r in per_seed])),
-        "test_bpcer": float(np.mean([r["bpcer"] for r in per_seed])),
-        "apcer_per_attack": {a: float(np.mean([r["apcer_per_attack"].get(a, np.nan) for r in per_seed]))
-                             for a in attacks},
-        "acer_ci95": [lo, hi],
-        "n_test_videos": int(len(y)),
-        "n_test_identities": int(len(set(groups))) if groups is not None else None,
-        "n_test_live": int((y == 1).sum()),
-        "n_test_attack": int((y == 0).sum()),
-        "per_seed_acer": [float(r["acer"]) for r in per_seed],
-        "per_seed_auc": [float(a) for a in aucs],
-    }
-
-
-def _test_videos(path: str) -> pd.DataFrame:
-    v = pd.read_csv(path)
-    if "split" not in v.columns:
-        raise ValueError(f"{path} has no split column: written by an older evaluate; delete its run folder")
-    return v[v["split"] == "test"]
-
-
-def markdown_table(summary: dict) -> str:
-    rows = summary["rows"]
-    lines = [f"Temporal benchmark, setting `{summary['config']['setting']}`: {summary['n_test_videos']} test "
-             f"videos ({summary['n_test_live']} live, {summary['n_test_attack']} attack) of identities never "
-             f"seen in training; threshold chosen on dev. ACER interval: 95 % bootstrap over test identities "
-             f"({summary.get('n_test_identities')} of them: whole people are resampled, all their videos "
-             f"with them).", "",
-             "| row | seeds | test AUC | test ACER (%) | 95 % CI (%) | APCER per attack (%) | wall (s) |",
-             "|---|---:|---:|---:|---:|---|---:|"]
-    for name, r in rows.items():
-        apcer = ", ".join(f"{k} {100 * v:.1f}" for k, v in (r.get("apcer_per_attack") or {}).items())
-        lo, hi = r["acer_ci95"]
-        seeds = len(r.get("seeds") or [])
-        lines.append(f"| {name} | {seeds or '-'} | {r['test_auc']:.3f} | {100 * r['test_acer']:.1f}"
-                     f"{' ± %.1f' % (100 * r['test_acer_std']) if seeds > 1 else ''} | {100 * lo:.1f}-{100 * hi:.1f}"
-                     f" | {apcer} | {r['wall_s']:.0f} |")
-    return "\n".join(lines) + "\n"
-
-
-def fold_splits(identities: list[str], ratio: tuple[int, int, int], folds: int) -> list[dict[str, str]]:
-    """Identity -> split for each fold: the split pattern rotated over the identities one step per fold, so with
-    ``folds`` = the pattern's length (4 for 2:1:1) every identity is a test identity in exactly one fold and is
-    never trained on in that fold. Raises when ``folds`` cannot give every identity one test turn."""
-    pattern = ["train"] * ratio[0] + ["dev"] * ratio[1] + ["test"] * ratio[2]
-    if folds != len(pattern):
-        raise ValueError(f"folds must be {len(pattern)} for split_ratio {tuple(ratio)} (one test turn per identity), "
-                         f"got {folds}")
-    n = len(identities)
-    out = [{name: pattern[(i + f) % len(pattern)] for i, name in enumerate(identities)} for f in range(folds)]
-    turns = {name: sum(o[name] == "test" for o in out) for name in identities}
-    if n % len(pattern) or set(turns.values()) != {1}:
-        raise ValueError(f"{n} identities over a {len(pattern)}-long split pattern do not give every identity one "
-                         f"test turn: {turns}")
-    return out
-
-
-def summarise_pooled(tables: list[pd.DataFrame], thresholds: list[float], identities: dict[str, str],
-                     n_boot: int) -> dict:
-    """One row's figures over folds: each fold's test videos decided at that fold's dev threshold, pooled (every
-    identity is tested once); AUC over the pooled scores; ACER interval resampling identities."""
-    from components.metrics.rates import acer_bootstrap_ci, auc, error_rates
-
-    v = pd.concat([t.assign(accepted=(t["score"] >= th).astype(float)) for t, th in zip(tables, thresholds)],
-                  ignore_index=True)
-    y = v["label"].to_numpy(int)
-    r = error_rates(v["accepted"].to_numpy(), y, 0.5, v["attack_type"].astype(str).to_numpy())
-    groups = [identities[i] for i in v["video_id"]]
-    lo, hi = acer_bootstrap_ci(v["accepted"].to_numpy(), y, [0.5], groups=groups, n_boot=n_boot)
-    per_fold = [error_rates(t["score"].to_numpy(), t["label"].to_numpy(int), th)["acer"]
-                for t, th in zip(tables, thresholds)]
-    return {"test_acer": r["acer"], "test_apcer": r["apcer"], "test_bpcer": r["bpcer"],
-            "test_auc": auc(v["score"].to_numpy(), y), "apcer_per_attack": r["apcer_per_attack"],
-            "acer_ci95": [lo, hi], "per_fold_acer": per_fold, "n_test_videos": int(len(v)),
-            "n_test_live": int((y == 1).sum()), "n_test_attack": int((y == 0).sum()),
-            "n_test_identities": int(len(set(groups)))}
 
 
 def run_folds(cfg: TemporalBenchmarkConfig, out: Path, tracking_uri: str | None = None, progress: bool = True,
@@ -477,7 +296,7 @@ def run_folds(cfg: TemporalBenchmarkConfig, out: Path, tracking_uri: str | None 
                "n_test_identities": n["n_test_identities"], "folds": [
                    sorted(k for k, v in a.items() if v == "test") for a in assignments],
                "wall_s": time.perf_counter() - t0}
-    (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     lines = [f"Temporal benchmark, setting `{cfg.setting}`, {cfg.folds} leave-identities-out folds: every one of "
              f"{n['n_test_identities']} identities tested once by a model that never saw it; {n['n_test_videos']} "
              f"test videos pooled, each decided at its fold's dev threshold. ACER interval: 95 % bootstrap over "
@@ -564,11 +383,10 @@ def run_benchmark(cfg: TemporalBenchmarkConfig, out_dir: str | Path, tracking_ur
                "n_test_identities": n["n_test_identities"],
                "n_test_attack": n["n_test_attack"], "stages": stages,
                "wall_s": time.perf_counter() - t0}
-    (out / "summary.json").write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     (out / "table.md").write_text(markdown_table(summary))
     return summary
 
 
-__all__ = ["fold_splits", "run_folds", "summarise_pooled", "TemporalBenchmarkConfig", "RowSpec", "row_specs", "MODEL_ROWS", "REFERENCE_ROWS", "CONTROL_ROWS",
-           "SETTINGS", "learned_stats_videos", "one_frame_videos",
-           "run_benchmark", "summarise_videos", "markdown_table", "synth_config", "train_config"]
+__all__ = ["run_folds", "TemporalBenchmarkConfig", "RowSpec", "row_specs", "MODEL_ROWS", "REFERENCE_ROWS",
+           "CONTROL_ROWS", "SETTINGS", "run_benchmark", "synth_config", "train_config", "clip_fps"]

@@ -74,7 +74,7 @@ def test_orient_flips_a_reference_whose_live_scores_are_lower():
 
 
 def test_summarise_videos_pools_seeds_over_the_same_test_videos():
-    from components.benchmark.temporal import summarise_videos
+    from components.benchmark.temporal_summary import summarise_videos
 
     v = pd.DataFrame({"video_id": ["a", "b", "c", "d"], "label": [1, 1, 0, 0],
                       "attack_type": ["live", "live", "print", "replay"], "score": [0.9, 0.4, 0.3, 0.6]})
@@ -106,7 +106,7 @@ def test_benchmark_config_is_checked_before_any_work():
 
 
 def test_identity_folds_give_every_identity_one_test_turn_and_pool_by_identity():
-    from components.benchmark.temporal import fold_splits, summarise_pooled
+    from components.benchmark.temporal_summary import fold_splits, summarise_pooled
 
     names = [f"id{i}" for i in range(12)]
     folds = fold_splits(names, (2, 1, 1), 4)
