@@ -38,7 +38,7 @@ import pandas as pd
 
 from components.runtime import json_safe
 
-from .temporal_references import learned_stats_videos, one_frame_videos, reference_videos
+from .temporal_references import one_frame_videos, reference_videos
 from .temporal_summary import _test_videos, fold_splits, markdown_table, summarise_pooled, summarise_videos
 
 MODEL_ROWS = ("eulernet", "paper", "single_frame")

@@ -29,10 +29,9 @@ import concurrent.futures
 import dataclasses
 import json
 import logging
-import math
 import os
 import queue
-import signal
+import re
 import socket
 import subprocess
 import sys
@@ -45,6 +44,9 @@ import numpy as np
 from .inputs import ClipPlan, Decoded, InputError, Limits
 
 log = logging.getLogger("ray.serve")
+# The module whose worker_main a decoder process runs (decode_worker.py). Tests start pools on a module of their
+# own that adds fault-injection ops; production decoders have none.
+WORKER_MODULE = "components.serving.decode_worker"
 
 _MB = 1 << 20
 _READY_TIMEOUT_S = 60.0
@@ -61,105 +63,6 @@ class DecoderUnavailable(InputError):
 
 class DecodeWorkerError(RuntimeError):
     """The decoder hit a bug (not the input's fault): the service answers 500."""
-
-
-# ------------------------------------------------------------------------------------------------ worker side
-def _vm_size() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _handle(req: dict, blob: bytes) -> tuple[dict, bytes]:
-    from . import inputs
-
-    op = req["op"]
-    if op in ("video", "frames"):
-        limits = Limits(**req["limits"])
-        plan = ClipPlan(*req["plan"]) if req.get("plan") else None
-        fn = inputs.decode_video_sparse if op == "video" else inputs.decode_frames_json_sparse
-        d = fn(blob, limits, int(req["work_side"]), plan)
-        pixels = np.ascontiguousarray(d.pixels, dtype=np.uint8)
-        head = {"ok": True, "n": d.n, "height": d.height, "width": d.width, "indices": [int(i) for i in d.indices]}
-        return head, pixels.tobytes()
-    if op == "call":  # fault injection and probes for tests: a "module:function" the parent names, JSON args
-        import importlib
-
-        module, _, name = req["target"].partition(":")
-        value = getattr(importlib.import_module(module), name)(*req.get("args", []))
-        return {"ok": True, "value": value}, b""
-    if op == "ping":
-        return {"ok": True, "pid": os.getpid()}, b""
-    raise ValueError(f"unknown op {op!r}")
-
-
-def worker_main() -> None:
-    """A decoder process: ``python -c 'from components.serving.decode import worker_main; worker_main()'``,
-    talking over the socket whose fd is in ``EULERNET_DECODE_FD``. Exits when the replica closes its end."""
-    from multiprocessing.connection import Connection
-
-    import cv2
-
-    # Two OpenCV threads for the per-frame downscale (most of a decode: 854x480 -> 480x270 INTER_AREA is ~2 ms a
-    # frame, the H.264 decode ~0.2): a lone request decodes ~30 % faster, and with the other core busy it costs
-    # the same wall and CPU time as one thread (measured; OpenCV's pool here is pthreads without spinning).
-    cv2.setNumThreads(2)
-    from . import inputs  # noqa: F401  (imported before the cap: start-up memory is not the requests')
-
-    conn = Connection(int(os.environ["EULERNET_DECODE_FD"]))
-    memory_mb = int(os.environ.get("EULERNET_DECODE_MEMORY_MB", "0"))
-    if memory_mb > 0:
-        import resource
-
-        cap = _vm_size() + memory_mb * _MB
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    conn.send_bytes(json.dumps({"ready": True, "pid": os.getpid()}).encode())
-    while True:
-        try:
-            req = json.loads(conn.recv_bytes())
-            blob = conn.recv_bytes()
-        except (EOFError, OSError):
-            return  # the replica is gone (or closed this worker): nothing left to do
-        recycle = False
-        # Backstop for a worker whose replica died mid-request: the default SIGALRM action ends the process.
-        signal.alarm(max(1, math.ceil(float(req.get("deadline_s", 30))) + 5))
-        try:
-            head, out = _handle(req, blob)
-        except InputError as exc:
-            head, out = {"ok": False, "status": exc.status, "code": exc.code, "detail": exc.detail}, b""
-        except MemoryError:
-            head, out, recycle = _memory_reply(memory_mb), b"", True
-        except cv2.error as exc:
-            if exc.code == cv2.Error.StsNoMem:
-                head, out, recycle = _memory_reply(memory_mb), b"", True
-            else:
-                head, out, recycle = _bug_reply(exc), b"", True
-        except Exception as exc:  # a bug, not the input: reported as such, traceback in this worker's log
-            head, out, recycle = _bug_reply(exc), b"", True
-        finally:
-            signal.alarm(0)
-        del blob
-        try:
-            conn.send_bytes(json.dumps(head).encode())
-            conn.send_bytes(out)
-        except (EOFError, OSError):
-            return
-        if recycle:  # after a failed allocation or a bug, start clean rather than trust this process's state
-            return
-
-
-def _memory_reply(memory_mb: int) -> dict:
-    return {"ok": False, "status": 413, "code": "decode_memory_limit",
-            "detail": f"decoding this input needs more than the decoder's {memory_mb} MB"}
-
-
-def _bug_reply(exc: BaseException) -> dict:
-    import traceback
-
-    traceback.print_exc(file=sys.stderr)
-    return {"ok": False, "bug": type(exc).__name__}
 
 
 # ------------------------------------------------------------------------------------------------ replica side
@@ -187,9 +90,10 @@ def decoder_env(fd: int, memory_mb: int) -> dict[str, str]:
 class _Worker:
     """One decoder process and its socket. Used by one request at a time (the pool's idle queue)."""
 
-    def __init__(self, index: int, memory_mb: int):
+    def __init__(self, index: int, memory_mb: int, entry: str):
         self.index = index
         self.memory_mb = memory_mb
+        self.entry = entry
         self.proc: subprocess.Popen | None = None
         self.conn = None
         self.pid: int | None = None
@@ -204,7 +108,7 @@ class _Worker:
         env = decoder_env(child.fileno(), self.memory_mb)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-c", "from components.serving.decode import worker_main; worker_main()"],
+                [sys.executable, "-c", f"from {self.entry} import worker_main; worker_main()"],
                 pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL, close_fds=True)
         finally:
             child.close()
@@ -292,7 +196,7 @@ class DecodePool:
     blocking ``run`` is the same call for threads and tests."""
 
     def __init__(self, workers: int = 2, memory_mb: int = 512, deadline_s: float = 10.0,
-                 queue_timeout_s: float | None = None):
+                 queue_timeout_s: float | None = None, worker_module: str = WORKER_MODULE):
         if workers < 1:
             raise ValueError(f"decode workers must be >= 1, got {workers}")
         if memory_mb < 0:
@@ -307,7 +211,9 @@ class DecodePool:
         self._lock = threading.Lock()
         self._closed = False
         self._idle: queue.Queue[_Worker] = queue.Queue()
-        self._all = [_Worker(i, memory_mb) for i in range(workers)]
+        if not re.fullmatch(r"[A-Za-z_][\w.]*", worker_module):
+            raise ValueError(f"worker_module must be a dotted module name, got {worker_module!r}")
+        self._all = [_Worker(i, memory_mb, worker_module) for i in range(workers)]
         self._respawning: set[int] = set()
         self._dead_since: float | None = None
         # Threads that wait on workers' sockets (blocking, cheap): enough for every request a replica admits.
@@ -459,11 +365,6 @@ class DecodePool:
                 self._idle.put(w)
             else:
                 self._respawn_later(w)
-
-    def call(self, target: str, *args: Any, deadline_s: float | None = None) -> Any:
-        """Run ``module:function(*args)`` (JSON in, JSON out) in a worker: fault injection and probes for tests."""
-        head, _ = self.run({"op": "call", "target": target, "args": list(args)}, deadline_s=deadline_s)
-        return self._unwrap(head, None)
 
     def decode(self, op: str, data: bytes, limits: Limits, work_side: int, plan: ClipPlan | None = None,
                ticket: _Ticket | None = None) -> np.ndarray:

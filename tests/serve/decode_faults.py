@@ -1,4 +1,6 @@
-"""Faults run inside a decoder worker (``DecodePool.call("tests.serve.decode_faults:NAME", ...)``): not tests."""
+"""Faults run inside a decoder worker: not tests. Pools made with ``DecodePool(..., worker_module=FAULTS)`` start
+workers through :func:`worker_main` here, which serves the production ops plus ``call`` (run one of the functions
+below); :func:`call` sends it. Production decoders have no such op (``decode_worker.HANDLERS``)."""
 from __future__ import annotations
 
 import os
@@ -23,3 +25,24 @@ def alloc(mb: int) -> int:
 
 def pid() -> int:
     return os.getpid()
+
+
+def _call(req: dict, blob: bytes) -> tuple[dict, bytes]:
+    import importlib
+
+    module, _, name = req["target"].partition(":")
+    value = getattr(importlib.import_module(module), name)(*req.get("args", []))
+    return {"ok": True, "value": value}, b""
+
+
+def worker_main() -> None:
+    from components.serving.decode_worker import HANDLERS
+    from components.serving.decode_worker import worker_main as serve
+
+    serve({**HANDLERS, "call": _call})
+
+
+def call(pool, target: str, *args, deadline_s: float | None = None):
+    """Run ``module:function(*args)`` (JSON in, JSON out) in one of ``pool``'s workers; errors as for a decode."""
+    head, _ = pool.run({"op": "call", "target": target, "args": list(args)}, deadline_s=deadline_s)
+    return pool._unwrap(head, None)

@@ -17,6 +17,7 @@ import pytest
 
 from components.serving.decode import DecodePool, DecoderUnavailable, DecodeWorkerError, _decoded, _Ticket
 from components.serving.inputs import ClipPlan, InputError, Limits, decode_frames_json, decode_video, encode_frames_json
+from tests.serve.decode_faults import call
 
 LIMITS = Limits(max_upload_bytes=1_000_000, max_frames=60, max_resolution=640)
 FAULTS = "tests.serve.decode_faults"
@@ -58,7 +59,7 @@ def worker_tmp(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pool(worker_tmp):
-    p = DecodePool(workers=2, memory_mb=256, deadline_s=5.0)
+    p = DecodePool(workers=2, memory_mb=256, deadline_s=5.0, worker_module=FAULTS)
     yield p
     p.close()
 
@@ -66,7 +67,7 @@ def pool(worker_tmp):
 @pytest.fixture()
 def solo(worker_tmp):
     """One worker, short queue wait: for faults that need to know which worker runs the request."""
-    p = DecodePool(workers=1, memory_mb=256, deadline_s=5.0, queue_timeout_s=0.5)
+    p = DecodePool(workers=1, memory_mb=256, deadline_s=5.0, queue_timeout_s=0.5, worker_module=FAULTS)
     yield p
     p.close()
 
@@ -103,7 +104,7 @@ def test_input_errors_are_4xx_and_keep_the_worker(pool, videos):
 
 def test_worker_crash_is_one_503_and_the_next_request_succeeds(pool, videos):
     with pytest.raises(DecoderUnavailable) as err:
-        pool.call(f"{FAULTS}:exit_now", 3)
+        call(pool, f"{FAULTS}:exit_now", 3)
     assert (err.value.status, err.value.code) == (503, "decoder_unavailable")
     assert err.value.to_json()["error"] == "decoder_unavailable"
     frames = pool.decode("video", videos["live"].read_bytes(), LIMITS, 480)  # served by the other or a new worker
@@ -118,7 +119,7 @@ def test_worker_killed_mid_decode_is_a_503_then_served(solo, videos):
 
     def slow():
         try:
-            solo.call(f"{FAULTS}:sleep", 30)
+            call(solo, f"{FAULTS}:sleep", 30)
         except Exception as exc:  # noqa: BLE001 - the test inspects it
             result["exc"] = exc
 
@@ -136,18 +137,18 @@ def test_deadline_kills_the_decode(solo):
     victim = solo.pids()[0]
     t0 = time.monotonic()
     with pytest.raises(DecoderUnavailable) as err:
-        solo.call(f"{FAULTS}:sleep", 60, deadline_s=1.0)
+        call(solo, f"{FAULTS}:sleep", 60, deadline_s=1.0)
     assert (err.value.status, err.value.code) == (503, "decode_timeout")
     assert time.monotonic() - t0 < 3.0
     assert wait_for(lambda: not running(victim), 5)  # killed, not left running in the background
-    assert solo.call(f"{FAULTS}:sleep", 0) == 0  # the replacement answers
+    assert call(solo, f"{FAULTS}:sleep", 0) == 0  # the replacement answers
 
 
 def test_memory_cap_is_the_workers_413_not_the_replicas(pool):
     with pytest.raises(InputError) as err:
-        pool.call(f"{FAULTS}:alloc", 2048)  # 2 GiB against a 256 MB cap
+        call(pool, f"{FAULTS}:alloc", 2048)  # 2 GiB against a 256 MB cap
     assert (err.value.status, err.value.code) == (413, "decode_memory_limit")
-    assert pool.call(f"{FAULTS}:alloc", 16) == 16
+    assert call(pool, f"{FAULTS}:alloc", 16) == 16
     assert pool.stats()["memory_limit"] >= 1
 
 
@@ -174,11 +175,11 @@ def test_cancelled_request_stops_its_decode(solo):
 
 
 def test_no_free_worker_is_a_503(solo):
-    t = threading.Thread(target=lambda: solo.call(f"{FAULTS}:sleep", 2))
+    t = threading.Thread(target=lambda: call(solo, f"{FAULTS}:sleep", 2))
     t.start()
     assert wait_for(lambda: solo._all[0].busy_since is not None, 5)
     with pytest.raises(DecoderUnavailable, match="no decoder was free"):
-        solo.call(f"{FAULTS}:sleep", 0)
+        call(solo, f"{FAULTS}:sleep", 0)
     t.join()
 
 
@@ -206,9 +207,9 @@ def test_no_temp_file_survives_success_failure_or_a_killed_worker(pool, solo, wo
     with pytest.raises(InputError):
         pool.decode("video", videos["truncated"].read_bytes(), LIMITS, 480)
     with pytest.raises(DecoderUnavailable):
-        pool.call(f"{FAULTS}:exit_now", 9)
+        call(pool, f"{FAULTS}:exit_now", 9)
     with pytest.raises(DecoderUnavailable):
-        solo.call(f"{FAULTS}:sleep", 60, deadline_s=0.5)
+        call(solo, f"{FAULTS}:sleep", 60, deadline_s=0.5)
     assert os.listdir(worker_tmp) == []  # the workers' own temp folder: decoding reads from memory
     assert not [n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("liveness-")]
 
@@ -230,12 +231,12 @@ def test_workers_exit_with_their_replica(tmp_path):
 
 
 def test_close_stops_every_worker(worker_tmp):
-    p = DecodePool(workers=2, memory_mb=128, deadline_s=5)
+    p = DecodePool(workers=2, memory_mb=128, deadline_s=5, worker_module=FAULTS)
     pids = p.pids()
     p.close()
     assert not any(running(pid) for pid in pids)
     with pytest.raises(DecoderUnavailable):
-        p.call(f"{FAULTS}:sleep", 0)
+        call(p, f"{FAULTS}:sleep", 0)
 
 
 def test_a_decoder_inherits_no_secret(monkeypatch, worker_tmp, videos):
@@ -259,5 +260,7 @@ def test_a_decoder_inherits_no_secret(monkeypatch, worker_tmp, videos):
         assert env["TMPDIR"] == str(worker_tmp)  # an allowed name still arrives
         data = videos["live"].read_bytes()  # and it still decodes as the replica would
         assert np.array_equal(p.decode("video", data, LIMITS, 480), decode_video(data, LIMITS, 480))
+        with pytest.raises(DecodeWorkerError):  # a production decoder runs no code a request names
+            call(p, f"{FAULTS}:pid")
     finally:
         p.close()
