@@ -279,7 +279,7 @@ def serve_gpu(device, checkpoint: str) -> dict:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     gpu = device.type == "cuda"
     cfg = ServeConfig(model_name="smoke", port=port, device="cuda" if gpu else "cpu", num_gpus=0.5 if gpu else None,
-                      max_clips=2, preprocess_threads=1)
+                      max_clips=2, preprocess_threads=1, allow_anonymous=True)  # a local probe on 127.0.0.1
     app = build_app("smoke", config=cfg, checkpoint=checkpoint,
                     deployment_options={"ray_actor_options": {"num_cpus": 0.5}})
     url = f"http://127.0.0.1:{port}"

@@ -321,7 +321,7 @@ def realtime(args) -> int:
             # before: today's settings (the old path had no ONNX engine); after: the shipped defaults.
             cfg = ServeConfig(port=port, max_clips=args.max_clips, torch_threads=args.torch_threads,
                               onnx_threads=args.onnx_threads, engine=engines[name], route_prefix=f"/{name}",
-                              device=args.device)
+                              device=args.device, allow_anonymous=True, rate_limit_per_s=0.0)  # capacity, not access
             serve.run(build_app("bench", config=cfg, checkpoint=str(paths[name]),
                                 deployment_options={"max_ongoing_requests": 16,
                                                     "ray_actor_options": {"num_cpus": 1}}),
@@ -468,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         # A-B-B-A in half-runs, so a load swing on a shared machine cannot favour one of them.
         for mode, batch, prefix in modes:
             cfg = ServeConfig(port=port, max_clips=1, max_batch_size=batch, batch_wait_timeout_s=0.005,
-                              torch_threads=args.torch_threads, preprocess_threads=2, route_prefix=prefix)
+                              torch_threads=args.torch_threads, preprocess_threads=2, route_prefix=prefix,
+                              allow_anonymous=True, rate_limit_per_s=0.0)  # capacity, not access
             serve.run(build_app("bench", config=cfg, checkpoint=str(checkpoint),
                                 deployment_options={"max_ongoing_requests": max(levels) + 8,
                                                     "ray_actor_options": {"num_cpus": 1}}),

@@ -331,7 +331,7 @@ def run_soak(minutes: float, concurrency: int = 8, replicas: int = 2, seed: int 
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
     url = f"http://127.0.0.1:{port}"
     cfg = ServeConfig(model_name=MODEL, port=port, reload_interval_s=1.0, max_clips=2, preprocess_threads=2,
-                      torch_threads=1, **LIMITS)
+                      torch_threads=1, allow_anonymous=True, rate_limit_per_s=0.0, **LIMITS)  # load, not access
     env = {"TMPDIR": str(replica_tmp), "MLFLOW_TRACKING_URI": uri}
     app = build_app(MODEL, uri, cfg, deployment_options={
         "num_replicas": replicas, "max_ongoing_requests": 32,

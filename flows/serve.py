@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--checkpoint", default=None, help="serve a local checkpoint instead of the registry")
     src.add_argument("--reference", action="store_true",
                      help="serve the shipped reference model (models/reference/checkpoint.pt) instead of the registry")
+    parser.add_argument("--allow-anonymous", action="store_true",
+                        help="serve without an API key (sets serve.allow_anonymous): anyone who reaches the port "
+                             "may score; without it the service needs EULERNET_API_KEY or EULERNET_API_KEY_FILE")
     parser.add_argument("--blocking", action="store_true",
                         help="stay in the foreground until Ctrl-C (always the case on a local Ray cluster)")
     parser.add_argument("--smoke-test", metavar="VIDEO", default=None,
@@ -47,6 +50,16 @@ def run(args) -> int:
             from components.runtime import reference_checkpoint
 
             args.checkpoint = reference_checkpoint()
+        if args.allow_anonymous:
+            cfg = dataclasses.replace(cfg, allow_anonymous=True)
+        from components.serving.access import load_api_keys, require_keys
+
+        # The replicas check the same (their environment is this one on a local Ray): refuse here, before Ray starts.
+        keys = load_api_keys()
+        require_keys(keys, cfg.allow_anonymous)
+        if not keys:
+            print(f"eulernet serve: no API key: anyone who reaches {cfg.host}:{cfg.port} can score videos "
+                  f"(serve.allow_anonymous)", flush=True)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise StageError(exc) from None
     if args.smoke_test and not os.path.isfile(args.smoke_test):

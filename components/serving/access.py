@@ -2,7 +2,9 @@
 
 Keys come from the replica's environment, never from the Serve config (which the dashboard and ``serve status``
 show): ``EULERNET_API_KEY`` (one key, or several separated by commas, for rotation) and/or
-``EULERNET_API_KEY_FILE`` (a mounted secret, one key per line, ``#`` comments). Neither set: no key is asked for.
+``EULERNET_API_KEY_FILE`` (a mounted secret, one key per line, ``#`` comments). Neither set: the replica refuses
+to start, unless ``serve.allow_anonymous`` says in so many words that anyone who reaches the port may score
+(:func:`require_keys`).
 A client sends ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; every configured key is compared in
 constant time (:func:`hmac.compare_digest`), all of them on every request, so timing says nothing about which
 key or how much of it matched. Logs and metrics name a key only by :func:`key_id` (a short SHA-256 prefix).
@@ -50,6 +52,15 @@ def load_api_keys(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     if short:
         raise AccessConfigError(f"API keys must be at least {MIN_KEY_LENGTH} characters; too short: {short}")
     return tuple(dict.fromkeys(keys))
+
+
+def require_keys(keys: tuple[str, ...], allow_anonymous: bool) -> None:
+    """Fail closed: no configured key is an error unless anonymous access was asked for explicitly."""
+    if not keys and not allow_anonymous:
+        raise AccessConfigError(
+            f"no API key configured: set {API_KEY_ENV} (or {API_KEY_FILE_ENV}, a mounted secret) on the replicas, "
+            "or set serve.allow_anonymous: true (`eulernet serve --allow-anonymous`) to let anyone who reaches the "
+            "port score videos")
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:

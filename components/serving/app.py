@@ -33,7 +33,7 @@ from ray.serve.schema import LoggingConfig
 from components.runtime import absolute_tracking_uri
 from components.runtime import tracking_uri as runtime_uri
 
-from .access import ANONYMOUS, ApiKeys, RateLimiter, load_api_keys, presented_key, retry_after_header
+from .access import ANONYMOUS, ApiKeys, RateLimiter, load_api_keys, presented_key, require_keys, retry_after_header
 from .config import ServeConfig, check_device
 from .decode import DecodePool
 from .inputs import VIDEO_CONTENT_TYPES, ClipPlan, InputError, Limits
@@ -61,6 +61,8 @@ class _Loaded:
 api = FastAPI(
     title="EulerNet liveness",
     version="1.0",
+    # The API's own description is served by LivenessService under the same key rule as scoring (below).
+    docs_url=None, redoc_url=None, openapi_url=None,
     description="Face anti-spoofing on short videos. POST a video (multipart field `video`, or a raw "
                 "`video/*` body) or `{\"frames\": [base64 PNG/JPEG, ...]}` to `/v1/liveness`.",
 )
@@ -150,8 +152,12 @@ class LivenessService:
     def __init__(self, model_name: str, alias: str = "champion", tracking_uri: str | None = None,
                  checkpoint: str | None = None, limits: dict | None = None, preprocess_threads: int = 2,
                  torch_threads: int = 1, device: str = "cpu", decode: dict | None = None,
-                 rate_limit_per_s: float = 0.0, rate_limit_burst: int = 20, health_timeout_s: float = 20.0,
-                 engine: str = "auto", onnx_threads: int = 2):
+                 rate_limit_per_s: float = 5.0, rate_limit_burst: int = 20, health_timeout_s: float = 20.0,
+                 engine: str = "auto", onnx_threads: int = 2, allow_anonymous: bool = False):
+        # Keys from the replica's environment (EULERNET_API_KEY / EULERNET_API_KEY_FILE), checked first: a key file
+        # that cannot be read, or no key without explicit anonymous access, stops the replica before any other work.
+        keys = load_api_keys()
+        require_keys(keys, allow_anonymous)
         import cv2
         import torch
 
@@ -159,9 +165,7 @@ class LivenessService:
         torch.set_num_threads(torch_threads)
         # Requests are the unit of parallelism here; OpenCV's own pool on top would oversubscribe the cores.
         cv2.setNumThreads(1)
-        # Keys from the replica's environment (EULERNET_API_KEY / EULERNET_API_KEY_FILE): a key file that cannot
-        # be read stops the replica here rather than letting it serve without the protection asked for.
-        self._api_keys = ApiKeys(load_api_keys())
+        self._api_keys = ApiKeys(keys)
         self._rate_limiter = RateLimiter(rate_limit_per_s, rate_limit_burst)
         self._health_timeout_s = float(health_timeout_s)
         self._metrics = Metrics()
@@ -595,6 +599,36 @@ class LivenessService:
                                "reload_error": self._reload_error, "pid": os.getpid()}
         return out
 
+    # ---------------------------------------------------------------- the API's description, the demo page
+    # The OpenAPI document and its two viewers answer under the scoring rule: a key, unless anonymous access is
+    # on. The demo page is static (no model detail, no data) and always served; it sends the key its field holds.
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self, request: Request):
+        rid = request_id(request.headers)
+        if self._caller(request) is None:
+            return self._unauthorized(rid, scoring=False)
+        return JSONResponse(api.openapi())
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(self, request: Request):
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        if self._caller(request) is None:
+            return self._unauthorized(request_id(request.headers), scoring=False)
+        return get_swagger_ui_html(openapi_url=self._openapi_path(request), title=api.title)
+
+    @api.get("/redoc", include_in_schema=False)
+    async def redoc(self, request: Request):
+        from fastapi.openapi.docs import get_redoc_html
+
+        if self._caller(request) is None:
+            return self._unauthorized(request_id(request.headers), scoring=False)
+        return get_redoc_html(openapi_url=self._openapi_path(request), title=api.title)
+
+    @staticmethod
+    def _openapi_path(request: Request) -> str:
+        return request.scope.get("root_path", "").rstrip("/") + "/openapi.json"
+
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def demo(self):
         return HTMLResponse(Path(__file__).with_name("demo.html").read_text())
@@ -634,6 +668,7 @@ def build_app(model_name: str = "eulernet", tracking_uri: str | None = None, con
         health_timeout_s=cfg.health_timeout_s,
         decode=cfg.decode_options(),
         engine=cfg.engine,
+        allow_anonymous=cfg.allow_anonymous,
     )
 
 

@@ -37,9 +37,12 @@ class ServeConfig:
     decode_workers: int = 2            # decoder processes per replica (a crash there fails one request)
     decode_memory_mb: int = 512        # address space each decoder may add to its start-up size (RLIMIT_AS)
     decode_deadline_s: float = 10.0    # a decode running longer is killed: 503 decode_timeout
-    rate_limit_per_s: float = 0.0      # scoring requests per second per API key per replica; 0: no limit
+    rate_limit_per_s: float = 5.0      # scoring requests per second per API key per replica; 0: no limit
     rate_limit_burst: int = 20         # requests a key may send at once before the rate applies
     health_timeout_s: float = 20.0     # a thread pool that runs no canary task within this is wedged (unhealthy)
+    # Replicas refuse to start without an API key (EULERNET_API_KEY / _FILE) unless this says, explicitly, that
+    # anyone who reaches the port may score (a laptop on 127.0.0.1; `eulernet serve --allow-anonymous`).
+    allow_anonymous: bool = False
 
     def __post_init__(self) -> None:
         if not self.model_name:
@@ -112,7 +115,7 @@ ENGINES = ("auto", "torch", "onnx")
 USER_CONFIG_KEYS = ("max_batch_size", "batch_wait_timeout_s", "reload_interval_s", "max_clips")
 APP_ARG_KEYS = ("model_name", "alias", "max_upload_bytes", "max_frames", "max_resolution", "preprocess_threads",
                 "torch_threads", "onnx_threads", "device", "num_gpus", "engine", "max_seconds", "decode_workers", "decode_memory_mb",
-                "decode_deadline_s", "rate_limit_per_s", "rate_limit_burst", "health_timeout_s")
+                "decode_deadline_s", "rate_limit_per_s", "rate_limit_burst", "health_timeout_s", "allow_anonymous")
 
 
 @dataclasses.dataclass(frozen=True)

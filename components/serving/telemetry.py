@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 
 # Seconds; a request spends ~10 ms decoding, ~100 ms finding faces and ~100-400 ms in the model on a CPU.
@@ -17,12 +18,17 @@ BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32]
 STAGES = ("decode", "faces", "model", "total")
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
 def request_id(headers) -> str:
     """The request's id: the ``X-Request-ID`` Serve's proxy puts on every request (the caller's own, or one it
     generates; it also returns it as a response header), else Serve's request context, else a fresh one."""
     rid = headers.get("x-request-id") if headers is not None else None
-    if rid:
+    if rid and _REQUEST_ID.fullmatch(rid):
         return rid
+    if rid:  # a client's id goes into logs and answers: only short plain ones are kept, the rest replaced
+        return uuid.uuid4().hex
     try:
         from ray.serve.context import _get_serve_request_context
 

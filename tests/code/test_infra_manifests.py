@@ -494,9 +494,32 @@ def test_kuberay_clusters_use_token_auth_and_keep_the_dashboard_off_0_0_0_0():
             for probe in ("readinessProbe", "livenessProbe"):  # KubeRay's default would ask localhost:8265
                 cmd = " ".join(container[probe]["exec"]["command"])
                 assert f"${m.group(1)}:8265" in cmd and "localhost:8265" not in cmd, (name, probe)
+        serving = name in {o["metadata"]["name"] for o in _by_kind("RayService")}
         for _, _, c in _containers({"spec": spec}):
             refs = {r.get("secretRef", {}).get("name") for r in c.get("envFrom", [])}
-            assert "eulernet-mlflow" in refs, f"{name}/{c['name']}: no MLflow credentials for the auth app"
+            # Serving reads the registry only: its own READ-only MLflow user and no S3 secret at all.
+            want = "eulernet-mlflow-serving" if serving else "eulernet-mlflow"
+            assert want in refs, f"{name}/{c['name']}: no MLflow credentials ({want}) for the auth app"
+            if serving:
+                assert not refs & {"eulernet-s3", "eulernet-mlflow"}, f"{name}/{c['name']}: serving holds {refs}"
+
+
+def test_serving_pods_load_their_api_keys_from_a_mounted_secret():
+    """Replicas refuse to start without a key (serve.allow_anonymous stays off in the cluster), so every serving
+    container mounts the Secret and points EULERNET_API_KEY_FILE into it; no key sits in the Serve config."""
+    (svc,) = _by_kind("RayService")
+    spec = svc["spec"]["rayClusterConfig"]
+    assert "allow_anonymous" not in svc["spec"]["serveConfigV2"]
+    for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+        pod = group["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod["containers"]:
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+            path = env.get("EULERNET_API_KEY_FILE")
+            assert path, f"{c['name']}: no EULERNET_API_KEY_FILE"
+            (mount,) = [m for m in mounts.values() if path.startswith(m["mountPath"] + "/")]
+            assert mount.get("readOnly") is True and volumes[mount["name"]]["secret"]["secretName"]
 
 
 def test_launcher_uses_token_auth_and_a_loopback_dashboard():

@@ -71,7 +71,7 @@ def test_serve_uses_the_reference_without_a_registry(loso, carphone_video_path, 
     exe = shutil.which("eulernet", path=str(Path(sys.executable).parent)) or shutil.which("eulernet")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/absent.db"
-    proc = subprocess.run([exe, "serve", "--reference", "--port", str(free_port()), "--smoke-test",
+    proc = subprocess.run([exe, "serve", "--reference", "--allow-anonymous", "--port", str(free_port()), "--smoke-test",
                            carphone_video_path], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

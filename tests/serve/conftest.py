@@ -181,8 +181,11 @@ def service(_checkpoints_future, ray_session, registry, checkpoints):
     promote(MODEL_NAME)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
+    # Anonymous on purpose (a local test service) and without a rate limit (tests send bursts); the keyed path
+    # and the limit are the secured service's.
     cfg = ServeConfig(model_name=MODEL_NAME, port=port, reload_interval_s=0.5, max_clips=2,
-                      preprocess_threads=2, torch_threads=1, **SERVE_LIMITS)
+                      preprocess_threads=2, torch_threads=1, allow_anonymous=True, rate_limit_per_s=0.0,
+                      **SERVE_LIMITS)
     app = build_app(MODEL_NAME, registry, cfg, deployment_options={"ray_actor_options": {"num_cpus": 0.5}})
     serve.run(app, name="eulernet-test", route_prefix="/")
     url = f"http://127.0.0.1:{port}"

@@ -214,6 +214,37 @@ def test_api_keys_from_env_and_file(tmp_path):
     assert presented_key({"authorization": "Basic abc"}) is None
 
 
+def test_no_key_and_no_explicit_anonymous_access_fails_closed(monkeypatch, capsys):
+    """The default serves nobody anonymously: the key check refuses, a replica refuses to start (before any model
+    work) and `eulernet serve` stops before Ray starts, each naming what to set."""
+    from components.serving.access import AccessConfigError, require_keys
+    from components.serving.app import LivenessService
+    from components.serving.config import ServeConfig
+    from flows.cli import main
+
+    assert ServeConfig().allow_anonymous is False and ServeConfig().rate_limit_per_s > 0
+    with pytest.raises(AccessConfigError, match="no API key configured.*allow_anonymous"):
+        require_keys((), allow_anonymous=False)
+    require_keys((), allow_anonymous=True)
+    require_keys(("k" * 16,), allow_anonymous=False)
+    for name in ("EULERNET_API_KEY", "EULERNET_API_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    cls = LivenessService.func_or_class.__bases__[0]  # the class as written, under Serve's ASGI wrapper
+    with pytest.raises(AccessConfigError, match="no API key configured"):
+        cls(model_name="m", checkpoint="/nonexistent.pt")  # refused before the checkpoint is even opened
+    assert main(["serve", "--checkpoint", "/nonexistent.pt", "--params", "params.yaml"]) == 2
+    assert "no API key configured" in capsys.readouterr().err
+
+
+def test_client_request_ids_are_kept_only_when_short_and_plain():
+    from components.serving.telemetry import request_id
+
+    assert request_id({"x-request-id": "abc-123_X.y:z"}) == "abc-123_X.y:z"
+    for hostile in ("a" * 65, "id with spaces", "id\nforged-log-line", "<script>", "ü"):
+        got = request_id({"x-request-id": hostile})
+        assert got != hostile and len(got) == 32 and got.isalnum()
+
+
 def test_rate_limiter_token_bucket():
     from components.serving.access import RateLimiter
 
@@ -364,6 +395,14 @@ def test_api_key_guards_scoring_and_model(secured_service, one_clip_frames):
     assert internal.status_code == 200
     assert isinstance(internal.json()["internal"]["pid"], int)
     assert internal.json()["internal"]["checkpoint"].endswith("trained.pt")
+    # The API's description follows the scoring rule; the static demo page does not need the key.
+    for route in ("openapi.json", "docs", "redoc"):
+        assert httpx.get(f"{url}/{route}", timeout=10).status_code == 401, route
+        assert httpx.get(f"{url}/{route}", headers={"X-API-Key": alpha}, timeout=10).status_code == 200, route
+    spec = httpx.get(f"{url}/openapi.json", headers={"X-API-Key": alpha}, timeout=10).json()
+    assert "/v1/liveness" in spec["paths"] and "/docs" not in spec["paths"]
+    page = httpx.get(f"{url}/", timeout=10)
+    assert page.status_code == 200 and 'id="key"' in page.text
     # Probes need no key.
     assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
     assert httpx.get(f"{url}/readyz", timeout=60).status_code == 200
@@ -417,7 +456,8 @@ def _serve_process(checkpoint, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log_file:
-        proc = subprocess.Popen([exe, "serve", "--checkpoint", str(checkpoint), "--port", str(port)],
+        proc = subprocess.Popen([exe, "serve", "--checkpoint", str(checkpoint), "--port", str(port),
+                                 "--allow-anonymous"],
                                 cwd=Path(__file__).resolve().parents[2], env=env, stdout=log_file,
                                 stderr=subprocess.STDOUT, text=True)
     try:
