@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingError as exc:
         raise StageError(f"{exc}\nresume with: eulernet train --resume {run_name}", code=1) from None
     out = Path(args.out)
-    copy_best(result, out / "checkpoint.pt")
+    copy_best(result, out / "checkpoint.pt", extra={"data_gates": tags["data_gates"]})
     # DVC outputs hold no wall-clock figures or machine paths: epoch times and throughput are MLflow metrics of
     # the run (mlflow_run_id), the Ray run folder is named relative to the repository when inside it.
     write_csv(result.history.drop(columns=[c for c in WALL_CLOCK if c in result.history.columns]),

@@ -22,6 +22,7 @@ from typing import Any
 from .versions import (
     CANDIDATE,
     CHAMPION,
+    DATA_GATES_TAG,
     HISTORY_TAG,
     INTENT_TAG,
     METRIC_PREFIX,
@@ -212,6 +213,9 @@ def _decide(metric: str, cand: str, cand_tags: dict[str, str], champ: str | None
     if cand_tags.get(ROLLED_BACK_TAG) == "true":
         return False, (f"v{cand} was rolled back (at {cand_tags.get('rolled_back_at', '?')}); only --force "
                        f"promotes it again")
+    if cand_tags.get(DATA_GATES_TAG) == "skipped":
+        return False, (f"v{cand} was trained on data that skipped the quality gates (--skip-gates); only --force "
+                       f"promotes it")
     if cand_value is None:
         return False, (f"candidate v{cand} has no '{metric}' metric tag to compare"
                        + ("" if champ else " (no champion yet; --force promotes it anyway)"))

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .versions import CANDIDATE, DIGEST_PREFIX, METRIC_PREFIX, TEST_DATA_TAG, RegistryError, _client
+from .versions import CANDIDATE, DATA_GATES_TAG, DIGEST_PREFIX, METRIC_PREFIX, TEST_DATA_TAG, RegistryError, _client
 
 # Packages the Predictor and its landmark backend import at inference time; pinned from this environment.
 PINNED_PACKAGES = (
@@ -153,6 +153,9 @@ def register(
         client.set_model_version_tag(name, version, str(k), str(v))
     if test_data_hash:
         client.set_model_version_tag(name, version, TEST_DATA_TAG, str(test_data_hash))
+    gates = (ckpt.get("extra") or {}).get(DATA_GATES_TAG)
+    if gates:  # what training recorded about its data: "skipped" keeps the version from any plain promotion
+        client.set_model_version_tag(name, version, DATA_GATES_TAG, str(gates))
     client.set_registered_model_alias(name, CANDIDATE, version)
     return version
 

@@ -29,6 +29,7 @@ TEST_DATA_TAG = "test_data_hash"     # version tag: the test set the version's m
 ROLLED_BACK_TAG = "rolled_back"      # version tag: "true" once rollback removed it from champion
 INTENT_TAG = "champion_intent"       # registered-model tag: a champion move in progress (champion.py)
 DIGEST_PREFIX = "sha256."            # version tags sha256.checkpoint, sha256.onnx: the bytes registered
+DATA_GATES_TAG = "data_gates"        # version tag: "skipped" when training ran with --skip-gates (never auto-promoted)
 # Error rates: lower is better. Anything else named here is better when higher.
 HIGHER_IS_BETTER = {"auc", "accuracy", "tpr", "tnr"}
 

@@ -294,10 +294,20 @@ def _resumed(best_ckpt, result) -> list[int]:
     return list(_train_state(result.checkpoint or best_ckpt).get("resumed_from", []))
 
 
-def copy_best(result: TrainResult, dest: str | os.PathLike) -> Path:
-    """Copy the best Predictor checkpoint to ``dest`` (e.g. artifacts/model/checkpoint.pt)."""
+def copy_best(result: TrainResult, dest: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Copy the best Predictor checkpoint to ``dest`` (e.g. artifacts/model/checkpoint.pt); ``extra`` entries are
+    added to its ``extra`` (what the run knows about its data, e.g. ``data_gates``, travels with the weights)."""
     from components.files import atomic_path
 
     with atomic_path(dest) as tmp:
-        shutil.copyfile(result.best_checkpoint_path, tmp)
+        if not extra:
+            shutil.copyfile(result.best_checkpoint_path, tmp)
+        else:
+            import torch
+
+            from components.inference.checkpoint import load_checkpoint
+
+            ckpt = load_checkpoint(result.best_checkpoint_path)
+            ckpt["extra"] = {**(ckpt.get("extra") or {}), **extra}
+            torch.save(ckpt, tmp)
     return Path(dest)

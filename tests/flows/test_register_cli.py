@@ -305,3 +305,18 @@ def test_a_dvc_experiment_registers_a_candidate_but_never_moves_champion(workdir
     assert cli("promote", "--params", "params.yaml", "--version", reg["version"]) == 0  # the decision, made apart
     assert "PROMOTED" in capsys.readouterr().out
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == reg["version"]
+
+
+def test_register_carries_the_checkpoints_data_gates_record(workdir):
+    """What training recorded about its data (``extra.data_gates``) becomes the version tag promotion reads."""
+    from mlflow import MlflowClient
+
+    from components.inference.checkpoint import build_meta, save_checkpoint
+    from components.model.eulernet import create_model
+    from components.registry.register import register
+
+    ckpt = save_checkpoint(workdir / "skipped.pt", create_model("c4", width=0.125),
+                           build_meta(variant="c4", crop_size=64, clips_per_video=1,
+                                      extra={"data_gates": "skipped"}))
+    version = register(ckpt, NAME, {"acer": 0.0}, threshold=0.5, test_data_hash="h")
+    assert MlflowClient().get_model_version(NAME, version).tags["data_gates"] == "skipped"

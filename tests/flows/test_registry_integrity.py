@@ -357,3 +357,18 @@ def test_a_missing_champion_with_history_is_not_replaced_without_force(store):
     assert champion(client) is None
     forced = registry.promote(NAME, force=True)
     assert forced.promoted and champion(client) == v2 and v1 != v2
+
+
+def test_a_model_trained_past_the_quality_gates_is_never_promoted_without_force(store):
+    """`eulernet train --skip-gates` records data_gates=skipped on the checkpoint, register copies it onto the
+    version: a better metric alone does not move champion to it."""
+    from components.registry import champion as registry
+
+    client = store["client"]
+    v1 = store["add"](0.20)
+    registry.promote(NAME)
+    v2 = store["add"](0.01)
+    client.set_model_version_tag(NAME, v2, "data_gates", "skipped")
+    d = registry.promote(NAME)
+    assert not d.promoted and "--skip-gates" in d.reason and champion(client) == v1
+    assert registry.promote(NAME, force=True).promoted and champion(client) == v2
