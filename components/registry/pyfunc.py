@@ -1,8 +1,9 @@
 """MLflow pyfunc flavour: the registered model scores videos through the same Predictor as everything else.
 
 The registered artifact is the Predictor checkpoint itself (weights + inference config), read with
-``torch.load(weights_only=True)``; this wrapper holds no state of its own. Loading needs the ``eulernet``
-package installed (``pip install .`` at the commit in the version's ``git_commit`` tag)::
+``torch.load(weights_only=True)``; this wrapper holds no state of its own. The library's code travels with the
+model (``code_paths``) and its imports are pinned, so loading needs MLflow and those packages, not this
+repository::
 
     model = mlflow.pyfunc.load_model("models:/eulernet@champion")
     model.predict(pd.DataFrame({"video": ["clip.mp4"]}))   # -> score, decision, threshold, n_clips, error

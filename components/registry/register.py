@@ -12,11 +12,27 @@ from typing import Any
 
 from .versions import CANDIDATE, DATA_GATES_TAG, DIGEST_PREFIX, METRIC_PREFIX, TEST_DATA_TAG, RegistryError, _client
 
-# Packages the Predictor and its landmark backend import at inference time; pinned from this environment.
+# Packages the pyfunc, the Predictor and its landmark backend import at inference time; pinned from this
+# environment. The project's own code travels with the model (code_paths), so these are all a clean environment
+# needs: `mlflow.pyfunc.load_model` / `mlflow models serve` work without this repository installed.
 PINNED_PACKAGES = (
-    "torch", "numpy", "opencv-python-headless", "dlib-bin", "face-recognition-models", "scikit-image",
-    "scipy", "pyyaml", "onnx", "onnxruntime",  # the last two only when installed (the ONNX Runtime engine)
+    "mlflow", "pandas", "torch", "numpy", "opencv-python-headless", "dlib-bin", "face-recognition-models",
+    "scikit-image", "scipy", "pyyaml", "onnx", "onnxruntime",  # the last two only when installed (ONNX Runtime)
 )
+
+
+def stage_code(dest: Path) -> Path:
+    """The library's Python sources (``components/``, no data files, no bytecode) copied to ``dest/components``:
+    logged as the model's ``code_paths``, which MLflow puts on ``sys.path`` when it loads the model."""
+    import shutil
+
+    import components
+
+    src = Path(components.__file__).parent
+    target = Path(dest) / "components"
+    shutil.copytree(src, target, ignore=lambda d, names: [n for n in names if n == "__pycache__" or (
+        (Path(d) / n).is_file() and not n.endswith(".py"))])
+    return target
 
 
 @dataclasses.dataclass
@@ -133,6 +149,7 @@ def register(
                 artifacts=artifacts,
                 signature=make_signature(),
                 pip_requirements=pinned_requirements(),
+                code_paths=[str(stage_code(Path(tmp) / "code"))],
                 registered_model_name=name,
                 await_registration_for=await_registration_for,
                 # The inference config, readable from the MLmodel file without loading any weights.

@@ -279,7 +279,7 @@ def test_serve_never_creates_an_empty_registry(tmp_path, monkeypatch, capsys):
 
     previous = mlflow.get_tracking_uri()
     try:
-        assert main(["serve", "--port", "18999"]) == 2
+        assert main(["serve", "--port", "18999", "--allow-anonymous"]) == 2
     finally:
         mlflow.set_tracking_uri(previous)  # serve points the process-global fluent API at its store
     assert f"no MLflow registry at {db}" in capsys.readouterr().err
@@ -320,3 +320,46 @@ def test_register_carries_the_checkpoints_data_gates_record(workdir):
                                       extra={"data_gates": "skipped"}))
     version = register(ckpt, NAME, {"acer": 0.0}, threshold=0.5, test_data_hash="h")
     assert MlflowClient().get_model_version(NAME, version).tags["data_gates"] == "skipped"
+
+
+def test_the_registered_model_loads_where_the_project_is_not_installed(workdir, real_face_rgb, tmp_path):
+    """A registered version carries the library's code (``code_paths``) and pins what it imports: a process that
+    cannot import this repository (its editable install hidden, the repo off sys.path) loads it by alias with
+    MLflow alone and scores a video, with the code from inside the model."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from components.data.video import write_video
+
+    repo = str(Path(__file__).resolve().parents[2])
+    frames = np.repeat(real_face_rgb[None, ::2, ::2], 12, axis=0)  # (12, 256, 256, 3)
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames, fps=10)
+    code = f"""
+import sys
+sys.meta_path = [f for f in sys.meta_path if not str(getattr(f, "__module__", "")).startswith("__editable__")]
+import os
+sys.path = [p for p in sys.path if p and os.path.realpath(p) != {repo!r}]
+try:
+    import components  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("the project is still importable: the test would prove nothing")
+import mlflow.pyfunc, pandas as pd
+model = mlflow.pyfunc.load_model("models:/{NAME}@champion")
+import components
+print("CODE", components.__file__)
+print(model.predict(pd.DataFrame({{"video": [{str(video)!r}]}})).to_json(orient="records"))
+"""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    where = next(line for line in lines if line.startswith("CODE "))
+    assert "/code/components/" in where and not where.split()[1].startswith(repo)
+    (row,) = json.loads(lines[-1])
+    assert row["error"] is None and 0.0 <= row["score"] <= 1.0 and row["decision"] in ("live", "spoof")
