@@ -193,16 +193,19 @@ def test_readme_own_data_steps(tmp_path):
 
 
 def test_in_repo_remote_holds_only_the_sample():
-    """dvc-storage/ is the sample's remote, committed to git: every object in it belongs to data.dvc's folder, so
-    a user's data pushed there by mistake (`dvc push -r sample`) fails here before it reaches a commit."""
-    spec = yaml.safe_load((REPO / "data.dvc").read_text())
-    [out] = spec["outs"]
-    assert out.get("remote") == "sample", "data.dvc must name its remote: the in-repo one serves the sample only"
+    """dvc-storage/ is the remote of the sample and the shipped reference model, committed to git: every object in
+    it belongs to data.dvc's or models/reference.dvc's folder, so a user's data pushed there by mistake
+    (`dvc push -r sample`) fails here before it reaches a commit."""
     config = (REPO / ".dvc" / "config").read_text()
     assert not re.search(r"^\s*remote\s*=", config, re.M), ".dvc/config must not set a default remote"
     store = REPO / "dvc-storage" / "files" / "md5"
-    tree_md5 = out["md5"].removesuffix(".dir")
-    listing = json.loads((store / tree_md5[:2] / f"{tree_md5[2:]}.dir").read_text())
-    expected = {tree_md5} | {e["md5"] for e in listing}
+    expected = set()
+    for dvc_file in ("data.dvc", "models/reference.dvc"):
+        [out] = yaml.safe_load((REPO / dvc_file).read_text())["outs"]
+        assert out.get("remote") == "sample", f"{dvc_file} must name its remote: the in-repo one serves it only"
+        tree_md5 = out["md5"].removesuffix(".dir")
+        listing = json.loads((store / tree_md5[:2] / f"{tree_md5[2:]}.dir").read_text())
+        expected |= {tree_md5} | {e["md5"] for e in listing}
     held = {p.parent.name + p.name.removesuffix(".dir") for p in store.rglob("*") if p.is_file()}
-    assert held == expected, f"not the sample's: {sorted(held - expected)[:5]}; missing: {sorted(expected - held)[:5]}"
+    assert held == expected, f"not the sample's or the reference model's: {sorted(held - expected)[:5]}; missing: " \
+                             f"{sorted(expected - held)[:5]}"

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.serve.conftest import MODEL_NAME
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 
@@ -46,12 +48,31 @@ class DevTools:
         self._ws.close()
 
 
+def write_y4m(path: Path, frames, fps: int = 15) -> Path:
+    """Frames (F, H, W, 3) RGB as a YUV4MPEG2 file: what Chromium's fake camera plays, in a loop."""
+    import cv2
+
+    f, h, w, _ = frames.shape
+    with open(path, "wb") as fh:
+        fh.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            fh.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
+
+
 @pytest.fixture(scope="module")
-def browser():
+def browser(videos):
+    from components.data.video import read_frames
+
     profile = tempfile.mkdtemp(prefix="chromium-")
+    live = read_frames(videos["live"])  # (F, H, W, 3): the face the camera test shows the fake camera
+    camera = write_y4m(Path(profile) / "camera.y4m", live[:, : live.shape[1] // 2 * 2, : live.shape[2] // 2 * 2])
     proc = subprocess.Popen(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-dev-shm-usage", "--remote-debugging-port=0",
+         # A camera that needs no person and no permission prompt: it plays the live test video.
+         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+         f"--use-file-for-fake-video-capture={camera}",
          f"--user-data-dir={profile}", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port_file = Path(profile) / "DevToolsActivePort"
@@ -121,5 +142,29 @@ def test_demo_page_shows_verdict_score_and_heatmap(service, browser, videos):
         # A bad upload shows the service's error code instead of a verdict.
         shown = _upload(cdp, service["url"], videos["no_face"])
         assert shown["state"] == "error" and shown["verdict"] == "error: no_face"
+    finally:
+        cdp.close()
+
+
+def test_the_camera_records_a_clip_the_service_scores(service, browser):
+    """Use camera, Record: the page records 3 s of the (fake) camera as WebM with MediaRecorder and the service
+    decodes and scores it like any upload; the verdict and the model appear on the page."""
+    cdp = _page(browser)
+    try:
+        cdp.send("Page.enable")
+        cdp.send("Page.navigate", url=f"{service['url']}/")
+        _wait(cdp, "document.readyState === 'complete' && !!document.getElementById('camera')")
+        cdp.eval("document.getElementById('camera').click()")
+        _wait(cdp, "!document.getElementById('record').disabled", timeout=30)
+        _wait(cdp, "document.getElementById('preview').videoWidth > 0", timeout=30)  # frames are flowing
+        cdp.eval("document.getElementById('record').click()")
+        state = _wait(cdp, "['done', 'error'].includes(document.getElementById('verdict').dataset.state) && "
+                           "document.getElementById('verdict').dataset.state")
+        verdict = cdp.eval("document.getElementById('verdict').textContent")
+        detail = cdp.eval("document.getElementById('detail').textContent")
+        assert state == "done", (verdict, detail)
+        assert verdict in ("LIVE", "SPOOF")
+        model = cdp.eval("document.getElementById('model').textContent")
+        assert model.startswith(f"{MODEL_NAME} v")
     finally:
         cdp.close()
