@@ -34,6 +34,7 @@ from components.runtime import absolute_tracking_uri
 from components.runtime import tracking_uri as runtime_uri
 
 from .access import ANONYMOUS, ApiKeys, RateLimiter, load_api_keys, presented_key, require_keys, retry_after_header
+from .budget import UploadBudget
 from .config import ServeConfig, check_device
 from .decode import DecodePool
 from .inputs import VIDEO_CONTENT_TYPES, ClipPlan, InputError, Limits
@@ -153,7 +154,8 @@ class LivenessService:
                  checkpoint: str | None = None, limits: dict | None = None, preprocess_threads: int = 2,
                  torch_threads: int = 1, device: str = "cpu", decode: dict | None = None,
                  rate_limit_per_s: float = 5.0, rate_limit_burst: int = 20, health_timeout_s: float = 20.0,
-                 engine: str = "auto", onnx_threads: int = 2, allow_anonymous: bool = False):
+                 engine: str = "auto", onnx_threads: int = 2, allow_anonymous: bool = False,
+                 max_inflight_upload_bytes: int = 100_000_000):
         # Keys from the replica's environment (EULERNET_API_KEY / EULERNET_API_KEY_FILE), checked first: a key file
         # that cannot be read, or no key without explicit anonymous access, stops the replica before any other work.
         keys = load_api_keys()
@@ -167,6 +169,7 @@ class LivenessService:
         cv2.setNumThreads(1)
         self._api_keys = ApiKeys(keys)
         self._rate_limiter = RateLimiter(rate_limit_per_s, rate_limit_burst)
+        self._uploads = UploadBudget(max_inflight_upload_bytes)
         self._health_timeout_s = float(health_timeout_s)
         self._metrics = Metrics()
         self._model_name = model_name
@@ -427,6 +430,17 @@ class LivenessService:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
             raise InputError(413, "too_large", f"{declared} bytes exceeds the {limit}-byte limit")
+        need = int(declared) if declared and declared.isdigit() else limit + 64 * 1024
+        if not self._uploads.reserve(need):
+            raise InputError(503, "busy", f"the replica holds {self._uploads.used} upload bytes (budget "
+                                          f"{self._uploads.cap}); this {need}-byte request would not fit")
+        try:
+            return await self._read_and_decode(request, state, max_clips, ctype, limit)
+        finally:
+            self._uploads.release(need)
+
+    async def _read_and_decode(self, request: Request, state: _Loaded, max_clips: int, ctype: str,
+                               limit: int) -> np.ndarray:
         body = bytearray()
         async for chunk in request.stream():
             body.extend(chunk)
@@ -669,6 +683,7 @@ def build_app(model_name: str = "eulernet", tracking_uri: str | None = None, con
         decode=cfg.decode_options(),
         engine=cfg.engine,
         allow_anonymous=cfg.allow_anonymous,
+        max_inflight_upload_bytes=cfg.max_inflight_upload_bytes,
     )
 
 

@@ -31,6 +31,9 @@ class ServeConfig:
     num_gpus: float | None = None      # GPUs per replica (fractions share one); None: 1 on cuda, 0 on cpu
     engine: str = "auto"               # runs the network: auto (ONNX Runtime on the registered graph if any) | torch | onnx
     max_upload_bytes: int = 20_000_000
+    # Upload bytes one replica holds at once (a reservation per request, before its body is read): past it, 503
+    # with Retry-After. Default: five uploads at the limit.
+    max_inflight_upload_bytes: int = 100_000_000
     max_frames: int = 300
     max_resolution: int = 1920
     max_seconds: float = 10.0          # a longer video is scored on its first max_seconds (at most max_frames)
@@ -85,6 +88,9 @@ class ServeConfig:
                                  "one GPU): a replica without a GPU of its own lands on GPU 0 with every other one")
             if self.num_gpus > 1 and self.num_gpus != int(self.num_gpus):
                 raise ValueError(f"num_gpus above 1 must be a whole number, got {self.num_gpus}")
+        if self.max_inflight_upload_bytes < self.max_upload_bytes:
+            raise ValueError(f"max_inflight_upload_bytes ({self.max_inflight_upload_bytes}) must be >= "
+                             f"max_upload_bytes ({self.max_upload_bytes}): one upload at the limit must fit")
         self.limits()  # validates the limit fields with their own messages
 
     @property
@@ -115,7 +121,8 @@ ENGINES = ("auto", "torch", "onnx")
 USER_CONFIG_KEYS = ("max_batch_size", "batch_wait_timeout_s", "reload_interval_s", "max_clips")
 APP_ARG_KEYS = ("model_name", "alias", "max_upload_bytes", "max_frames", "max_resolution", "preprocess_threads",
                 "torch_threads", "onnx_threads", "device", "num_gpus", "engine", "max_seconds", "decode_workers", "decode_memory_mb",
-                "decode_deadline_s", "rate_limit_per_s", "rate_limit_burst", "health_timeout_s", "allow_anonymous")
+                "decode_deadline_s", "rate_limit_per_s", "rate_limit_burst", "health_timeout_s", "allow_anonymous",
+                "max_inflight_upload_bytes")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -145,3 +145,26 @@ def test_plots_write_pngs(tmp_path):
              plots.plot_score_histograms(scores, labels, 0.65, tmp_path / "hist.png")]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rates_agree_with_scikit_learn(seed):
+    """scikit-learn as the oracle (live = positive class): AUC, the ROC points and the APCER/BPCER at a
+    threshold, on random scores with ties and unbalanced classes."""
+    from sklearn.metrics import confusion_matrix, roc_auc_score
+    from sklearn.metrics import roc_curve as sk_roc
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 200))
+    labels = (rng.random(n) < rng.uniform(0.2, 0.8)).astype(int)
+    labels[:2] = [0, 1]  # both classes present
+    scores = np.round(rng.random(n) * 0.6 + 0.3 * labels, 2)  # rounded: ties within and across classes
+    assert auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    fpr, tpr, thr = roc_curve(scores, labels)
+    sk_fpr, sk_tpr, _ = sk_roc(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr, atol=1e-12)
+    np.testing.assert_allclose(tpr, sk_tpr, atol=1e-12)
+    t = choose_threshold(scores, labels, "eer")
+    r = error_rates(scores, labels, t)
+    tn, fp, fn, tp = confusion_matrix(labels, (scores >= t).astype(int), labels=[0, 1]).ravel()
+    assert r["apcer"] == pytest.approx(fp / (fp + tn)) and r["bpcer"] == pytest.approx(fn / (fn + tp))

@@ -538,6 +538,52 @@ def test_eulernet_serve_stops_cleanly_on_a_sigterm_during_start_up(checkpoints, 
     assert "Traceback" not in output and "SIGTERM received" not in output, output[-3000:]
 
 
+def test_the_upload_budget_bounds_the_bytes_a_replica_holds(bare):
+    """Each request reserves its declared body size before reading it; one that does not fit is turned away
+    (503, Retry-After) without a byte read, and every reservation comes back when its request ends, however."""
+    from starlette.requests import Request
+
+    from components.serving.budget import UploadBudget
+    from components.serving.inputs import InputError, Limits
+
+    budget = UploadBudget(1000)
+    assert budget.reserve(600) and not budget.reserve(500) and budget.used == 600
+    budget.release(600)
+    assert budget.used == 0 and budget.reserve(1000)
+    budget.release(1000)
+
+    bare._limits = Limits(max_upload_bytes=2000, max_frames=30, max_resolution=640)
+    bare._uploads = UploadBudget(3000)
+    read = []
+
+    def request(size: int) -> Request:
+        async def receive():
+            read.append(size)
+            return {"type": "http.request", "body": b"\0" * size, "more_body": False}
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/liveness", "query_string": b"",
+                 "headers": [(b"content-type", b"video/mp4"), (b"content-length", str(size).encode())]}
+        return Request(scope, receive)
+
+    async def decode_video(body, limits, side, plan):
+        assert bare._uploads.used == 1500  # held while it decodes
+        raise InputError(422, "not_a_video", "zeros")
+
+    bare._decoder = SimpleNamespace(decode_video=decode_video)
+    state = SimpleNamespace(predictor=SimpleNamespace(inference=SimpleNamespace(decode_side=64), clip_len=4,
+                                                      clip_interval=3))
+    assert bare._uploads.reserve(1600)  # other requests in flight hold 1600 of 3000
+    with pytest.raises(InputError) as busy:
+        asyncio.run(bare._read_frames(request(1500), state, 2))
+    assert busy.value.status == 503 and busy.value.code == "busy" and read == []  # refused before reading
+    bare._uploads.release(1600)
+    with pytest.raises(InputError) as bad:
+        asyncio.run(bare._read_frames(request(1500), state, 2))
+    assert bad.value.code == "not_a_video" and bare._uploads.used == 0  # given back after a failure too
+    resp = bare._reply(503, {"error": "busy", "detail": busy.value.detail}, "rid-busy")
+    assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
+
+
 def test_a_503_from_the_decoder_says_nothing_inside_and_when_to_retry(bare):
     """Every 5xx body is `{"error": "internal", "request_id"}`; the precise code goes to the metric and the log."""
     resp = bare._reply(503, {"error": "decoder_unavailable", "detail": "worker 4242 died (SIGSEGV) in /tmp/x"},

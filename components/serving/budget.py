@@ -1,0 +1,37 @@
+"""The upload bytes one replica holds at once: a bound on the replica, not only on each request.
+
+A request body is held two or three times while it is read, parsed (multipart) and handed to a decoder, so 32
+uploads in flight at the 20-MB limit could ask a replica for over a gigabyte. Each request reserves the bytes its
+``Content-Length`` declares (the upload limit when it declares none) before it reads a byte; a reservation past
+the budget is turned away at once (503 with ``Retry-After``: another replica, or this one a moment later, has
+room), and the bytes are given back when its frames are decoded.
+"""
+from __future__ import annotations
+
+import threading
+
+
+class UploadBudget:
+    def __init__(self, cap_bytes: int):
+        if cap_bytes < 1:
+            raise ValueError(f"upload budget must be >= 1 byte, got {cap_bytes}")
+        self.cap = int(cap_bytes)
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def reserve(self, n: int) -> bool:
+        """Take ``n`` bytes of the budget; False (nothing taken) when they do not fit."""
+        n = max(0, int(n))
+        with self._lock:
+            if self._used + n > self.cap:
+                return False
+            self._used += n
+            return True
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self._used = max(0, self._used - max(0, int(n)))
