@@ -22,16 +22,21 @@ PINNED_PACKAGES = (
 
 
 def stage_code(dest: Path) -> Path:
-    """The library's Python sources (``components/``, no data files, no bytecode) copied to ``dest/components``:
-    logged as the model's ``code_paths``, which MLflow puts on ``sys.path`` when it loads the model."""
+    """The library's Python sources (``components/``, no bytecode, no data files but the vendored face detector
+    a checkpoint may name) copied to ``dest/components``: logged as the model's ``code_paths``, which MLflow puts
+    on ``sys.path`` when it loads the model."""
     import shutil
 
     import components
 
     src = Path(components.__file__).parent
     target = Path(dest) / "components"
-    shutil.copytree(src, target, ignore=lambda d, names: [n for n in names if n == "__pycache__" or (
-        (Path(d) / n).is_file() and not n.endswith(".py"))])
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        keep_all = Path(folder).name == "yunet"  # the detector's model and licence travel with its code
+        return [n for n in names if n == "__pycache__" or (
+            not keep_all and (Path(folder) / n).is_file() and not n.endswith(".py"))]
+
+    shutil.copytree(src, target, ignore=ignore)
     return target
 
 

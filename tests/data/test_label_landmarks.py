@@ -145,3 +145,38 @@ def test_face_alignment_3d_with_sfd_weights_and_given_boxes(fake_torch_home, mon
     pts = (f.points - f.points.min(0)) / np.ptp(f.points, 0).max() * 200 + 28
     d = depth_map(pts, 256, 32, True, points3d=np.hstack([pts, f.points3d[:, 2:]]))
     assert d.shape == (32, 32) and d.min() >= 0 and d.max() <= 1
+
+
+def test_yunet_backend_finds_the_face_dlib_finds_and_places_the_same_68_points(real_face_rgb, tmp_path):
+    """The vendored YuNet detector (sha256 as its SOURCE.md says) on a real face: one face, a box that overlaps
+    dlib HOG's (mapped to its convention), 68 points within a few percent of the eye distance of dlib's own;
+    nothing on a faceless photo; the backend survives pickling (Ray ships it to workers)."""
+    import hashlib
+    import pickle
+
+    from skimage import data
+
+    from components.labeling.landmarks import YUNET_MODEL, DlibBackend, YuNetBackend, make_backend
+
+    digest = hashlib.sha256(YUNET_MODEL.read_bytes()).hexdigest()
+    assert digest in (YUNET_MODEL.parent / "SOURCE.md").read_text()
+    yunet, hog = make_backend("yunet"), DlibBackend()
+    frame = real_face_rgb[::2, ::2].copy()  # (256, 256, 3)
+    (y,) = yunet.detect(frame)
+    (d,) = hog.detect(frame)
+
+    def iou(a, b):
+        ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = ix * iy
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+    assert iou(y.box, d.box) >= 0.5
+    eye = np.linalg.norm(d.points[36:42].mean(0) - d.points[42:48].mean(0))
+    nme = np.linalg.norm(y.points - d.points, axis=1).mean() / eye
+    assert nme < 0.08, nme
+    assert yunet.detect(data.coffee()[100:356, 200:456].copy()) == []
+    again = pickle.loads(pickle.dumps(yunet))
+    assert isinstance(again, YuNetBackend) and np.allclose(again.detect(frame)[0].points, y.points)
+    with pytest.raises(ValueError, match="score_threshold"):
+        YuNetBackend(score_threshold=1.5)
