@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/face_agreement.py [--videos 24] [--frames 60] [--json out.json]
 
 For each video both face paths run on the same decoded frames (labeling's decode size, ``label.max_side``):
-``detect`` (dlib's HOG + 68 points on each frame: the old default) and ``track`` (components.labeling.tracking:
+``detect`` (dlib's HOG + 68 points on each frame: the old default) and ``track`` (components.face.tracking:
 a full detection every ``redetect_every`` frames, a window search between). Two frame orders are measured:
 ``clip frames`` (the frames clip extraction samples with the sample profile's ``params.yaml`` clip layout: what
 labeling and serving use) and ``every frame``. Per frame where ``detect`` finds a face: IoU of the two boxes (a
@@ -32,14 +32,14 @@ import numpy as np  # noqa: E402
 
 def nme(a: np.ndarray, b: np.ndarray) -> float:
     """Mean point distance between two (68, 2) landmark sets over the inter-ocular distance of ``b``."""
-    from components.labeling.landmarks import LEFT_EYE, RIGHT_EYE
+    from components.face.landmarks import LEFT_EYE, RIGHT_EYE
 
     iod = float(np.linalg.norm(b[LEFT_EYE].mean(0) - b[RIGHT_EYE].mean(0)))
     return float(np.linalg.norm(a - b, axis=1).mean() / max(iod, 1e-6))
 
 
 def compare_video(frames: np.ndarray, backend, indices: list[int], track_cfg) -> dict:
-    from components.labeling.tracking import FaceTracker, iou
+    from components.face.tracking import FaceTracker, iou
 
     t = time.perf_counter()
     ref = {i: backend.detect(frames[i]) for i in indices}
@@ -97,8 +97,8 @@ def main(argv=None) -> int:
     from components.config import load_params
     from components.data.clips import clip_indices, clip_starts
     from components.data.video import read_frames
-    from components.labeling.landmarks import make_backend
-    from components.labeling.tracking import TrackConfig
+    from components.face.landmarks import make_backend
+    from components.face.tracking import TrackConfig
 
     label = load_params("params.yaml")["label"]
     backend = make_backend(label.backend, **label.backend_options)

@@ -156,7 +156,7 @@ def main(argv=None) -> int:
                     help="videos per Ray Data task (label.batch_size; default: LabelConfig's); the plain process "
                          "labels one video at a time either way")
     ap.add_argument("--face-paths", default="detect,track",
-                    help="face paths to compare (components/labeling/tracking.py): detect on every clip frame (the "
+                    help="face paths to compare (components/face/tracking.py): detect on every clip frame (the "
                          "old default) and/or track between a few detections; each gets its own rows")
     ap.add_argument("--repeats", type=int, default=3,
                     help="rounds of (plain, 1 worker, 2 workers), interleaved; the best round of each is reported "

@@ -104,8 +104,8 @@ class Direct:
         import cv2
         import torch
 
+        from components.face.landmarks import make_backend
         from components.inference.predictor import Predictor
-        from components.labeling.landmarks import make_backend
         from components.serving.inputs import Limits, decode_video
 
         torch.set_num_threads(torch_threads)  # same settings as the replica, or the comparison is of thread pools

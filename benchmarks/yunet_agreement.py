@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/yunet_agreement.py [--realworld DIR] [--frames 60] [--every 10] [--json out.json]
 
 For every sampled frame (every ``--every``-th of a video's first ``--frames``, decoded at labeling's 480 px) both
-backends of components/labeling/landmarks.py run: ``dlib`` (HOG boxes + 68 points) and ``yunet`` (YuNet boxes,
+backends of components/face/landmarks.py run: ``dlib`` (HOG boxes + 68 points) and ``yunet`` (YuNet boxes,
 mapped to HOG's box convention by ``YUNET_TO_DLIB``, + the same 68-point model). Per frame where HOG finds a
 face: IoU of the two boxes (a frame YuNet misses counts 0) and the landmark NME (mean point distance over the
 inter-ocular distance). Also: each detector's hit rate, time per frame (detection + 68 points), and the box
@@ -35,7 +35,7 @@ def iou(a, b) -> float:
 
 def measure(files: list[str], frames: int, every: int) -> dict:
     from components.data.video import VideoError, read_frames
-    from components.labeling.landmarks import LEFT_EYE, RIGHT_EYE, DlibBackend, YuNetBackend
+    from components.face.landmarks import LEFT_EYE, RIGHT_EYE, DlibBackend, YuNetBackend
 
     hog, yunet = DlibBackend(), YuNetBackend()
     ious, nmes, ratios = [], [], []

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Load the backend once here: a missing model fails with one clear line instead of inside every actor,
         # and face-alignment's first-use download lands in the local cache before the actors look for it.
-        from components.labeling.landmarks import make_backend
+        from components.face.landmarks import make_backend
 
         make_backend(cfg.backend, **cfg.backend_options)
     except Exception as exc:  # ImportError, missing weights, bad backend_options (TypeError)

@@ -54,7 +54,7 @@ def run(args) -> int:
 
     from components.config import ConfigError, load_section
     from components.data.video import VideoError
-    from components.labeling.clips import LabelingError
+    from components.face.clips import LabelingError
     from components.registry.versions import RegistryError
     from components.serving.config import ServeConfig
 

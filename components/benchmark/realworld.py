@@ -134,7 +134,7 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
 # ------------------------------------------------------------------------------------------------ scoring
 def track_points(frames: np.ndarray, backend) -> np.ndarray:
     """(F, 68, 2) landmarks of the followed face on every frame (NaN where none), via the labeling tracker."""
-    from components.labeling.tracking import FaceTracker
+    from components.face.tracking import FaceTracker
 
     tracker = FaceTracker(backend)
     out = np.full((len(frames), 68, 2), np.nan, np.float32)
@@ -150,8 +150,8 @@ def score_videos(predictor, videos: pd.DataFrame, cfg: RealworldConfig,
     """One row per video: ``score`` (model), ``one_frame_score``, the hand statistics, and ``refused`` (the
     reason, empty when scored). Errors of one video never stop the others."""
     from components.data.video import VideoError
+    from components.face.clips import LabelingError
     from components.inference.tensors import clip_scores, video_score
-    from components.labeling.clips import LabelingError
     from components.metrics.statistics import STATISTICS, statistics_bank
 
     rows = []

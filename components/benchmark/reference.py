@@ -99,7 +99,7 @@ def cut_clips(predictor, videos: pd.DataFrame, max_seconds: float, progress: Cal
     ``predictor``'s own path; ``stable``: frames re-aligned on their landmarks (:func:`stabilise`)."""
     from components.benchmark.realworld import video_fps
     from components.data.video import VideoError
-    from components.labeling.clips import LabelingError
+    from components.face.clips import LabelingError
     from components.labeling.maps import location_map
 
     s, m = predictor.crop_size, predictor.map_size

@@ -81,7 +81,7 @@ class TemporalBenchmarkConfig:
     scenes: tuple[str, ...] = ("indoor", "outdoor")
     data_seed: int = 11
     crop_size: int = 32  # a 32 px crop already averages sensor noise over ~3x3 source pixels
-    face_path: str = "track"  # labeling's face path (components.labeling.tracking); "detect" was the old one
+    face_path: str = "track"  # labeling's face path (components.face.tracking); "detect" was the old one
     clips_per_video: int = 4
     seeds: tuple[int, ...] = (0, 1, 2)  # the eulernet row
     control_seeds: tuple[int, ...] = (0,)  # the paper and single_frame rows

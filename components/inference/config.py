@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.labeling.tracking import face_path_errors, recorded_track, resolved_track
+from components.face.tracking import face_path_errors, recorded_track, resolved_track
 from components.model.variants import LABEL_TYPES, VARIANTS
 
 from .video_head import VideoHead

@@ -176,9 +176,9 @@ class Predictor:
     def extract_clips(self, frames: np.ndarray, backend: Any = None, max_clips: int | None = None):
         """Face clips cut exactly as labeling cut the training data (same backend, crop, clip layout).
 
-        Raises ``components.labeling.clips.LabelingError`` (too short, no face, several faces).
+        Raises ``components.face.clips.LabelingError`` (too short, no face, several faces).
         """
-        from components.labeling.clips import extract_clips
+        from components.face.clips import extract_clips
 
         return extract_clips(
             self.prepare_frames(frames),
@@ -249,7 +249,7 @@ class Predictor:
 
 def make_landmark_backend(inference: InferenceConfig, name: str | None = None):
     """A fresh landmark backend as the inference config describes (options only apply to its own backend)."""
-    from components.labeling.landmarks import make_backend
+    from components.face.landmarks import make_backend
 
     name = name or inference.landmark_backend
     options = dict(inference.landmark_options) if name == inference.landmark_backend else {}

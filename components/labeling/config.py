@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from components.face.landmarks import BACKENDS
+from components.face.tracking import face_path_errors
 from components.files import write_json
-
-from .landmarks import BACKENDS
-from .tracking import face_path_errors
 
 TENSOR_COLUMNS = ["frames", "location_map", "binary_mask", "depth_map", "points"]  # the row layout LABEL_FORMAT versions
 LABEL_FORMAT = 1  # bump when the row content changes for the same config, to invalidate caches
@@ -90,9 +89,9 @@ class LabelConfig:
 LABEL_CONFIG_FILE = "label_config.json"
 # The code that decodes, finds faces, crops and draws labels: a change to any of these relabels (cache keys
 # change). Row-layout changes in this file bump LABEL_FORMAT instead, so progress or I/O edits keep the cache.
-LABEL_CODE = ("components/data/video.py", "components/data/clips.py", "components/labeling/clips.py",
-              "components/labeling/crop.py", "components/labeling/landmarks.py", "components/labeling/maps.py",
-              "components/labeling/tracking.py")
+LABEL_CODE = ("components/data/video.py", "components/data/clips.py", "components/face/clips.py",
+              "components/face/crop.py", "components/face/landmarks.py", "components/labeling/maps.py",
+              "components/face/tracking.py")
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .landmarks import JAW, NOSE_TIP
+from components.face.landmarks import JAW, NOSE_TIP
 
 CONTOUR = JAW + list(range(26, 16, -1))  # jaw left->right, then brows right->left: one closed polygon
 

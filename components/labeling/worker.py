@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from components.data.manifest import META_COLUMNS
+from components.face.clips import LabelingError, extract_clips
+from components.face.landmarks import make_backend
 
-from .clips import LabelingError, extract_clips
 from .config import TENSOR_COLUMNS, LabelConfig
-from .landmarks import make_backend
 from .ledger import _summarise_run
 from .shards import is_uri, join, storage_fs
 

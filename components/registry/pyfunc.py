@@ -68,7 +68,7 @@ def _verify_digests(context) -> None:
 
 def score_video(predictor, path: str) -> dict[str, Any]:
     from components.data.video import VideoError
-    from components.labeling.clips import LabelingError
+    from components.face.clips import LabelingError
 
     try:
         out = predictor.predict_file(path)

@@ -504,7 +504,7 @@ class LivenessService:
             self._in_flight -= 1
 
     async def _liveness(self, request: Request, heatmap: bool, t0: float, rid: str):
-        from components.labeling.clips import LabelingError
+        from components.face.clips import LabelingError
 
         try:
             state = self._state  # the model this request is decoded, cut and scored for, even across a reload

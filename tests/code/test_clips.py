@@ -50,7 +50,7 @@ def test_the_label_cache_key_covers_every_module_that_shapes_a_label():
     from components.labeling import config as pipeline
 
     root = Path(pipeline.__file__).resolve().parents[2]
-    seen, todo = set(), ["components/labeling/clips.py", "components/labeling/maps.py"]
+    seen, todo = set(), ["components/face/clips.py", "components/labeling/maps.py"]
     while todo:
         rel = todo.pop()
         if rel in seen:
@@ -72,4 +72,4 @@ def test_the_label_cache_key_covers_every_module_that_shapes_a_label():
                 mods += [Path(a.name.replace(".", "/")) for a in node.names if a.name.startswith("components.")]
             todo += [f"{mod}.py" for mod in mods if (root / f"{mod}.py").is_file()]
     assert seen - set(pipeline.LABEL_CODE) == set(), sorted(seen - set(pipeline.LABEL_CODE))
-    assert "components/labeling/tracking.py" in seen  # the walk does reach the face path
+    assert "components/face/tracking.py" in seen  # the walk does reach the face path

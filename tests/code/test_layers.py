@@ -18,14 +18,15 @@ ALLOWED: dict[str, set[str]] = {
     "files": {"runtime"},
     "data": {"files", "runtime"},
     "quality": {"data", "files", "runtime"},
-    "labeling": {"data", "files", "runtime"},
-    "inference": {"model", "labeling", "data", "files", "runtime"},
+    "face": {"data", "files"},  # the face path: never labeling, serving or training
+    "labeling": {"face", "data", "files", "runtime"},
+    "inference": {"model", "face", "data", "files", "runtime"},
     "metrics": {"inference", "labeling.shards", "data", "files", "runtime"},
     # labeling.config: the LabelConfig the shards were cut with reaches the checkpoint (not the Ray pipeline).
-    "training": {"model", "inference", "labeling.shards", "labeling.config", "metrics", "files", "runtime"},
-    "registry": {"inference", "data", "labeling.clips", "labeling.shards", "files", "runtime", "config"},
-    "serving": {"inference", "registry", "data", "labeling.clips", "files", "runtime", "config"},
-    "benchmark": {"data", "labeling", "inference", "training", "metrics", "model", "files", "runtime"},
+    "training": {"model", "inference", "face", "labeling.shards", "labeling.config", "metrics", "files", "runtime"},
+    "registry": {"inference", "face", "data", "labeling.shards", "files", "runtime", "config"},
+    "serving": {"inference", "registry", "face", "data", "files", "runtime", "config"},
+    "benchmark": {"data", "face", "labeling", "inference", "training", "metrics", "model", "files", "runtime"},
 }
 
 

@@ -235,7 +235,7 @@ def paths() -> list[str]:
 
 def test_readme_paths_exist_or_are_made_by_a_documented_step():
     found = paths()
-    assert {"artifacts/manifest.csv", "dvc-storage", "components/labeling/landmarks.py"} <= \
+    assert {"artifacts/manifest.csv", "dvc-storage", "components/face/landmarks.py"} <= \
         {p.rstrip("/") for p in found}, found  # the extraction itself works
     outs, sample = _dvc_outputs(), _sample_files()
     missing = []

@@ -1,4 +1,4 @@
-"""The fast face path (components.labeling.tracking) on real faces with the real dlib backend."""
+"""The fast face path (components.face.tracking) on real faces with the real dlib backend."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,13 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from components.labeling.tracking import FaceTracker, TrackConfig, iou
+from components.face.tracking import FaceTracker, TrackConfig, iou
 
 
 @pytest.fixture(scope="module")
 def dlib_backend():
     pytest.importorskip("dlib")
-    from components.labeling.landmarks import DlibBackend
+    from components.face.landmarks import DlibBackend
 
     return DlibBackend()
 
@@ -177,7 +177,7 @@ def test_label_and_inference_configs_check_the_face_path():
 
 
 def test_clips_from_the_tracked_path_match_the_detected_path(dlib_backend):
-    from components.labeling.clips import extract_clips
+    from components.face.clips import extract_clips
 
     frames = _moving_face(n=40)
     a = extract_clips(frames, dlib_backend, crop_size=64, clip_len=4, clip_interval=3, max_clips=3)

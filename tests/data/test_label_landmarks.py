@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.labeling.landmarks import FA_WEIGHT_FILES, DlibBackend, Face, make_backend
+from components.face.landmarks import FA_WEIGHT_FILES, DlibBackend, Face, make_backend
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_yunet_backend_finds_the_face_dlib_finds_and_places_the_same_68_points(r
 
     from skimage import data
 
-    from components.labeling.landmarks import YUNET_MODEL, DlibBackend, YuNetBackend, make_backend
+    from components.face.landmarks import YUNET_MODEL, DlibBackend, YuNetBackend, make_backend
 
     digest = hashlib.sha256(YUNET_MODEL.read_bytes()).hexdigest()
     assert digest in (YUNET_MODEL.parent / "SOURCE.md").read_text()

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.labeling.clips import LabelingError, extract_clips
-from components.labeling.crop import align_crop, similarity_transform, transform_points
-from components.labeling.landmarks import JAW, NOSE_TIP, make_backend
+from components.face.clips import LabelingError, extract_clips
+from components.face.crop import align_crop, similarity_transform, transform_points
+from components.face.landmarks import JAW, NOSE_TIP, make_backend
 from components.labeling.maps import CONTOUR, binary_mask, depth_map, fit_template_depth, location_map, template_face_3d
 
 

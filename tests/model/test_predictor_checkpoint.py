@@ -141,14 +141,14 @@ def test_checkpoint_of_every_variant_loads(tmp_path):
         np.testing.assert_allclose(pred.score_clips(_crops(n=2)), want, rtol=1e-6)
 
 
-_HAS_LABELING = importlib.util.find_spec("components.labeling.clips") is not None
+_HAS_LABELING = importlib.util.find_spec("components.face.clips") is not None
 
 
-@pytest.mark.skipif(not _HAS_LABELING, reason="components.labeling.clips not available")
+@pytest.mark.skipif(not _HAS_LABELING, reason="components.face.clips not available")
 def test_predict_video_scores_the_clips_labeling_would_cut(carphone_video_path):
     """A real talking-face video through the real dlib backend: same crops as labeling, averaged."""
     from components.data.video import read_frames
-    from components.labeling.clips import extract_clips
+    from components.face.clips import extract_clips
 
     frames = read_frames(carphone_video_path, max_frames=30)  # (30, 144, 176, 3)
     model = _trained_like()
@@ -176,8 +176,8 @@ def test_predictor_crops_like_labeling_from_checkpoint_settings(tmp_path, real_f
     """Face fraction and decode size travel in the checkpoint, and extract_clips applies them."""
     import cv2
 
-    from components.labeling.clips import extract_clips
-    from components.labeling.landmarks import make_backend
+    from components.face.clips import extract_clips
+    from components.face.landmarks import make_backend
 
     meta = build_meta(variant="c3", crop_size=S, clip_len=4, clip_interval=3, face_fraction=0.6, max_side=256)
     path = save_checkpoint(tmp_path / "c.pt", _trained_like(), meta)

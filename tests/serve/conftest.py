@@ -101,8 +101,8 @@ def train_tiny(live_crops: np.ndarray, attack_crops: np.ndarray, steps: int = 24
 
 def _face_clips(face_rgb: np.ndarray) -> dict[str, np.ndarray]:
     """Training clips cut by the production clip extractor (the crops the service will see)."""
-    from components.labeling.clips import extract_clips
-    from components.labeling.landmarks import make_backend
+    from components.face.clips import extract_clips
+    from components.face.landmarks import make_backend
 
     backend = make_backend("dlib")
     out = {}

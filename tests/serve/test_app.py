@@ -32,8 +32,8 @@ def one_clip_frames(videos):
 
 def test_live_scores_above_attack_and_matches_predictor(service, videos, checkpoints):
     from components.data.video import read_frames
+    from components.face.landmarks import make_backend
     from components.inference.predictor import Predictor
-    from components.labeling.landmarks import make_backend
 
     live = post_video(service["url"], videos["live"].read_bytes())
     attack = post_video(service["url"], videos["attack"].read_bytes())
@@ -55,8 +55,8 @@ def test_live_scores_above_attack_and_matches_predictor(service, videos, checkpo
 
 
 def test_frames_json_path_matches_predictor(service, checkpoints, one_clip_frames):
+    from components.face.landmarks import make_backend
     from components.inference.predictor import Predictor
-    from components.labeling.landmarks import make_backend
 
     r = post_frames(service["url"], one_clip_frames)
     assert r.status_code == 200, r.text
