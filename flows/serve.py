@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -181,10 +182,31 @@ def _drain_and_stop(app_name: str) -> None:
     deliver their answers."""
     from ray import serve
 
-    try:
-        serve.delete(app_name, _blocking=True)
-    finally:
-        serve.shutdown()
+    with _stop_quietly():
+        try:
+            serve.delete(app_name, _blocking=True)
+        finally:
+            serve.shutdown()
+
+
+@contextlib.contextmanager
+def _stop_quietly():
+    """A clean stop, without the console line Ray prints for it: Serve's controller ends by killing itself, and
+    the raylet reports that on the driver's stdout as a failed task ("Task ServeController.graceful_shutdown
+    failed ... killed by `ray.kill`"). Unless --verbose, what is printed while Serve and Ray stop goes to the
+    session's log folder (eulernet-shutdown.log), and Ray is shut down inside, so nothing arrives later."""
+    import ray
+
+    from components.runtime import ray_logs_dir, verbose_requested
+
+    if verbose_requested() or not ray.is_initialized():
+        yield
+        return
+    with open(os.path.join(ray_logs_dir(), "eulernet-shutdown.log"), "a") as log, contextlib.redirect_stdout(log):
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def _smoke_test(url: str, video: str) -> int:
@@ -204,4 +226,5 @@ def _smoke_test(url: str, video: str) -> int:
                                                    "detail") if k in body}))
         return 0 if resp.status_code == 200 and "score" in body else 1
     finally:
-        serve.shutdown()
+        with _stop_quietly():
+            serve.shutdown()
