@@ -25,17 +25,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def measure(files: list[str], frames: int, every: int) -> dict:
     from components.data.video import VideoError, read_frames
     from components.face.landmarks import LEFT_EYE, RIGHT_EYE, DlibBackend, YuNetBackend
+    from components.face.tracking import iou
 
     hog, yunet = DlibBackend(), YuNetBackend()
     ious, nmes, ratios = [], [], []

@@ -106,6 +106,17 @@ def dlib_68_model_path() -> str:
         return str(path)
 
 
+def _dlib_points(predictor, dlib, img: np.ndarray, boxes, scores=None) -> list[Face]:
+    """dlib's 68-point shape predictor on each box (x0, y0, x1, y1): the landmarks of both dlib-based backends."""
+    faces = []
+    for i, b in enumerate(boxes):
+        x0, y0, x1, y1 = (int(round(float(v))) for v in b[:4])
+        shape = predictor(img, dlib.rectangle(x0, y0, x1, y1))
+        pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)  # (68, 2)
+        faces.append(Face((x0, y0, x1, y1), pts, None, 1.0 if scores is None else scores[i]))
+    return _largest_first(faces)
+
+
 class DlibBackend:
     """dlib HOG detector + 68-point shape predictor; CPU, offline, ~30 ms per 256 px frame.
 
@@ -129,14 +140,7 @@ class DlibBackend:
 
     def landmarks_for_boxes(self, frame_rgb: np.ndarray, boxes, scores=None) -> list[Face]:
         """68 points for given boxes (x0, y0, x1, y1); skips detection."""
-        img = _check_frame(frame_rgb)
-        faces = []
-        for i, b in enumerate(boxes):
-            x0, y0, x1, y1 = (int(round(float(v))) for v in b[:4])
-            shape = self._predictor(img, self._dlib.rectangle(x0, y0, x1, y1))
-            pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)  # (68, 2)
-            faces.append(Face((x0, y0, x1, y1), pts, None, 1.0 if scores is None else scores[i]))
-        return _largest_first(faces)
+        return _dlib_points(self._predictor, self._dlib, _check_frame(frame_rgb), boxes, scores)
 
     def detect_boxes(self, frame_rgb: np.ndarray, upsample: int | None = None) -> list[tuple[tuple, float]]:
         """``[(box, score)]`` from the HOG detector alone; ``upsample`` overrides the configured one (the
@@ -284,14 +288,7 @@ class YuNetBackend:
 
     def landmarks_for_boxes(self, frame_rgb: np.ndarray, boxes, scores=None) -> list[Face]:
         """68 points for given boxes (x0, y0, x1, y1), from dlib's shape predictor."""
-        img = _check_frame(frame_rgb)
-        faces = []
-        for i, b in enumerate(boxes):
-            x0, y0, x1, y1 = (int(round(float(v))) for v in b[:4])
-            shape = self._predictor(img, self._dlib.rectangle(x0, y0, x1, y1))
-            pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)  # (68, 2)
-            faces.append(Face((x0, y0, x1, y1), pts, None, 1.0 if scores is None else scores[i]))
-        return _largest_first(faces)
+        return _dlib_points(self._predictor, self._dlib, _check_frame(frame_rgb), boxes, scores)
 
     def detect(self, frame_rgb: np.ndarray) -> list[Face]:
         img = _check_frame(frame_rgb)
