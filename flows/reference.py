@@ -41,8 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from components.benchmark.reference import ReferenceConfig, train_reference
     from components.runtime import header
 
@@ -54,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise StageError(exc) from None
     header("reference", f"{args.data} -> {args.out}")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         summary = train_reference(args.data, args.out, args.work, cfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as exc:

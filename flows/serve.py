@@ -55,10 +55,13 @@ def run(args) -> int:
             cfg = dataclasses.replace(cfg, allow_anonymous=True)
         from components.serving.access import load_api_keys, require_keys
 
-        # The replicas check the same (their environment is this one on a local Ray): refuse here, before Ray starts.
-        keys = load_api_keys()
-        require_keys(keys, cfg.allow_anonymous)
-        if not keys:
+        # On a local Ray the replicas inherit this environment, so their check can be made here, before Ray starts.
+        # Joining a cluster (RAY_ADDRESS), the keys live in the replicas' pods: they check for themselves.
+        local = not os.environ.get("RAY_ADDRESS")
+        keys = load_api_keys() if local else ()
+        if local:
+            require_keys(keys, cfg.allow_anonymous)
+        if local and not keys:
             print(f"eulernet serve: no API key: anyone who reaches {cfg.host}:{cfg.port} can score videos "
                   f"(serve.allow_anonymous)", flush=True)
     except (ConfigError, ValueError, FileNotFoundError) as exc:

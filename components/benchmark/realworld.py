@@ -22,7 +22,6 @@ unreadable) are listed in ``refused`` with the reason and left out of that row's
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -86,6 +85,13 @@ def read_manifest(data_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
     if "class" not in df.columns:
         df["class"] = np.where(df["label"] == 1, "live", df["attack_type"])
     return df[["path", "file", "class", "label", "attack_type", "source"]], photos
+
+
+def manifest_digest(data_dir: str | Path) -> str:
+    """sha256 of the folder's manifest.csv: names the data a model was trained on (``eulernet reference``)."""
+    from components.data.digest import sha256_file
+
+    return sha256_file(Path(data_dir) / "manifest.csv")
 
 
 def video_fps(path: str | Path, default: float = 30.0) -> float:
@@ -302,8 +308,8 @@ def run_realworld(predictor, data_dir: str | Path, out_dir: str | Path, cfg: Rea
     # memory, not transfer. Said in the summary and atop the table; its held-out figures are in its loso.json.
     trained = (getattr(predictor, "extra", None) or {}).get("trained_on") or {}
     seen = sorted(set(trained.get("sources") or []) & set(table["source"].astype(str)))
-    digest = hashlib.sha256((Path(data_dir) / "manifest.csv").read_bytes()).hexdigest()
-    summary["in_sample"] = {"same_manifest": trained.get("manifest_sha256") == digest, "sources_seen": seen}
+    summary["in_sample"] = {"same_manifest": trained.get("manifest_sha256") == manifest_digest(data_dir),
+                            "sources_seen": seen}
     if seen:
         log(f"warning: the model was trained on {len(seen)} of these sources ({', '.join(seen)}): its figures here "
             f"are in-sample; its leave-one-source-out figures are in the loso.json beside its checkpoint")

@@ -22,7 +22,6 @@ source (a nested fit would train 56 models); the held-out source's own scores ne
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -281,16 +280,11 @@ def compare_feature_sets(rows: pd.DataFrame, cfg: ReferenceConfig, sets=FEATURE_
 
 
 # ------------------------------------------------------------------------------------------------ the recipe
-def manifest_digest(data_dir: str | Path) -> str:
-    """sha256 of the folder's manifest.csv: names the data a reference model was trained on."""
-    return hashlib.sha256((Path(data_dir) / "manifest.csv").read_bytes()).hexdigest()
-
-
 def train_reference(data_dir: str | Path, out_dir: str | Path, work_dir: str | Path, cfg: ReferenceConfig,
                     progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Run the recipe; write ``checkpoint.pt``, ``loso.json``, ``scores.csv`` and ``table.md`` to ``out_dir``
     (held stills go to ``work_dir``). Returns the leave-one-source-out summary."""
-    from components.benchmark.realworld import make_held_stills, read_manifest, row_figures
+    from components.benchmark.realworld import make_held_stills, manifest_digest, read_manifest, row_figures
     from components.inference.checkpoint import save_checkpoint
     from components.inference.video_head import VideoHead, video_features
     from components.runtime import json_safe
@@ -405,4 +399,4 @@ def _bar(progress: bool):
 __all__ = ["ReferenceConfig", "train_reference", "cut_clips", "train_eulernet", "clip_scores_of", "stabilise",
            "out_of_source_scores", "leave_source_out_decisions", "bpcer_threshold", "make_predictor",
            "compare_feature_sets", "FEATURE_SETS",
-           "manifest_digest", "markdown_table"]
+           "markdown_table"]

@@ -8,6 +8,7 @@ size, a normalisation or a landmark setting. Labeling settings reach it by one r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ class InferenceConfig:
         """Longest side frames are decoded at: labeling's own when known, so inference crops like labeling."""
         return int(self.max_side or DEFAULT_MAX_SIDE)
 
-    @property
+    @functools.cached_property  # built once per config: result() asks for it on every answer
     def head(self) -> VideoHead | None:
         return None if self.video_head is None else VideoHead.from_dict(self.video_head)
 
