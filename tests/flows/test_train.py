@@ -149,12 +149,15 @@ def test_killed_train_stage_resumes_its_run_when_rerun_unchanged(tmp_path, shard
         env.pop(key, None)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {**TINY, "epochs": 4}}))
     cmd = [f"{bin_dir}/eulernet", "train", "--skip-gates", "--shards", str(shards)]
+    client, deadline = _client(uri), time.time() + 600
+    # Create and migrate the store before the stage starts: MLflow migrates a new SQLite file on first open, and
+    # this poller opening it while the stage is migrating it fails the stage (two migrations racing on one file).
+    client.search_experiments()
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    client, deadline = _client(uri), time.time() + 600
     run = None
     while time.time() < deadline and proc.poll() is None:  # kill once epoch 2 has been logged
-        exp = client.get_experiment_by_name("eulernet") if (tmp_path / "mlflow.db").exists() else None
+        exp = client.get_experiment_by_name("eulernet")
         runs = client.search_runs([exp.experiment_id]) if exp else []
         if runs and len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 2:
             run = runs[0]
