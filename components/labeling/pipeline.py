@@ -19,9 +19,9 @@ The output (``out_dir``), what ``shards.read_shards`` reads:
   with a storage URI they go to ``<storage>/shards/sets/<content hash>/`` instead.
 
 With a separate cache the output is a function of (manifest, config, labeling code) alone, byte for byte: the
-label stage is a reproducible DVC stage (the same ``dvc.lock`` hash on every run and clone; DVC 3 keeps no
-run-cache for stages with ``cache: false`` outputs, so it is this ledger, not DVC, that skips work already done),
-while the cache keeps what was ever labeled
+label stage is a reproducible DVC stage (the same ``dvc.lock`` hash on every run and clone; DVC's run-cache
+restores an output it has seen for the same inputs, while this ledger skips the videos already labeled under any
+other manifest), while the cache keeps what was ever labeled
 (machine-local, outside the DVC output: it depends on history, holds run times and Ray's file names).
 
 Content-addressed cache: key = sha256(video bytes, labeling config, labeling code). A re-run labels only keys
@@ -81,6 +81,45 @@ class LabelReport:
         return "\n".join(lines)
 
 
+def _content_keys(paths, cfg: LabelConfig, table: DigestTable) -> tuple[list[str], list[str]]:
+    """Each video's sha256 and cache key (bytes + config); both "" for a file that cannot be read (reported as
+    missing, nothing to label)."""
+    digests, keys = [], []
+    for p in paths:
+        try:
+            digests.append(file_digest(p) if is_uri(p) else table.digest(p))
+            keys.append(cache_key(digests[-1], cfg))
+        except OSError:  # pyarrow raises FileNotFoundError / OSError for a missing object too
+            digests.append("")
+            keys.append("")
+    return digests, keys
+
+
+def _status(df: pd.DataFrame, led: pd.DataFrame, labeled_now: set[str]) -> pd.DataFrame:
+    """One report row per manifest video from the ledger (indexed by cache key): labeled, cached or skipped and
+    why, with paths written as the manifest writes them."""
+    empty = {"clips": 0, "frames_no_face": 0, "max_faces": 0, "files": ""}
+    rows = []
+    for r in df.itertuples(index=False):
+        base = {"video_id": r.video_id, "cache_key": r.cache_key, "cached": r.cache_key not in labeled_now}
+        if r.cache_key == "":
+            rec = {"status": "skipped", "reason": "missing", "detail": f"{r.shown_path} cannot be read", **empty}
+            base["cached"] = False
+        elif r.cache_key in led.index:
+            rec = led.loc[r.cache_key].to_dict()
+        else:  # the run produced nothing for it (worker crash): not cached, retried next run
+            rec = {"status": "skipped", "reason": "error", "detail": "no output from the labeling worker", **empty}
+        detail = str(rec.get("detail", ""))
+        if r.path != r.shown_path:  # outputs name a video as the manifest does, not by this machine's path
+            detail = detail.replace(r.path, r.shown_path)
+        rows.append({**base, **{k: rec.get(k, "") for k in ("status", "reason", "clips", "frames_no_face",
+                                                             "max_faces", "files")}, "detail": detail})
+    status = pd.DataFrame(rows)
+    for k in ("clips", "frames_no_face", "max_faces"):
+        status[k] = pd.to_numeric(status[k], errors="coerce").fillna(0).astype(int)
+    return status
+
+
 def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfig,
                  progress: bool = True, storage: str | None = None,
                  digest_table: DigestTable | None = None, cache_dir: str | Path | None = None) -> LabelReport:
@@ -106,17 +145,8 @@ def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfi
     cache.mkdir(parents=True, exist_ok=True)
     df["shown_path"] = [_portable(p) for p in df["path"]]
     df["path"] = [p if is_uri(p) else str(Path(p).resolve()) for p in df["path"]]
-    table = digest_table if digest_table is not None else DigestTable()
-    keys, digests = [], []
-    for p in df["path"]:
-        try:
-            digests.append(file_digest(p) if is_uri(p) else table.digest(p))
-            keys.append(cache_key(digests[-1], cfg))
-        except OSError:  # pyarrow raises FileNotFoundError / OSError for a missing object too
-            digests.append("")
-            keys.append("")  # missing/unreadable file: reported below, nothing to label
-    df["cache_key"] = keys
-    df["_digest"] = digests
+    table = digest_table if digest_table is not None else DigestTable()  # the caller's table gains new digests
+    df["_digest"], df["cache_key"] = _content_keys(df["path"], cfg, table)
 
     shard_root = str(cache) if storage is None else join(storage if is_uri(storage) else Path(storage).resolve(),
                                                           "shards")
@@ -131,29 +161,8 @@ def label_videos(manifest_df: pd.DataFrame, out_dir: str | Path, cfg: LabelConfi
             new = _run_ray(todo.drop(columns="_digest"), cache, shard_root, cfg, progress)
             ledger = pd.concat([ledger, new], ignore_index=True).drop_duplicates("cache_key", keep="last")
             write_csv(ledger, cache / "ledger.csv")
-        led = ledger.set_index("cache_key")
 
-        rows = []
-        labeled_now = set(todo["cache_key"])
-        for r in df.itertuples(index=False):
-            base = {"video_id": r.video_id, "cache_key": r.cache_key, "cached": r.cache_key not in labeled_now}
-            if r.cache_key == "":
-                rec = {"status": "skipped", "reason": "missing", "detail": f"{r.shown_path} cannot be read",
-                       "clips": 0, "frames_no_face": 0, "max_faces": 0, "files": ""}
-                base["cached"] = False
-            elif r.cache_key in led.index:
-                rec = led.loc[r.cache_key].to_dict()
-            else:  # the run produced nothing for it (worker crash): not cached, retried next run
-                rec = {"status": "skipped", "reason": "error", "detail": "no output from the labeling worker",
-                       "clips": 0, "frames_no_face": 0, "max_faces": 0, "files": ""}
-            detail = str(rec.get("detail", ""))
-            if r.path != r.shown_path:  # outputs name a video as the manifest does, not by this machine's path
-                detail = detail.replace(r.path, r.shown_path)
-            rows.append({**base, **{k: rec.get(k, "") for k in ("status", "reason", "clips", "frames_no_face",
-                                                                 "max_faces", "files")}, "detail": detail})
-        status = pd.DataFrame(rows)
-        for k in ("clips", "frames_no_face", "max_faces"):
-            status[k] = pd.to_numeric(status[k], errors="coerce").fillna(0).astype(int)
+        status = _status(df, ledger.set_index("cache_key"), labeled_now=set(todo["cache_key"]))
         index = df[["video_id", "cache_key", "shown_path", *[c for c in META_COLUMNS if c != "video_id"]]].rename(
             columns={"shown_path": "path"}).merge(status[["video_id", "status", "reason", "clips", "files"]],
                                                   on="video_id")

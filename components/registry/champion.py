@@ -4,7 +4,13 @@ Writers of ``champion`` (``promote``, ``rollback``) serialise on a lock (a regis
 ``<name>.promotion-lock``: creating a registered model is atomic in every MLflow backend, so exactly one
 process holds it), re-read the alias right before writing and fail if it moved (compare-and-set), and record an
 intent (registered-model tag ``champion_intent``) before moving the alias and the history, cleared after both:
-the next ``promote``/``rollback`` that finds an intent left by a crash completes it first.
+the next ``promote``/``rollback`` that finds an intent left by a crash completes it first (or drops it, saying
+so, when its target version was deleted since).
+
+The lock stays a registry object, though it shows in the MLflow UI: creating a registered model is the one
+operation every MLflow backend (SQLite, a database server, the REST tracking server) makes atomic for any client,
+where a file lock covers one machine's local store and a database advisory lock needs credentials that CI runners
+and operators' laptops talking to the tracking server do not have.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import json
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 import warnings
@@ -43,7 +50,11 @@ from .versions import (
 
 LOCK_SUFFIX = ".promotion-lock"      # registered model whose existence is the promote/rollback lock
 LOCK_WAIT_S = 60.0                   # how long a writer waits for another writer's lock
-LOCK_STALE_S = 300.0                 # a lock older than this was left by a crashed writer and is broken
+# A lock is a lease: its holder bumps the tag `lock_beat` every LOCK_BEAT_S; a waiter that sees neither owner nor
+# beat change for LOCK_STALE_S, on its own monotonic clock, takes the holder for dead and breaks the lock. No two
+# machines' clocks are ever compared, so a skewed clock can neither break a live lock nor keep a dead one.
+LOCK_BEAT_S = 2.0
+LOCK_STALE_S = 30.0
 
 
 @dataclasses.dataclass
@@ -100,16 +111,30 @@ def _holder_gone(owner: str) -> bool:
     return False
 
 
+def _heartbeat(client, lock: str, owner: str, stop: threading.Event) -> None:
+    """Bump the lock's beat while its holder works (a writer that stops beating is taken for dead)."""
+    from mlflow.exceptions import MlflowException
+
+    beat = 0
+    while not stop.wait(LOCK_BEAT_S):
+        beat += 1
+        with contextlib.suppress(MlflowException):  # a busy store skips a beat; the next one lands
+            if (client.get_registered_model(lock).tags or {}).get("lock_owner") == owner:
+                client.set_registered_model_tag(lock, "lock_beat", str(beat))
+
+
 @contextlib.contextmanager
 def _writer_lock(client, name: str, wait_s: float | None = None):
     """Hold ``<name>.promotion-lock`` (a registered model: its creation is atomic, a second create fails) for
-    the duration of one champion move. Waits up to ``wait_s`` for another holder; breaks a lock older than
-    ``LOCK_STALE_S`` (its holder crashed: the intent it may have left is completed by the caller)."""
+    the duration of one champion move, beating every ``LOCK_BEAT_S``. Waits up to ``wait_s`` for another holder;
+    breaks a lock whose holder's process is gone (same host) or that did not beat for ``LOCK_STALE_S`` (its
+    holder crashed: the intent it may have left is completed by the caller)."""
     from mlflow.exceptions import MlflowException
 
     lock = f"{name}{LOCK_SUFFIX}"
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + (LOCK_WAIT_S if wait_s is None else wait_s)
+    seen, seen_at = None, time.monotonic()  # the holder's (owner, beat) last observed, and when it last changed
     while True:
         try:
             client.create_registered_model(lock, tags={"lock_owner": owner, "lock_for": name},
@@ -125,23 +150,32 @@ def _writer_lock(client, name: str, wait_s: float | None = None):
             held = client.get_registered_model(lock)
         except MlflowException:
             continue  # released between our create and this read: try again at once
-        age_s = time.time() - held.creation_timestamp / 1000.0
-        holder = (held.tags or {}).get("lock_owner", "?")
-        if age_s > LOCK_STALE_S or _holder_gone(holder):
-            warnings.warn(f"breaking a stale registry lock {lock!r} held by {holder} for {age_s:.0f}s "
-                          f"(its process is gone or it is older than {LOCK_STALE_S:.0f}s)", stacklevel=3)
+        tags = held.tags or {}
+        holder = tags.get("lock_owner", "?")
+        if (holder, tags.get("lock_beat")) != seen:
+            seen, seen_at = (holder, tags.get("lock_beat")), time.monotonic()
+        silent_s = time.monotonic() - seen_at
+        if silent_s > LOCK_STALE_S or _holder_gone(holder):
+            warnings.warn(f"breaking a stale registry lock {lock!r} held by {holder} (its process is gone, or it "
+                          f"did not beat for {silent_s:.0f}s > {LOCK_STALE_S:.0f}s)", stacklevel=3)
             with contextlib.suppress(MlflowException):
                 if (client.get_registered_model(lock).tags or {}).get("lock_owner") == holder:
                     client.delete_registered_model(lock)
             continue
         if time.monotonic() > deadline:
             raise RegistryError(
-                f"another promote/rollback of {name!r} holds the lock {lock!r} ({holder}, for {age_s:.0f}s); "
-                f"retry later (a lock left by a crashed process expires after {LOCK_STALE_S:.0f}s)")
+                f"another promote/rollback of {name!r} holds the lock {lock!r} ({holder}, silent for "
+                f"{silent_s:.0f}s); retry later (a lock whose holder stops beating is broken after "
+                f"{LOCK_STALE_S:.0f}s)")
         time.sleep(0.2 + 0.2 * random.random())
+    stop = threading.Event()
+    beater = threading.Thread(target=_heartbeat, args=(client, lock, owner, stop), name="lock-beat", daemon=True)
+    beater.start()
     try:
         yield
     finally:
+        stop.set()
+        beater.join(timeout=10)
         with contextlib.suppress(MlflowException):
             if (client.get_registered_model(lock).tags or {}).get("lock_owner") == owner:
                 client.delete_registered_model(lock)
@@ -171,6 +205,11 @@ def _repair(client, name: str) -> str | None:
         except (ValueError, KeyError, TypeError) as exc:
             raise RegistryError(f"model {name!r} has an unreadable '{INTENT_TAG}' tag ({raw!r}): inspect the "
                                 f"'{CHAMPION}' alias and '{HISTORY_TAG}', then delete the tag") from exc
+        if not _version_exists(client, name, str(intent["to"])):
+            # Completing it could never succeed (every later command would fail on it): drop it and say so.
+            client.delete_registered_model_tag(name, INTENT_TAG)
+            return (f"dropped an interrupted {intent['op']} to v{intent['to']}, which was deleted since; "
+                    f"'{CHAMPION}' left at {_v(_alias_version(client, name, CHAMPION))}")
         _apply(client, name, intent)
         return note
     champ = _alias_version(client, name, CHAMPION)
@@ -180,6 +219,18 @@ def _repair(client, name: str) -> str | None:
         client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
         return f"champion v{champ} was set outside promote/rollback; appended to {HISTORY_TAG}"
     return None
+
+
+def _version_exists(client, name: str, version: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
 
 
 def _move_champion(client, name: str, expected: str | None, version: str, history: list[str], op: str,
@@ -306,6 +357,9 @@ def rollback(name: str, tracking_uri: str | None = None, lock_wait_s: float | No
             raise RegistryError(f"model {name!r} has no previous champion to roll back to (history {history})")
         history.pop()
         target = history[-1]
+        if not _version_exists(client, name, target):  # refused before any intent is written
+            raise RegistryError(f"model {name!r}: the previous champion v{target} was deleted; promote a version "
+                                f"that exists instead (`eulernet promote --version N --force`)")
         _move_champion(client, name, current, target, history, "rollback",
                        {current: {ROLLED_BACK_TAG: "true", "rolled_back_at": _now()}})
     return current, target

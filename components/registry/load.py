@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .versions import CHAMPION, DIGEST_PREFIX, RegistryError, _client, _version_tags, alias_version, version_info
@@ -57,13 +58,16 @@ def download_graph(name: str, version: str, dst: str | Path, tracking_uri: str |
 
 
 def load_version(name: str, version: str, alias: str | None = None, tracking_uri: str | None = None,
-                 device: str = "cpu", batch_size: int = 8, engine: str = "auto", threads: int | None = None):
+                 device: str = "cpu", batch_size: int = 8, engine: str = "auto", threads: int | None = None,
+                 on_verified: Callable[[Path, Path | None], None] | None = None):
     """``(Predictor, info dict)`` for one registered version. The downloaded checkpoint is deleted once loaded (a
     serving replica loads one per start and per reload: none may pile up in its temp folder).
 
     ``engine="auto"`` runs the version's registered ONNX graph in ONNX Runtime when onnxruntime is installed and
     the version has a graph, torch otherwise (nothing is exported at load time); ``"torch"``/``"onnx"`` force one.
-    ``threads``: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()`` of the loading thread)."""
+    ``threads``: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()`` of the loading thread).
+    ``on_verified(checkpoint, graph)`` sees the downloaded files once their digests matched, before they are deleted
+    (a serving replica keeps a last-known-good copy that way)."""
     from components.inference.predictor import Predictor
 
     from .pyfunc import CHECKPOINT_ARTIFACT, ONNX_ARTIFACT
@@ -77,6 +81,8 @@ def load_version(name: str, version: str, alias: str | None = None, tracking_uri
             verify_artifact(name, version, ONNX_ARTIFACT, graph, tags)
         if graph is None and engine == "auto":
             engine = "torch"
+        if on_verified is not None:
+            on_verified(path, graph)
         predictor = Predictor.from_checkpoint(str(path), device=device, batch_size=batch_size, engine=engine,
                                               onnx_graph=None if graph is None else graph.read_bytes(),
                                               threads=threads)

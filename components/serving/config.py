@@ -46,6 +46,9 @@ class ServeConfig:
     # Replicas refuse to start without an API key (EULERNET_API_KEY / _FILE) unless this says, explicitly, that
     # anyone who reaches the port may score (a laptop on 127.0.0.1; `eulernet serve --allow-anonymous`).
     allow_anonymous: bool = False
+    # Where a replica keeps a copy of the last registered version it verified and served, to serve through a
+    # registry outage at (re)start; "" turns it off. One folder per tracking store and alias.
+    last_known_good_dir: str = "~/.cache/eulernet/serving"
 
     def __post_init__(self) -> None:
         if not self.model_name:
@@ -122,7 +125,7 @@ USER_CONFIG_KEYS = ("max_batch_size", "batch_wait_timeout_s", "reload_interval_s
 APP_ARG_KEYS = ("model_name", "alias", "max_upload_bytes", "max_frames", "max_resolution", "preprocess_threads",
                 "torch_threads", "onnx_threads", "device", "num_gpus", "engine", "max_seconds", "decode_workers", "decode_memory_mb",
                 "decode_deadline_s", "rate_limit_per_s", "rate_limit_burst", "health_timeout_s", "allow_anonymous",
-                "max_inflight_upload_bytes")
+                "max_inflight_upload_bytes", "last_known_good_dir")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -95,6 +95,7 @@ class _Worker:
         self.memory_mb = memory_mb
         self.entry = entry
         self.proc: subprocess.Popen | None = None
+        self.sandbox: dict[str, str] = {}  # what the process gave up (sandbox.confine), from its hello
         self.conn = None
         self.pid: int | None = None
         self.busy_since: float | None = None
@@ -125,6 +126,7 @@ class _Worker:
             conn.close()
             raise
         self.proc, self.conn, self.pid, self.killed = proc, conn, proc.pid, False
+        self.sandbox = dict(hello.get("sandbox") or {})
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -296,8 +298,10 @@ class DecodePool:
         return None
 
     def stats(self) -> dict[str, Any]:
+        sandbox = next((w.sandbox for w in self._all if w.sandbox), {})
         return {"workers": self.workers, "alive": sum(w.alive() for w in self._all), "idle": self._idle.qsize(),
-                "memory_mb": self.memory_mb, "deadline_s": self.deadline_s, **dataclasses.asdict(self.counters)}
+                "memory_mb": self.memory_mb, "deadline_s": self.deadline_s, "sandbox": sandbox,
+                **dataclasses.asdict(self.counters)}
 
     # ------------------------------------------------------------------ one request
     def run(self, header: dict, blob: bytes = b"", deadline_s: float | None = None,

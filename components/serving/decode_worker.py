@@ -72,7 +72,13 @@ def worker_main(handlers: Mapping[str, Callable[[dict, bytes], tuple[dict, bytes
 
         cap = _vm_size() + memory_mb * _MB
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    conn.send_bytes(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    import traceback  # noqa: F401  (imported while files can still be read: _bug_reply needs it)
+
+    from .sandbox import confine
+
+    # Before the first untrusted byte: no new privileges, no network, not root (sandbox.py says what and why).
+    sandbox = confine()
+    conn.send_bytes(json.dumps({"ready": True, "pid": os.getpid(), "sandbox": sandbox}).encode())
     while True:
         try:
             req = json.loads(conn.recv_bytes())

@@ -59,6 +59,9 @@ class Metrics:
                                                                        "no face was found (borrowed a neighbour's).")
         self.batch = Histogram("eulernet_batch_requests", description="Requests merged into one forward pass.",
                                boundaries=BATCH_BOUNDARIES)
+        self.registry_failures = Counter(
+            "eulernet_registry_read_failures", description="Times this replica could not read the registry (start "
+                                                           "or champion poll); it kept serving the model it had.")
         self.model = Gauge("eulernet_model_info", description="1 for the model version this replica serves, 0 for "
                                                               "versions it served before.", tag_keys=("model", "version"))
 
@@ -75,6 +78,11 @@ class Metrics:
         missing = int(result.get("n_frames_no_face") or 0)
         if missing:
             self.faceless.inc(missing)
+
+    def swapped(self, new, old) -> None:
+        """The slot's swap hook: ``new`` and ``old`` are loaded models (``old`` None at start)."""
+        previous = (old.info["name"], str(old.info["version"])) if old is not None else None
+        self.serving(new.info["name"], str(new.info["version"]), previous)
 
     def serving(self, name: str, version: str, previous: tuple[str, str] | None) -> None:
         if previous is not None and previous != (name, version):

@@ -263,9 +263,9 @@ def _raw(subject: int, kind: str, cfg: SynthConfig, index: int = 0) -> np.ndarra
 
 
 def _face(cfg: SynthConfig, subject: int):
-    from components.data.synthetic import _subject_face
+    from components.data.synth.faces import subject_face
 
-    return _subject_face(cfg, subject, cfg.size)
+    return subject_face(cfg, subject, cfg.size)
 
 
 CUE = dict(n_frames=24, temporal_only=True, attack_types=("print", "replay", "ai_dynamic"))
@@ -310,11 +310,11 @@ def test_expression_moves_the_mouth_against_a_still_head():
 def test_motion_sigma_sets_how_much_of_the_frame_moves_with_the_head():
     # The head region (weight 1) moves rigidly against the background (weight 0, moving only with the
     # camera shake); a large motion_sigma drags the background along (the near-rigid look of a print).
-    from components.data.synthetic import _FaceMotion
+    from components.data.synth.render_v2 import FaceMotion
 
     cfg = SynthConfig(**CUE)
     face = _face(cfg, 3)
-    fm = _FaceMotion(face, cfg)
+    fm = FaceMotion(face, cfg)
     cx, cy = int(face.center[0]), int(face.center[1])
     for sigma, corner_range in ((0.75, (0.0, 0.01)), (4.0, (0.5, 1.0))):
         w = fm.head_weight(sigma)

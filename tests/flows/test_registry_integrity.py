@@ -244,6 +244,57 @@ def test_a_held_lock_makes_the_second_writer_wait_then_fail_clearly(store, monke
     assert_consistent(client)
 
 
+def test_lock_staleness_is_measured_on_the_registrys_clock(store, monkeypatch):
+    """A waiter whose own clock runs an hour ahead must not take a live lock for a stale one (before: its
+    time.time() minus the store's creation stamp said 3600 s, and it broke the lock)."""
+    from components.registry import champion as registry
+
+    client = store["client"]
+    store["add"](0.30)
+    client.create_registered_model(f"{NAME}{registry.LOCK_SUFFIX}", tags={"lock_owner": "elsewhere:1:x"})
+    real = time.time
+    monkeypatch.setattr(registry.time, "time", lambda: real() + 3600.0)
+    with pytest.raises(registry.RegistryError, match="holds the lock .*elsewhere:1:x"):
+        registry.promote(NAME, lock_wait_s=1.0)
+    assert champion(client) is None
+
+
+def test_a_rollback_to_a_deleted_version_is_refused_and_leaves_no_intent(store):
+    from components.registry import champion as registry
+
+    client = store["client"]
+    v1 = store["add"](0.30)
+    registry.promote(NAME)
+    v2 = store["add"](0.10)
+    registry.promote(NAME)
+    client.delete_model_version(NAME, v1)
+    with pytest.raises(registry.RegistryError, match=f"previous champion v{v1} was deleted"):
+        registry.rollback(NAME)
+    assert champion(client) == v2
+    assert_consistent(client)
+
+
+def test_an_interrupted_move_to_a_since_deleted_version_is_dropped_not_retried_forever(store):
+    """An intent left by a crash whose target was deleted afterwards: completing it can never succeed, so the
+    next command drops it (and says so) instead of failing on it, and every later command works."""
+    from components.registry import champion as registry
+    from components.registry.versions import INTENT_TAG
+
+    client = store["client"]
+    v1 = store["add"](0.30)
+    registry.promote(NAME)
+    v2 = store["add"](0.20)
+    client.set_registered_model_tag(NAME, INTENT_TAG, json.dumps(
+        {"op": "promote", "from": v1, "to": v2, "history": [v1, v2], "at": "then", "version_tags": {}}))
+    client.delete_model_version(NAME, v2)
+    v3 = store["add"](0.10)
+    decision = registry.promote(NAME)
+    assert decision.repaired and f"dropped an interrupted promote to v{v2}" in decision.repaired
+    assert decision.promoted and champion(client) == v3
+    assert_consistent(client)
+    assert registry.promote(NAME).repaired is None  # nothing left to repair
+
+
 RACER = textwrap.dedent("""
     import sys, time
     from components.registry import champion as registry

@@ -264,3 +264,48 @@ def test_a_decoder_inherits_no_secret(monkeypatch, worker_tmp, videos):
             call(p, f"{FAULTS}:pid")
     finally:
         p.close()
+
+
+def test_a_decoder_has_no_network_no_capabilities_and_cannot_read_the_replica():
+    """The process that parses untrusted bytes gives up, before its first request, what a compromised decoder
+    could use: the network (its own namespace, no interface up: a port the replica reaches is unreachable from
+    it), new privileges (NoNewPrivs) and, started by root, every capability, so a non-dumpable replica's
+    environment (keys, tokens) is out of its reach. What the platform refuses is reported, never assumed."""
+    import socket
+
+    from components.serving.sandbox import is_dumpable
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    # A stand-in replica holding a secret, made non-dumpable as LivenessService makes itself.
+    code = ("import sys, time; from components.serving.sandbox import non_dumpable, is_dumpable; "
+            "assert is_dumpable(); print(non_dumpable(), is_dumpable(), flush=True); time.sleep(60)")
+    replica = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "EULERNET_API_KEY": "replica-secret-key-0123"})
+    p = DecodePool(workers=1, memory_mb=256, deadline_s=5.0, worker_module=FAULTS)
+    try:
+        assert replica.stdout.readline().split() == ["ok", "False"]
+        (pid,) = p.pids()
+        status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+        sandbox = p.stats()["sandbox"]
+        assert sandbox["no_new_privs"] == "ok" and status["NoNewPrivs"].strip() == "1"
+        if os.geteuid() == 0:
+            assert sandbox["capabilities"] == "dropped" and int(status["CapEff"], 16) == 0
+        if os.geteuid() == 0:  # root with its capabilities (this test) reads it: the secret is there to take
+            assert "replica-secret" in open(f"/proc/{replica.pid}/environ").read()
+        denied = call(p, f"{FAULTS}:read_environ", replica.pid)
+        assert denied.startswith("PermissionError"), denied  # the decoder cannot
+        assert socket.create_connection(("127.0.0.1", port), timeout=2)  # the replica's side reaches the port
+        reached = call(p, f"{FAULTS}:connect", port)
+        if sandbox["network"] == "isolated":
+            assert reached != "connected" and "unreachable" in reached.lower(), reached
+        else:  # a platform without network namespaces: said so, with the kernel's reason
+            assert sandbox["network"].startswith("not isolated (") and reached == "connected"
+    finally:
+        p.close()
+        server.close()
+        replica.kill()
+        replica.wait()
+    assert is_dumpable()  # this test process was not touched

@@ -87,10 +87,10 @@ def test_replica_start_checks_the_device_before_loading_anything():
     """What LivenessService.__init__ runs first, with this machine's real torch (no CUDA here)."""
     import torch
 
-    from components.serving.app import _require_device
+    from components.serving.slot import require_device
 
-    _require_device("cpu")
+    require_device("cpu")
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="CUDA is not available in this replica"):
-        _require_device("cuda")
+        require_device("cuda")

@@ -55,23 +55,23 @@ def bare():
     """A LivenessService instance without its constructor (no model, no Serve): the state health checks read."""
     from components.serving.access import ApiKeys, RateLimiter
     from components.serving.app import LivenessService
+    from components.serving.config import ServeConfig
+    from components.serving.slot import Loaded, ModelSlot
 
     cls = LivenessService.func_or_class.__bases__[0]  # the class as written, under Serve's ASGI wrapper
     svc = cls.__new__(cls)
-    svc._state = SimpleNamespace(info={"name": "m", "version": "1"})
-    svc._poller = None
-    svc._stop = threading.Event()
+    svc._slot = ModelSlot(lambda version: Loaded(None, {"name": "m", "version": "1"}, 0.0), champion=None)
+    svc._slot.start()
     svc._pre_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="prep")
     svc._infer_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="infer")
-    svc._health_timeout_s = 0.5
+    svc._cfg = ServeConfig(health_timeout_s=0.5)
     svc._metrics = Recorder()
     svc._api_keys, svc._rate_limiter = ApiKeys(), RateLimiter(0, 1)
     svc._max_clips, svc._in_flight = 2, 0
-    svc._reload_error, svc._rejected_version = None, None
     svc._decoder_problem = None
     svc._decoder = SimpleNamespace(health=lambda: svc._decoder_problem)  # DecodePool.health's contract
     yield svc
-    svc._stop.set()
+    svc._slot.stop()
     svc._pre_pool.shutdown(wait=False, cancel_futures=True)
     svc._infer_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -85,24 +85,22 @@ def test_health_passes_when_everything_works(bare):
 
 
 def test_health_fails_without_a_model(bare):
-    bare._state = None
+    bare._slot.current = None
     with pytest.raises(RuntimeError, match="no model loaded"):
         check_health(bare)
 
 
-def test_health_fails_when_the_champion_poller_died(bare, monkeypatch):
-    from components.registry import versions as registry
+def test_health_fails_when_the_champion_poller_died(bare):
+    from components.serving.slot import Loaded, ModelSlot
 
-    monkeypatch.setattr(registry, "alias_version", lambda name, alias, uri=None: "1")  # nothing to reload
-    bare._model_name, bare._alias, bare._tracking_uri = "m", "champion", None
-    bare._reload_interval_s, bare._last_poll = 0.01, None
-    bare._poller = threading.Thread(target=bare._poll_loop, name="champion-poll", daemon=True)
-    bare._poller.start()
+    bare._slot = ModelSlot(lambda version: Loaded(None, {"name": "m", "version": "1"}, 0.0),
+                           champion=lambda: "1", interval_s=0.01)  # nothing to reload
+    bare._slot.start()
     time.sleep(0.1)
-    assert bare._last_poll is not None  # it polls
+    assert bare._slot.last_poll is not None  # it polls
     check_health(bare)
-    bare._stop.set()  # the loop ends: the thread is gone, as after any escaped error
-    bare._poller.join(timeout=5)
+    bare._slot.stop()  # the loop ends: the thread is gone, as after any escaped error
+    bare._slot._poller.join(timeout=5)
     with pytest.raises(RuntimeError, match="champion poller thread is not running"):
         check_health(bare)
 
@@ -231,7 +229,7 @@ def test_no_key_and_no_explicit_anonymous_access_fails_closed(monkeypatch, capsy
         monkeypatch.delenv(name, raising=False)
     cls = LivenessService.func_or_class.__bases__[0]  # the class as written, under Serve's ASGI wrapper
     with pytest.raises(AccessConfigError, match="no API key configured"):
-        cls(model_name="m", checkpoint="/nonexistent.pt")  # refused before the checkpoint is even opened
+        cls(ServeConfig(model_name="m"), checkpoint="/nonexistent.pt")  # refused before the checkpoint is even opened
     assert main(["serve", "--checkpoint", "/nonexistent.pt", "--params", "params.yaml"]) == 2
     assert "no API key configured" in capsys.readouterr().err
 

@@ -3,7 +3,6 @@ the metadata it decides with and a reference clip's score; a model that fails is
 at every poll, and /v1/model says why. No Ray Serve needed: the check and the poll loop run as plain code."""
 from __future__ import annotations
 
-import threading
 import time
 from types import SimpleNamespace
 
@@ -22,7 +21,7 @@ def predictor():
 
 
 def test_a_sound_model_passes(predictor):
-    from components.serving.app import check_candidate
+    from components.serving.slot import check_candidate
 
     check_candidate(predictor, {"name": "m", "version": "3"}, "3")
 
@@ -42,7 +41,7 @@ def stub(**kw):
     (stub(score_clips=lambda clips: np.array([0.1, 0.2])), "3", "not one value"),
 ])
 def test_a_broken_model_is_rejected_naming_why(model, version, why):
-    from components.serving.app import CandidateRejected, check_candidate
+    from components.serving.slot import CandidateRejected, check_candidate
 
     with pytest.raises(CandidateRejected, match="m v3 rejected before the swap") as err:
         check_candidate(model, {"name": "m", "version": version}, "3")
@@ -50,47 +49,41 @@ def test_a_broken_model_is_rejected_naming_why(model, version, why):
 
 
 def test_a_real_model_producing_nan_is_rejected(predictor, monkeypatch):
-    from components.serving.app import CandidateRejected, check_candidate
+    from components.serving.slot import CandidateRejected, check_candidate
 
     monkeypatch.setattr(predictor, "predict_maps", lambda crops: np.full((1, 4, 4, 4), np.nan, np.float32))
     with pytest.raises(CandidateRejected, match="reference clip scored"):
         check_candidate(predictor, {"name": "m", "version": "5"}, "5")
 
 
-def test_the_poll_loop_keeps_the_old_model_and_does_not_retry_a_rejected_one(monkeypatch):
-    from components.registry import versions as registry
-    from components.serving.app import CandidateRejected, LivenessService
+def test_the_poll_loop_keeps_the_old_model_and_does_not_retry_a_rejected_one():
+    from components.serving.slot import CandidateRejected, Loaded, ModelSlot
 
-    svc = SimpleNamespace()  # the replica's state, without constructing the ingress class (no model, no Serve)
-    svc._model_name, svc._alias, svc._tracking_uri = "m", "champion", None
-    svc._reload_interval_s, svc._stop, svc._last_poll = 0.01, threading.Event(), None
-    svc._reload_error, svc._rejected_version = None, None
-    svc._state = SimpleNamespace(info={"name": "m", "version": "1"})
-    champion = {"version": "2"}
+    champion = {"version": "1"}
     loads = []
 
     def load(version):
         loads.append(version)
         if version == "2":
             raise CandidateRejected("m v2 rejected before the swap: the reference clip scored [nan]")
-        return SimpleNamespace(info={"name": "m", "version": version})
+        return Loaded(None, {"name": "m", "version": version or champion["version"]}, time.time())
 
-    svc._load = load
-    svc._set_state = lambda st: setattr(svc, "_state", st)  # the swap (the real one also sets a metric)
-    monkeypatch.setattr(registry, "alias_version", lambda name, alias, uri=None: champion["version"])
-    poller = threading.Thread(target=LivenessService.func_or_class._poll_loop, args=(svc,), daemon=True)
-    poller.start()
+    swaps = []
+    slot = ModelSlot(load, champion=lambda: champion["version"], interval_s=0.01,
+                     on_swap=lambda new, old: swaps.append((new.info["version"], old and old.info["version"])))
+    slot.start()
+    champion["version"] = "2"
     try:
         time.sleep(0.3)  # ~30 polls
-        assert loads == ["2"]  # checked once, not downloaded again at every poll
-        assert svc._state.info["version"] == "1"  # still serving the old champion
-        assert svc._rejected_version == "2" and "reference clip scored" in svc._reload_error
+        assert loads == [None, "2"]  # checked once, not downloaded again at every poll
+        assert slot.current.info["version"] == "1"  # still serving the old champion
+        assert slot.rejected_version == "2" and "reference clip scored" in slot.reload_error
         champion["version"] = "3"  # a new promotion: loaded, checked, swapped
         deadline = time.time() + 5
-        while svc._state.info["version"] != "3" and time.time() < deadline:
+        while slot.current.info["version"] != "3" and time.time() < deadline:
             time.sleep(0.01)
-        assert svc._state.info["version"] == "3" and loads == ["2", "3"]
-        assert svc._rejected_version is None and svc._reload_error is None
+        assert slot.current.info["version"] == "3" and loads == [None, "2", "3"]
+        assert slot.rejected_version is None and slot.reload_error is None
+        assert swaps == [("1", None), ("3", "1")]  # the metric hook saw each swap once
     finally:
-        svc._stop.set()
-        poller.join(timeout=5)
+        slot.stop()

@@ -1,0 +1,71 @@
+"""Reading one scoring request's body: content type, size caps, the replica's upload budget, multipart parsing.
+
+The body is read here, in the replica's event loop, and handed to a decoder process as one ``bytes`` object; the
+size is checked against the declared length before any byte is read and again while streaming, and the bytes
+are reserved in the replica's :class:`~components.serving.budget.UploadBudget` for as long as the request holds
+them (the caller releases them)."""
+from __future__ import annotations
+
+from fastapi import Request
+
+from .budget import UploadBudget
+from .inputs import VIDEO_CONTENT_TYPES, InputError
+
+MULTIPART_SLACK = 64 * 1024  # multipart framing overhead allowed above the upload limit
+
+
+def content_type(request: Request) -> str:
+    """The request's media type, checked: multipart/form-data, application/json or video/*; else 415."""
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if ctype in ("multipart/form-data", "application/json") or ctype.startswith(VIDEO_CONTENT_TYPES):
+        return ctype
+    raise InputError(415, "unsupported_media_type",
+                     f"content type {ctype or '(none)'!r}; send multipart/form-data with a `video` file, "
+                     "a video/* body, or application/json frames")
+
+
+def reserve(request: Request, limit: int, budget: UploadBudget) -> int:
+    """Reserve the bytes this request may hold (its declared length, else the limit) before reading any: 413 past
+    the limit, 503 when the replica's budget is spent. Returns the reservation to release."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+        raise InputError(413, "too_large", f"{declared} bytes exceeds the {limit}-byte limit")
+    need = int(declared) if declared and declared.isdigit() else limit + MULTIPART_SLACK
+    if not budget.reserve(need):
+        raise InputError(503, "busy", f"the replica holds {budget.used} upload bytes (budget {budget.cap}); "
+                                      f"this {need}-byte request would not fit")
+    return need
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused (413) as soon as it grows past the limit, whatever length was declared."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit + MULTIPART_SLACK:
+            raise InputError(413, "too_large", f"body exceeds the {limit}-byte limit")
+    return bytes(body)
+
+
+async def multipart_video(request: Request, body: bytes) -> bytes:
+    """The bytes of the single uploaded file, parsed from the already size-capped body."""
+    from starlette.datastructures import UploadFile
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
+    except Exception as exc:  # starlette raises several types for a broken multipart body
+        raise InputError(400, "malformed_multipart", f"cannot parse multipart body: {exc}") from None
+    files = [v for v in form.values() if isinstance(v, UploadFile)]
+    if not files:
+        raise InputError(400, "empty_body", "multipart body has no file part (use the field name `video`)")
+    upload = form.get("video") if isinstance(form.get("video"), UploadFile) else files[0]
+    ctype = (upload.content_type or "").split(";")[0].strip().lower()
+    if ctype and not ctype.startswith(VIDEO_CONTENT_TYPES):
+        raise InputError(415, "wrong_content_type", f"uploaded file is {ctype!r}; expected video/*")
+    return await upload.read()
+
+
+__all__ = ["content_type", "reserve", "read_body", "multipart_video", "MULTIPART_SLACK"]
