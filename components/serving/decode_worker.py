@@ -63,6 +63,8 @@ def worker_main(handlers: Mapping[str, Callable[[dict, bytes], tuple[dict, bytes
     # frame, the H.264 decode ~0.2): a lone request decodes ~30 % faster, and with the other core busy it costs
     # the same wall and CPU time as one thread (measured; OpenCV's pool here is pthreads without spinning).
     cv2.setNumThreads(2)
+    from PIL import JpegImagePlugin, PngImagePlugin  # noqa: F401  (image headers: imported before the cap too)
+
     from . import inputs  # noqa: F401  (imported before the cap: start-up memory is not the requests')
 
     conn = Connection(int(os.environ["EULERNET_DECODE_FD"]))

@@ -32,8 +32,6 @@ from components.data.video import looks_like_video
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG = b"\xff\xd8\xff"
-# JPEG start-of-frame markers (baseline, progressive, lossless, ...): C0-CF except DHT (C4), JPG (C8), DAC (CC).
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 VIDEO_CONTENT_TYPES = ("video/", "application/octet-stream")
 MIN_SIDE = 16  # shortest side accepted, pixels: below this no face can be found, and a 1920x1 frame would
 #                resize to 0 px
@@ -119,37 +117,21 @@ class Decoded:
 
 
 def image_size(raw: bytes) -> tuple[int, int] | None:
-    """(width, height) an image declares in its header (PNG IHDR, JPEG SOF), read without decoding; None when
-    the header is missing or malformed. The decoders allocate what the header says, so this bounds memory."""
-    if raw.startswith(_PNG):
-        # IHDR must be the first chunk: 4-byte length (13), "IHDR", width, height (big-endian).
-        if len(raw) < 24 or raw[12:16] != b"IHDR":
-            return None
-        return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
-    if raw.startswith(_JPEG):
-        i = 2
-        while i + 4 <= len(raw):
-            if raw[i] != 0xFF:
-                return None
-            marker = raw[i + 1]
-            if marker == 0xFF:  # fill byte
-                i += 1
-                continue
-            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers carry no length
-                i += 2
-                continue
-            if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-                return None
-            seglen = int.from_bytes(raw[i + 2:i + 4], "big")
-            if seglen < 2:
-                return None
-            if marker in _JPEG_SOF:
-                if i + 9 > len(raw):
-                    return None
-                return int.from_bytes(raw[i + 7:i + 9], "big"), int.from_bytes(raw[i + 5:i + 7], "big")
-            i += 2 + seglen  # skip the segment (APPn with an EXIF thumbnail included)
+    """(width, height) a PNG or JPEG declares in its header, parsed by Pillow's format plugins without decoding a
+    pixel; None when the header is missing or malformed. The decoders allocate what the header says, so this
+    bounds memory. (The plugins, not ``Image.open``: its decompression-bomb check would refuse a 32768x32768
+    header before saying its size, and the caller checks sizes against its own limits.)"""
+    from PIL import JpegImagePlugin, PngImagePlugin
+
+    plugin = (PngImagePlugin.PngImageFile if raw.startswith(_PNG)
+              else JpegImagePlugin.JpegImageFile if raw.startswith(_JPEG) else None)
+    if plugin is None:
         return None
-    return None
+    try:
+        with plugin(io.BytesIO(raw)) as image:
+            return image.size
+    except Exception:  # Pillow raises SyntaxError, OSError, ValueError... for a broken header
+        return None
 
 
 def check_size(w: int, h: int, limits: Limits, what: str) -> None:
