@@ -4,7 +4,9 @@ One mechanism for every section and for the Serve app's arguments: :func:`build`
 rejecting unknown keys, missing required keys and wrong types with the section and key named; the dataclass's own
 ``__post_init__`` checks ranges. Unknown top-level sections and duplicate keys in the YAML are errors too, so a
 typo never silently falls back to a default. (Dataclasses rather than pydantic models: the components already
-define them, they import nothing heavy, and this one coercer is all the validation layer there is.)
+define them, they import nothing heavy, and this one coercer is all the validation layer there is. Not pydantic's
+``TypeAdapter`` on them either: its strict mode refuses the YAML lists tuple fields are written as and the numeric
+strings YAML makes of ``1e-4``, and its lax mode turns ``"3"`` into 3 and ``1`` into true, which this rule refuses.)
 """
 from __future__ import annotations
 

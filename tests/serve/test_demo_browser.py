@@ -1,5 +1,7 @@
 """The demo page end to end in headless Chromium, driven over the Chrome DevTools Protocol (no WebDriver, no
-browser download): open the page, put a video into the file input, submit, read the verdict off the DOM."""
+browser download): open the page, put a video into the file input, submit, read the verdict off the DOM.
+Not Playwright: its wheel brings a Node.js driver and expects browser builds of its own (a download this machine
+cannot make), for what is here a handful of CDP commands over one websocket to Debian's chromium."""
 from __future__ import annotations
 
 import itertools
