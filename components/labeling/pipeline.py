@@ -19,9 +19,9 @@ The output (``out_dir``), what ``shards.read_shards`` reads:
   with a storage URI they go to ``<storage>/shards/sets/<content hash>/`` instead.
 
 With a separate cache the output is a function of (manifest, config, labeling code) alone, byte for byte: the
-label stage is a reproducible DVC stage (the same ``dvc.lock`` hash on every run and clone; DVC's run-cache
-restores an output it has seen for the same inputs, while this ledger skips the videos already labeled under any
-other manifest), while the cache keeps what was ever labeled
+label stage is a reproducible DVC stage (the same ``dvc.lock`` hash on every run and clone; DVC 3 keeps no
+run-cache for stages with ``cache: false`` outputs, so it is this ledger, not DVC, that skips work already done),
+while the cache keeps what was ever labeled
 (machine-local, outside the DVC output: it depends on history, holds run times and Ray's file names).
 
 Content-addressed cache: key = sha256(video bytes, labeling config, labeling code). A re-run labels only keys
