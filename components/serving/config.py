@@ -30,10 +30,11 @@ class ServeConfig:
     device: str = "cpu"                # "cuda" on GPU replicas: each replica then reserves num_gpus
     num_gpus: float | None = None      # GPUs per replica (fractions share one); None: 1 on cuda, 0 on cpu
     engine: str = "auto"               # runs the network: auto (ONNX Runtime on the registered graph if any) | torch | onnx
-    max_upload_bytes: int = 20_000_000
+    # A 15-s 1080p30 phone selfie at 8-17 Mb/s is 15-32 MB: such a clip must be scored, not refused.
+    max_upload_bytes: int = 40_000_000
     # Upload bytes one replica holds at once (a reservation per request, before its body is read): past it, 503
     # with Retry-After. Default: five uploads at the limit.
-    max_inflight_upload_bytes: int = 100_000_000
+    max_inflight_upload_bytes: int = 200_000_000
     max_frames: int = 300
     max_resolution: int = 1920
     max_seconds: float = 10.0          # a longer video is scored on its first max_seconds (at most max_frames)

@@ -54,10 +54,10 @@ class InputError(ValueError):
 class Limits:
     """What one request may carry. Sizes are checked on headers before any pixel is decoded."""
 
-    max_upload_bytes: int = 20_000_000
+    max_upload_bytes: int = 40_000_000
     max_frames: int = 300          # frames read from a video (its first ones); a JSON body with more is refused
     max_resolution: int = 1920     # longest side accepted, pixels
-    max_json_frames_bytes: int = 20_000_000
+    max_json_frames_bytes: int = 40_000_000
     max_seconds: float = 10.0      # a longer video is scored on its first max_seconds (not refused)
 
     def __post_init__(self) -> None:

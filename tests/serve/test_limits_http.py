@@ -150,3 +150,60 @@ def test_decoders_killed_under_the_replica_are_replaced_without_failing_requests
         time.sleep(0.2)
     after = replica_decoders()
     assert len(after) == 2 and not set(after) & set(before)
+
+
+@pytest.fixture(scope="module")
+def phone_selfie(tmp_path_factory, real_face_rgb) -> bytes:
+    """A 15-s 1080p30 H.264 clip at ~16 Mb/s (about 30 MB): what a phone records for a long selfie. A moving face
+    over sensor-like noise, encoded frame by frame (the whole clip would be 2.8 GB of pixels)."""
+    import av
+    import cv2
+
+    path = tmp_path_factory.mktemp("phone") / "selfie_1080p.mp4"
+    rng = np.random.default_rng(0)
+    face = cv2.resize(real_face_rgb, (640, 640), interpolation=cv2.INTER_CUBIC)
+    base = np.full((1080, 1920, 3), 110, np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+        stream.bit_rate = 16_000_000
+        stream.options = {"preset": "ultrafast", "maxrate": "17M", "bufsize": "17M"}
+        for t in range(15 * 30):
+            frame = base.copy()
+            x, y = 640 + int(20 * np.sin(t / 9)), 220 + int(10 * np.cos(t / 13))
+            frame[y:y + 640, x:x + 640] = face
+            frame = cv2.add(frame, rng.integers(0, 24, frame.shape, dtype=np.uint8))  # grain keeps the bitrate up
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def phone_service(service, checkpoints):
+    """The trained checkpoint served with the production limits (ServeConfig's defaults) beside `service`."""
+    from ray import serve
+
+    from components.serving.app import build_app
+    from components.serving.config import ServeConfig
+    from components.serving.inputs import wait_until_up
+
+    cfg = ServeConfig(model_name="phone", port=service["port"], allow_anonymous=True, rate_limit_per_s=0.0)
+    app = build_app("phone", None, cfg, checkpoint=str(checkpoints["trained"]),
+                    deployment_options={"ray_actor_options": {"num_cpus": 0.5}})
+    serve.run(app, name="eulernet-phone", route_prefix="/phone")
+    url = f"{service['url']}/phone"
+    wait_until_up(f"{url}/readyz", timeout_s=120, probe_timeout_s=30)
+    yield {"url": url, "cfg": cfg}
+    serve.delete("eulernet-phone")
+
+
+def test_a_15_second_1080p_phone_selfie_is_scored_with_the_default_limits(phone_service, phone_selfie):
+    """Issue: the upload cap is decided against a real phone selfie, not below it. 15 s of 1080p30 at ~16 Mb/s is
+    about 30 MB: under the default cap it is scored (its first 10 s), above a 20 MB cap it was refused (413)."""
+    assert 24_000_000 < len(phone_selfie) < phone_service["cfg"].max_upload_bytes, len(phone_selfie)
+    r = liveness(phone_service["url"], **video_part(phone_selfie))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["frames"] == 300 and body["decision"] in ("live", "attack")  # 10 s at 30 fps, not refused
