@@ -15,13 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+from flows.args import params_option
 from flows.errors import StageError
 
 HELP = "train and evaluate the paper's Table I variants and write the table"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="params file; `train` is the base config")
+    params_option(parser, "train", "the base config of every row")
     parser.add_argument("--shards", default="artifacts/shards", help="labeled shards (train, dev, test)")
     parser.add_argument("--out", default="artifacts/ablation", help="output folder")
     parser.add_argument("--variants", nargs="+", default=["c1", "c2", "c3", "c4", "c5", "baseline"])

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flows.args import params_option
 from flows.errors import StageError
 
 HELP = "video-level APCER/BPCER/ACER with the dev-chosen threshold applied to test"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="params file; reads its `evaluate` section")
+    params_option(parser, "evaluate")
     parser.add_argument("--checkpoint", default="artifacts/model/checkpoint.pt", help="Predictor checkpoint")
     parser.add_argument("--shards", default="artifacts/shards", help="labeled shards (dev and test splits)")
     parser.add_argument("--out", default="artifacts/eval", help="output folder")

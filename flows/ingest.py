@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flows.args import params_option
 from flows.errors import StageError
 
 HELP = "build the manifest from a dataset (sample, generic CSV, OULU-NPU)"
@@ -11,7 +12,7 @@ OUT = Path("artifacts/manifest.csv")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="params file (section `data:`)")
+    params_option(parser, "data")
     parser.add_argument("--out", default=str(OUT), help=f"manifest to write (default {OUT})")
 
 

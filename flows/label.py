@@ -14,14 +14,15 @@ import argparse
 import os
 from pathlib import Path
 
+from flows.args import manifest_option, params_option
 from flows.errors import StageError
 
 HELP = "landmarks -> face crops -> label maps, as Parquet shards (Ray Data)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="params file; reads its `label` section")
-    parser.add_argument("--manifest", default="artifacts/manifest.csv", help="manifest written by `eulernet ingest`")
+    params_option(parser, "label")
+    manifest_option(parser)
     parser.add_argument("--out", default="artifacts/shards", help="output folder (shards, index, report.csv)")
     parser.add_argument("--cache", default="artifacts/.cache/labels",
                         help="content-addressed labeling cache (ledger + every shard ever labeled), kept out of the "

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 
+from flows.args import params_option
 from flows.errors import StageError
 
 HELP = "score one video file with a checkpoint or a registered model"
@@ -12,7 +13,7 @@ HELP = "score one video file with a checkpoint or a registered model"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="video file (mp4, avi, ...)")
-    parser.add_argument("--params", default="params.yaml", help="params file (section `serve` for limits)")
+    params_option(parser, "serve", "for the limits")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", default=None, help="Predictor checkpoint file")
     src.add_argument("--model", default=None, help="registered model URI, e.g. models:/eulernet@champion "

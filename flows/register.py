@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from flows.args import params_option
 from flows.errors import StageError
 
 HELP = "log the model to the MLflow registry as 'candidate' and promote if good enough"
@@ -21,7 +22,7 @@ def _tracking() -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="params file (section `register`)")
+    params_option(parser, "register")
     parser.add_argument("--model-name", default=None, help="registered model name (default: register.model_name)")
 
 

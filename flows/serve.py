@@ -7,13 +7,14 @@ import os
 import signal
 import sys
 
+from flows.args import params_option
 from flows.errors import StageError
 
 HELP = "run the Ray Serve liveness endpoint for models:/<name>@champion"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="params file (section `serve`)")
+    params_option(parser, "serve")
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default: serve.port)")
     parser.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
     parser.add_argument("--model-name", default=None, help="registered model (default: serve.model_name)")

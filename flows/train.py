@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flows.args import params_option
 from flows.errors import StageError
 
 HELP = "train EulerNet with Ray Train, tracked in MLflow"
@@ -15,7 +16,7 @@ WALL_CLOCK = ("epoch_time_s", "clips_per_s")  # per-epoch timings: MLflow metric
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="params file (section `train`); how the shards were cut comes from the shards")
+    params_option(parser, "train", "how the shards were cut comes from the shards")
     parser.add_argument("--shards", default="artifacts/shards", help="labeled shards from `eulernet label`")
     parser.add_argument("--out", default="artifacts/model", help="output folder")
     parser.add_argument("--headline", default="metrics/train.json",

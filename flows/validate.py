@@ -8,14 +8,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flows.args import manifest_option, params_option
 from flows.errors import StageError
 
 HELP = "run the Great Expectations data-quality gates on the manifest"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml", help="params file (section `validate:`)")
-    parser.add_argument("--manifest", default="artifacts/manifest.csv", help="manifest written by `eulernet ingest`")
+    params_option(parser, "validate")
+    manifest_option(parser)
     parser.add_argument("--out", default="artifacts/quality", help="folder for summary.txt/json and data_docs/")
     parser.add_argument("--headline", default="metrics/quality.json",
                         help="passed (1/0), videos and failed expectations: a small file tracked by git")

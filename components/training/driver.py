@@ -20,7 +20,7 @@ import pandas as pd
 from components.inference.config import InferenceConfig
 from components.runtime import absolute_tracking_uri, json_safe
 from components.training.config import TrainConfig, TrainResult
-from components.training.loop import PREDICTOR_FILE, train_loop_per_worker
+from components.training.loop import PREDICTOR_FILE, read_train_state, train_loop_per_worker
 
 if TYPE_CHECKING:
     from components.training.devices import DeviceDecision
@@ -278,10 +278,8 @@ def _scalars(d: dict) -> dict:
 
 
 def _train_state(checkpoint) -> dict:
-    import torch
-
     with checkpoint.as_directory() as d:
-        return torch.load(Path(d) / "train_state.pt", map_location="cpu", weights_only=True)
+        return read_train_state(d)
 
 
 def _history_from(best_ckpt, result) -> list[dict]:

@@ -119,6 +119,14 @@ def _remap(img: np.ndarray, xs, ys, ddx, ddy) -> np.ndarray:
     return cv2.remap(img, xs + ddx, ys + ddy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
 
 
+def _inverse_map(Hinv: np.ndarray, xs, ys) -> tuple[np.ndarray, np.ndarray]:
+    """Where each output pixel (xs, ys) samples the source under the inverse homography ``Hinv`` (cv2.remap maps)."""
+    den = Hinv[2, 0] * xs + Hinv[2, 1] * ys + Hinv[2, 2]
+    sx = ((Hinv[0, 0] * xs + Hinv[0, 1] * ys + Hinv[0, 2]) / den).astype(np.float32)
+    sy = ((Hinv[1, 0] * xs + Hinv[1, 1] * ys + Hinv[1, 2]) / den).astype(np.float32)
+    return sx, sy
+
+
 def _bend_delta(xs, ys, center, width: float, bend: float):
     """Backward displacement of a sheet bent into a cylinder (axis vertical, bulging towards the camera).
 
@@ -200,9 +208,7 @@ def render_live2(face: SubjectFace, rng, cfg: SynthConfig, kind: str = "live", s
             dst = (src - c) @ np.array([[math.cos(th), math.sin(th)], [-math.sin(th), math.cos(th)]]) * sc + c + (dx, dy)
             dst = dst + np.stack([rel[:, 0] * rel[:, 1] * ty[t] * c[0], rel[:, 1] * rel[:, 0] * tx[t] * c[1]], axis=1)
             Hinv = cv2.getPerspectiveTransform(dst.astype(np.float32), src)
-            den = Hinv[2, 0] * xs + Hinv[2, 1] * ys + Hinv[2, 2]
-            sx = ((Hinv[0, 0] * xs + Hinv[0, 1] * ys + Hinv[0, 2]) / den).astype(np.float32)
-            sy = ((Hinv[1, 0] * xs + Hinv[1, 1] * ys + Hinv[1, 2]) / den).astype(np.float32)
+            sx, sy = _inverse_map(Hinv, xs, ys)
             if bend[t]:
                 bx, by = _bend_delta(sx, sy, c, W, bend[t])
                 sx, sy = sx + bx, sy + by
@@ -284,9 +290,7 @@ def render_print2(face: SubjectFace, rng, cfg: SynthConfig):
     for t, m in enumerate(plane_motion(rng, T, cfg.fps, 0.8 * cfg.motion_px, 1.5, 0.04)):
         Hm = plane_homography(pw_, ph_, quad, m)
         Hinv = np.linalg.inv(Hm)
-        den = Hinv[2, 0] * xs + Hinv[2, 1] * ys + Hinv[2, 2]
-        sx = ((Hinv[0, 0] * xs + Hinv[0, 1] * ys + Hinv[0, 2]) / den).astype(np.float32)
-        sy = ((Hinv[1, 0] * xs + Hinv[1, 1] * ys + Hinv[1, 2]) / den).astype(np.float32)
+        sx, sy = _inverse_map(Hinv, xs, ys)
         if bend[t]:
             bx, by = _bend_delta(sx, sy, pc, pw_, bend[t])
             sx, sy = sx + bx, sy + by
