@@ -26,6 +26,23 @@ _VIDEO_MAGIC = (
 )
 
 
+
+def fit_within(w: int, h: int, side: int) -> tuple[int, int]:
+    """(width, height) downscaled so the longest side is at most ``side``, aspect kept, never 0 px: the one rule
+    labeling's decoder, the Predictor and the serving decoder share (crops must come from the same pixels)."""
+    if max(w, h) <= side:
+        return w, h
+    s = side / max(w, h)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+def fit_frame(frame: np.ndarray, side: int) -> np.ndarray:
+    """``frame`` (H, W, C) resized (INTER_AREA) to :func:`fit_within`'s size; the same array when it fits."""
+    size = fit_within(frame.shape[1], frame.shape[0], side)
+    if size == (frame.shape[1], frame.shape[0]):
+        return frame
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
 def looks_like_video(data: bytes) -> bool:
     """True when ``data`` (the first bytes of a file or upload) starts like a known video container."""
     if len(data) > 376 and data[0] == data[188] == 0x47:  # MPEG-TS: a sync byte every 188-byte packet
@@ -59,9 +76,8 @@ def read_frames(path: str | Path, max_frames: int | None = None, max_side: int |
             ok, bgr = cap.read()
             if not ok:
                 break
-            if max_side is not None and max(bgr.shape[:2]) > max_side:
-                s = max_side / max(bgr.shape[:2])
-                bgr = cv2.resize(bgr, (round(bgr.shape[1] * s), round(bgr.shape[0] * s)), interpolation=cv2.INTER_AREA)
+            if max_side is not None:
+                bgr = fit_frame(bgr, max_side)
             frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     finally:
         cap.release()

@@ -3,11 +3,28 @@ eyes and scales the face so its landmarks fill a fixed fraction of the crop. Lan
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .landmarks import LEFT_EYE, RIGHT_EYE, Face
 
 DEFAULT_FACE_FRACTION = 0.75
+# The smallest crop anything is cut, trained or served at: the label maps are crop // 8 a side, and under 4x4
+# a map has no interior to place a face in. One rule for labeling's and the checkpoint's configs.
+MIN_CROP = 32
+
+
+def clip_geometry_errors(crop_size: Any, clip_len: Any, clip_interval: Any) -> list[str]:
+    """What is wrong with a crop size and clip shape (empty when nothing): one rule for labeling and inference."""
+    errors = []
+    if not isinstance(crop_size, int) or isinstance(crop_size, bool) or crop_size < MIN_CROP or crop_size % 8:
+        errors.append(f"crop_size must be a multiple of 8 and >= {MIN_CROP} (label maps are crop_size // 8), "
+                      f"got {crop_size!r}")
+    if not isinstance(clip_len, int) or not isinstance(clip_interval, int) or clip_len < 2 or clip_interval < 1:
+        errors.append(f"clip_len must be >= 2 (EulerNet reads change between frames) and clip_interval >= 1, "
+                      f"got {clip_len!r}, {clip_interval!r}")
+    return errors
 
 
 def _points_of(face_or_points) -> np.ndarray:

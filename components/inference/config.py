@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.face.crop import clip_geometry_errors
 from components.face.tracking import face_path_errors, recorded_track, resolved_track
 from components.model.variants import LABEL_TYPES, VARIANTS
 
@@ -60,16 +61,13 @@ class InferenceConfig:
             object.__setattr__(self, "label_type", VARIANTS[self.variant].label_type)
         if self.label_type not in LABEL_TYPES:
             raise CheckpointError(f"label_type must be one of {LABEL_TYPES}, got {self.label_type!r}")
-        if not isinstance(self.crop_size, int) or self.crop_size < 8 or self.crop_size % 8:
-            raise CheckpointError(f"crop_size must be a positive int divisible by 8, got {self.crop_size!r}")
+        if geometry := clip_geometry_errors(self.crop_size, self.clip_len, self.clip_interval):
+            raise CheckpointError("; ".join(geometry))
         mean, std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise CheckpointError(f"mean/std need 3 values with std > 0, got {mean}, {std}")
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
-        if self.clip_len < 2 or self.clip_interval < 1:
-            raise CheckpointError(f"clip length must be >= 2 (EulerNet reads change between frames) and clip "
-                                  f"interval >= 1, got {self.clip_len}, {self.clip_interval}")
         if self.clips_per_video is not None and self.clips_per_video < 1:
             raise CheckpointError(f"clips_per_video must be >= 1 or None, got {self.clips_per_video}")
         if self.threshold is not None:

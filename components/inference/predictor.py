@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from components.data.video import fit_frame
 from components.model.eulernet import EulerNet, EulerNetConfig
 
 from .checkpoint import load_checkpoint, validate_checkpoint
@@ -161,11 +162,7 @@ class Predictor:
         side = self.inference.decode_side
         if max(frames.shape[1:3]) <= side:
             return frames
-        import cv2
-
-        s = side / max(frames.shape[1:3])
-        size = (max(1, round(frames.shape[2] * s)), max(1, round(frames.shape[1] * s)))
-        return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+        return np.stack([fit_frame(f, side) for f in frames])
 
     def read_video(self, path: str | os.PathLike, max_frames: int | None = None) -> np.ndarray:
         """Decode a video file at labeling's decode size (``VideoError`` for unreadable files)."""

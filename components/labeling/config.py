@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from components.face.crop import clip_geometry_errors
 from components.face.landmarks import BACKENDS
 from components.face.tracking import face_path_errors
 from components.files import write_json
@@ -47,14 +48,9 @@ class LabelConfig:
             errors.append(f"backend must be one of {sorted(BACKENDS)}, got {self.backend!r}")
         if not isinstance(self.backend_options, dict):
             errors.append("backend_options must be a mapping")
-        if self.crop_size < 32 or self.crop_size % 8:
-            errors.append(f"crop_size must be a multiple of 8 and >= 32 (label maps are crop_size // 8), "
-                          f"got {self.crop_size}")
+        errors += clip_geometry_errors(self.crop_size, self.clip_len, self.clip_interval)
         if not 0.1 <= self.face_fraction <= 1.0:
             errors.append(f"face_fraction must be in [0.1, 1], got {self.face_fraction}")
-        if self.clip_len < 2 or self.clip_interval < 1:
-            errors.append(f"clip_len must be >= 2 (EulerNet reads change between frames) and clip_interval >= 1, "
-                          f"got {self.clip_len}, {self.clip_interval}")
         if self.clips_per_video is not None and self.clips_per_video < 1:
             errors.append(f"clips_per_video must be >= 1 or null, got {self.clips_per_video}")
         if self.max_side is not None and self.max_side < 64:

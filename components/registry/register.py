@@ -120,8 +120,7 @@ def register(
         if not math.isfinite(float(threshold)):
             raise RegistryError(f"threshold must be a finite number, got {threshold!r}")
         ckpt["threshold"] = float(threshold)
-    clip_len = int(ckpt["clip"]["length"])
-    crop = int(ckpt["preprocess"]["crop_size"])
+    inference = InferenceConfig.from_meta(ckpt)  # the checkpoint's keys, read once and checked
     flat = _flat_metrics(metrics)
 
     exp = mlflow.get_experiment_by_name(experiment)
@@ -141,9 +140,9 @@ def register(
         with mlflow.start_run(experiment_id=exp_id, run_name=f"register-{name}") as run:
             mlflow.log_metrics({f"test_{k}": v for k, v in flat.items()})
             mlflow.log_params({
-                "threshold": ckpt.get("threshold"), "crop_size": crop, "clip_length": clip_len,
-                "clip_interval": ckpt["clip"].get("interval"), "variant": ckpt.get("variant"),
-                "landmark_backend": (ckpt.get("landmark") or {}).get("backend"),
+                "threshold": inference.threshold, "crop_size": inference.crop_size,
+                "clip_length": inference.clip_len, "clip_interval": inference.clip_interval,
+                "variant": inference.variant, "landmark_backend": inference.landmark_backend,
                 "source_checkpoint": str(checkpoint_path),
             })
             # No input_example: MLflow would run a video through the model at registration just to store it.
@@ -158,7 +157,7 @@ def register(
                 registered_model_name=name,
                 await_registration_for=await_registration_for,
                 # The inference config, readable from the MLmodel file without loading any weights.
-                metadata={"inference": InferenceConfig.from_meta(ckpt).to_dict()},
+                metadata={"inference": inference.to_dict()},
                 model_config={"sha256": digests},
             )
             run_id = run.info.run_id
@@ -166,7 +165,7 @@ def register(
     client = _client()
     for k, v in flat.items():
         client.set_model_version_tag(name, version, f"{METRIC_PREFIX}{k}", repr(v))
-    client.set_model_version_tag(name, version, "threshold", repr(ckpt.get("threshold")))
+    client.set_model_version_tag(name, version, "threshold", repr(inference.threshold))
     client.set_model_version_tag(name, version, "run_id", run_id)
     client.set_model_version_tag(name, version, "onnx", onnx_status)
     for artifact, digest in digests.items():

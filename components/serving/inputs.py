@@ -28,7 +28,7 @@ import numpy as np
 
 # Container signatures live with the decoder (one list for files and uploads): used to tell a damaged video
 # (truncated mp4) from bytes that were never a video.
-from components.data.video import looks_like_video
+from components.data.video import fit_within, looks_like_video
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG = b"\xff\xd8\xff"
@@ -144,14 +144,6 @@ def check_size(w: int, h: int, limits: Limits, what: str) -> None:
                                                       f"{MIN_SIDE} px")
 
 
-def _scaled(w: int, h: int, work_side: int) -> tuple[int, int]:
-    """(width, height) after downscaling so the longest side is at most ``work_side`` (never 0 px)."""
-    if max(w, h) <= work_side:
-        return w, h
-    s = work_side / max(w, h)
-    return max(1, round(w * s)), max(1, round(h * s))
-
-
 def _to_work(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
@@ -228,7 +220,7 @@ def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipP
         if w <= 0 or h <= 0:
             raise _undecodable(data, "declares no frame size")
         check_size(w, h, limits, "the video")  # from the container header, before any frame is decoded
-        size = _scaled(w, h, work_side)
+        size = fit_within(w, h, work_side)
         window = limits.max_frames
         if math.isfinite(fps) and 0 < fps <= 1000:
             window = min(window, max(1, math.ceil(limits.max_seconds * fps)))
@@ -314,7 +306,7 @@ def decode_frames_json_sparse(body: bytes, limits: Limits, work_side: int, plan:
         raws.append(raw)
     assert first is not None
     n = len(raws)
-    size = _scaled(first[0], first[1], work_side)
+    size = fit_within(first[0], first[1], work_side)
     indices = plan.frames_needed(n) if plan is not None else list(range(n))
     pixels = []
     for i in indices:
@@ -324,7 +316,7 @@ def decode_frames_json_sparse(body: bytes, limits: Limits, work_side: int, plan:
         if sorted(bgr.shape[:2]) != sorted(first):  # EXIF orientation may swap the sides, nothing else
             raise InputError(400, "malformed_frames", f"frame {i} decoded to {bgr.shape[1]}x{bgr.shape[0]}, "
                                                       f"not the {first[0]}x{first[1]} its header declares")
-        rgb = _to_work(bgr, _scaled(bgr.shape[1], bgr.shape[0], work_side))
+        rgb = _to_work(bgr, fit_within(bgr.shape[1], bgr.shape[0], work_side))
         if pixels and rgb.shape != pixels[0].shape:
             raise InputError(400, "malformed_frames", f"frame {i} is {bgr.shape[1]}x{bgr.shape[0]} after its EXIF "
                                                       "orientation, unlike the frames before it")

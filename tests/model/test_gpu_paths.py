@@ -70,10 +70,15 @@ def test_clip_len_below_two_is_rejected_everywhere():
 
     with pytest.raises(ValueError, match="clip_len must be >= 2"):
         EulerNetConfig(clip_len=1)
-    with pytest.raises(CheckpointError, match="clip length must be >= 2"):
+    with pytest.raises(CheckpointError, match="clip_len must be >= 2"):
         InferenceConfig(variant="baseline", crop_size=32, clip_len=1)
     with pytest.raises(ValueError, match="clip_len must be >= 2"):
         LabelConfig(clip_len=1)
+    # One crop rule for labeling and the checkpoint (they used to disagree: 32 and 8): a 16-px crop is neither's.
+    with pytest.raises(CheckpointError, match="multiple of 8 and >= 32"):
+        InferenceConfig(variant="baseline", crop_size=16)
+    with pytest.raises(ValueError, match="multiple of 8 and >= 32"):
+        LabelConfig(crop_size=16)
     EulerNetConfig(clip_len=2)  # two frames are enough for a difference
 
 

@@ -115,7 +115,7 @@ def test_bad_inputs_and_bad_checkpoints(tmp_path):
         make_checkpoint(model, {"variant": "c3"})
     with pytest.raises(CheckpointError, match="clip length"):
         make_checkpoint(model, _meta(clip_len=5))
-    with pytest.raises(CheckpointError, match="divisible by 8"):
+    with pytest.raises(CheckpointError, match="multiple of 8 and >= 32"):
         build_meta(variant="c3", crop_size=30)
     with pytest.raises(CheckpointError, match="unknown variant"):
         build_meta(variant="c7", crop_size=32)
