@@ -43,7 +43,38 @@ def _register_tensor_types() -> None:
 
 def _export(index: pd.DataFrame, ledger: pd.DataFrame, cache: Path, dest: str, cfg: LabelConfig,
             out: Path) -> dict[str, str]:
-    """Copy the current manifest's clips out of the cache into ``dest`` as ``<split>-<n>.parquet``, deterministically.
+    """:func:`_write_export` into ``dest``. A local ``dest`` is written as a new folder beside it and swapped in
+    whole (two renames), so a reader sees the previous export or the new one, never a mix, and a failed export
+    leaves the previous one as it was. (A storage URI's ``dest`` is content-addressed: a new set, a new folder.)"""
+    if is_uri(dest):
+        return _write_export(index, ledger, cache, dest, dest, cfg, out)
+    import shutil
+
+    final = Path(dest)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{final.name}.new-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        files = _write_export(index, ledger, cache, str(staging), dest, cfg, out)
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        if final.exists():
+            final.rename(old)
+        try:
+            staging.rename(final)
+        except OSError:
+            if old.exists():
+                old.rename(final)  # the previous export back in place
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(final.with_name(f".{final.name}.old-{os.getpid()}"), ignore_errors=True)
+    return files
+
+
+def _write_export(index: pd.DataFrame, ledger: pd.DataFrame, cache: Path, base_dest: str, dest: str,
+                  cfg: LabelConfig, out: Path) -> dict[str, str]:
+    """Copy the current manifest's clips out of the cache into ``base_dest`` as ``<split>-<n>.parquet``,
+    deterministically, named in the index as files of ``dest``.
 
     Videos in split order (train, dev, test, then any other), then by video_id; clips by index; whole videos per
     file, about :data:`EXPORT_FILE_BYTES` of tensors each; metadata from the current manifest (``index``), not from
@@ -55,11 +86,11 @@ def _export(index: pd.DataFrame, ledger: pd.DataFrame, cache: Path, dest: str, c
     import pyarrow.parquet as pq
 
     _register_tensor_types()
-    fs, base = storage_fs(dest)
+    fs, base = storage_fs(base_dest)  # written here; named in the index as ``dest``
     fs.create_dir(base, recursive=True)
     for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
         if info.type == pafs.FileType.File and info.base_name.endswith(".parquet"):
-            fs.delete_file(info.path)  # a previous export of another manifest
+            fs.delete_file(info.path)  # a half-written set from an interrupted run
     ok = index[index["status"] == "ok"].drop_duplicates("cache_key")
     sources = ledger.set_index("cache_key")["files"]
     clip_bytes = cfg.clip_len * (cfg.crop_size ** 2 * 3 + 3 * cfg.map_size ** 2 * 4 + 68 * 2 * 4)

@@ -151,6 +151,19 @@ def test_export_is_the_same_bytes_whatever_the_cache_holds(ray_session, videos, 
     clips = load_clips(tmp_path / "a")
     assert list(clips["video_id"]) == ["live", "print"] and set(clips["split"]) == {"dev"}
     assert read_shards(tmp_path / "a", split="dev").count() == 2
+    assert sorted(p.name for p in (tmp_path / "a").iterdir() if p.name.startswith(".")) == []  # no staging left
+
+    # An export that fails half-way leaves the previous one whole: it is written beside it and swapped in.
+    before = {p.name: p.read_bytes() for p in (tmp_path / "a" / "clips").iterdir()}
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        label_videos(small, tmp_path / "a", cfg, progress=False, cache_dir=tmp_path / "cache-a")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a" / "clips").iterdir()} == before
+    assert sorted(p.name for p in (tmp_path / "a").iterdir() if p.name.startswith(".")) == []
 
 
 def test_read_errors_and_config_validation(tmp_path):
