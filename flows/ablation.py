@@ -17,6 +17,7 @@ from pathlib import Path
 
 from flows.args import params_option
 from flows.errors import StageError
+from flows.gates import checked_gates, gates_options
 
 HELP = "train and evaluate the paper's Table I variants and write the table"
 
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="override train.epochs")
     parser.add_argument("--width", type=float, help="override train.width")
     parser.add_argument("--experiment", default="eulernet-ablation", help="MLflow experiment name")
+    gates_options(parser, "train the table")
     parser.add_argument("--from-dvc-exps", nargs="?", const="dvc", metavar="JSON",
                         help="train nothing: print Table I from DVC experiments (`dvc exp show --json`; or this saved "
                              "output of it, '-' for stdin)")
@@ -94,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise StageError(exc) from None
     if not (Path(args.shards) / "index.csv").is_file():
         raise StageError(f"no shards in {args.shards}: run `eulernet label` first")
+    gates = checked_gates(args)
 
     from components.training.ablation import run_ablation
 
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     storage = storage_root() + "/ray_runs"
     runs = run_ablation(base, args.shards, args.out, storage, args.variants, args.seeds,
                         tracking_uri=tracking_uri(), experiment=args.experiment,
-                        tags=provenance_tags("ablation"),
+                        tags={**provenance_tags("ablation"), "data_gates": gates},
                         eval_cfg=dataclasses.replace(ev, gradcam_clips=0),
                         run_prefix=f"ablation-{time.strftime('%Y%m%d-%H%M%S')}")
     print((Path(args.out) / "table.md").read_text())

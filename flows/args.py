@@ -15,3 +15,4 @@ def params_option(parser: argparse.ArgumentParser, section: str, note: str = "")
 def manifest_option(parser: argparse.ArgumentParser) -> None:
     """``--manifest``: the manifest `eulernet ingest` wrote."""
     parser.add_argument("--manifest", default="artifacts/manifest.csv", help="manifest written by `eulernet ingest`")
+

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flows.args import params_option
 from flows.errors import StageError
+from flows.gates import checked_gates, gates_options
 
 HELP = "video-level APCER/BPCER/ACER with the dev-chosen threshold applied to test"
 
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="artifacts/eval", help="output folder")
     parser.add_argument("--headline", default="metrics/eval.json",
                         help="the few headline numbers, a small file tracked by git (dvc exp show / metrics diff)")
+    gates_options(parser, "evaluate")
 
 
 def _pct(v) -> str:
@@ -40,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
         header("evaluate", f"{args.checkpoint} on the dev and test clips of {args.shards} "
                            f"(threshold: {cfg.threshold_rule} on dev) -> {args.out}")
-        report = evaluate_checkpoint(args.checkpoint, args.shards, args.out, cfg, progress=True)
+        gates = checked_gates(args)  # figures on data that never passed the gates are refused, or marked
+        report = evaluate_checkpoint(args.checkpoint, args.shards, args.out, cfg, progress=True,
+                                     data_gates=gates)
     except (ConfigError, EvaluationError, FileNotFoundError, ValueError) as exc:
         raise StageError(exc) from None
     print(f"threshold {report['threshold']:.4f} ({report['threshold_rule']} on dev); test: "

@@ -77,6 +77,11 @@ def _test_data_hash(metrics_path: Path, shards: str) -> str | None:
         return None
 
 
+def _evaluated_gates(path: Path) -> str | None:
+    """Whether evaluate's data passed the gates ("passed" / "skipped"; None for a report written before it said)."""
+    return json.loads(path.read_text()).get("data_gates")
+
+
 def _threshold(path: Path) -> float:
     """The operating point evaluate chose on dev: the one source of a registered model's threshold."""
     threshold = json.loads(path.read_text()).get("threshold")
@@ -134,6 +139,8 @@ def run_register(args) -> int:
         _tracking()
         with _mlflow_notices():
             tags = {"threshold_source": "dev", **({"dvc_experiment": experiment} if experiment else {})}
+            if _evaluated_gates(Path(cfg.metrics)) == "skipped":  # figures on un-gated data: never auto-promoted
+                tags["data_gates"] = "skipped"
             version = register(cfg.checkpoint, name, metrics, threshold=threshold, experiment=cfg.experiment,
                                tags=tags, test_data_hash=data_hash, artifact_location=artifact_location(cfg.experiment))
         print(f"registered {name} v{version} as 'candidate' (threshold {threshold})")

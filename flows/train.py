@@ -10,6 +10,7 @@ from pathlib import Path
 
 from flows.args import params_option
 from flows.errors import StageError
+from flows.gates import checked_gates, gates_options
 
 HELP = "train EulerNet with Ray Train, tracked in MLflow"
 WALL_CLOCK = ("epoch_time_s", "clips_per_s")  # per-epoch timings: MLflow metrics, not DVC outputs
@@ -23,10 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="best epoch, dev ACER and loss: a small file tracked by git (dvc exp show)")
     parser.add_argument("--resume", metavar="RUN_NAME", help="continue this interrupted Ray Train run")
     parser.add_argument("--experiment", default="eulernet", help="MLflow experiment name")
-    parser.add_argument("--gates", default="artifacts/quality/summary.json",
-                        help="the `eulernet validate` verdict the shards' manifest must have passed")
-    parser.add_argument("--skip-gates", action="store_true",
-                        help="train on data that has not passed validation (recorded as an MLflow tag)")
+    gates_options(parser, "train")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,15 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise StageError(exc) from None
     if not (Path(args.shards) / "index.csv").is_file():
         raise StageError(f"no shards in {args.shards}: run `eulernet label` first")
-    from components.quality.gates import GateError, require_shards_passed
-
-    skip = bool(getattr(args, "skip_gates", False))
-    try:
-        if not skip:
-            require_shards_passed(args.shards, args.gates)
-    except GateError as exc:
-        raise StageError(exc) from None
-    tags = {**provenance_tags("train"), "data_gates": "skipped" if skip else "passed"}
+    tags = {**provenance_tags("train"), "data_gates": checked_gates(args)}
 
     from components.files import write_csv, write_json
     from components.metrics.plots import plot_training_curves

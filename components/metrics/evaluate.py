@@ -77,11 +77,13 @@ def score_split(predictor, shards_dir: str | os.PathLike, split: str, bar=None) 
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                        cfg: EvalConfig = EvalConfig(), progress: bool = False) -> dict:
+                        cfg: EvalConfig = EvalConfig(), progress: bool = False,
+                        data_gates: str | None = None) -> dict:
     """Evaluate ``checkpoint`` on the shards' dev and test splits; write everything under ``out_dir``.
 
     Writes metrics.json, video_scores.csv, roc.csv, det.csv and figures/{roc,det,
     score_hist}.png + figures/gradcam/*.png. Returns the metrics dict. ``progress``: a bar over the scored clips.
+    ``data_gates``: whether the shards' data passed validation ("passed" / "skipped"), recorded in metrics.json.
     """
     from components.inference.predictor import Predictor
     from components.metrics import plots
@@ -122,7 +124,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.Path
     t = report["threshold"]
     report.update(checkpoint=str(checkpoint), variant=predictor.variant, label_type=predictor.label_type,
                   n_clips={"dev": int(len(dev_clips)), "test": int(len(test_clips))},
-                  checkpoint_threshold=predictor.threshold)
+                  checkpoint_threshold=predictor.threshold, data_gates=data_gates)
     if not test_v.empty:  # what the test figures were computed on: promotion compares only equal hashes
         from components.labeling.shards import split_data_hash
 

@@ -175,7 +175,7 @@ def register(
     if test_data_hash:
         client.set_model_version_tag(name, version, TEST_DATA_TAG, str(test_data_hash))
     gates = (ckpt.get("extra") or {}).get(DATA_GATES_TAG)
-    if gates:  # what training recorded about its data: "skipped" keeps the version from any plain promotion
+    if gates and (tags or {}).get(DATA_GATES_TAG) != "skipped":  # either stage's "skipped" stands  # what training recorded about its data: "skipped" keeps the version from any plain promotion
         client.set_model_version_tag(name, version, DATA_GATES_TAG, str(gates))
     client.set_registered_model_alias(name, CANDIDATE, version)
     return version

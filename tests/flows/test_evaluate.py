@@ -38,7 +38,8 @@ def _run(tmp_path, checkpoint, shards, rule="eer"):
 
     try:
         rc = flow.run(argparse.Namespace(params=str(params), checkpoint=str(checkpoint), shards=str(shards),
-                                         out=str(out), headline=str(tmp_path / "metrics" / "eval.json")))
+                                         out=str(out), headline=str(tmp_path / "metrics" / "eval.json"),
+                                         skip_gates=True))  # these shards never went through validate
     except StageError as exc:  # what `eulernet evaluate` prints and exits with
         rc = exc.code
     return rc, out
@@ -91,6 +92,25 @@ def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_s
         assert (out / "figures" / f).read_bytes()[:4] == b"\x89PNG"
     cams = sorted(p.name for p in (out / "figures" / "gradcam").glob("*.png"))
     assert len(cams) == 2 and sum(c.startswith("live_") for c in cams) == 1  # one live, one attack
+
+
+def test_evaluate_refuses_shards_that_never_passed_the_gates(tmp_path, checkpoint, capsys):
+    """Figures on data validate never passed are refused (exit 2, saying why) unless --skip-gates, and then the
+    report says so (register tags the version, which no plain promotion then moves to champion)."""
+    from flows import evaluate as flow
+    from flows.errors import StageError
+
+    shards = write_tiny_shards(tmp_path / "shards", {"train": 2, "dev": 6, "test": 8}, seed=1)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": {"gradcam_clips": 0}}))
+    args = argparse.Namespace(params=str(params), checkpoint=str(checkpoint), shards=str(shards),
+                              out=str(tmp_path / "eval"), headline=str(tmp_path / "eval.json"),
+                              gates=str(tmp_path / "summary.json"), skip_gates=False)
+    with pytest.raises(StageError, match="gates.json") as err:
+        flow.run(args)
+    assert err.value.code == 2 and not (tmp_path / "eval" / "metrics.json").exists()
+    assert flow.run(argparse.Namespace(**{**vars(args), "skip_gates": True})) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["data_gates"] == "skipped"
 
 
 def test_gradcam_maps_shapes_and_range(checkpoint):
