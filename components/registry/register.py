@@ -175,8 +175,15 @@ def register(
     if test_data_hash:
         client.set_model_version_tag(name, version, TEST_DATA_TAG, str(test_data_hash))
     gates = (ckpt.get("extra") or {}).get(DATA_GATES_TAG)
-    if gates and (tags or {}).get(DATA_GATES_TAG) != "skipped":  # either stage's "skipped" stands  # what training recorded about its data: "skipped" keeps the version from any plain promotion
+    # What training recorded about its data ("skipped" keeps the version from any plain promotion); a "skipped"
+    # the evaluation recorded (in ``tags``) stands whatever training said.
+    if gates and (tags or {}).get(DATA_GATES_TAG) != "skipped":
         client.set_model_version_tag(name, version, DATA_GATES_TAG, str(gates))
+    from .card import CARD_FILE, model_card
+    from .versions import version_info
+
+    # The card from the registry's own record of this version: the text /v1/model/card serves for it.
+    client.log_text(run_id, model_card(version_info(name, version), inference), CARD_FILE)
     client.set_registered_model_alias(name, CANDIDATE, version)
     return version
 

@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from ray import serve
 from ray.serve.schema import LoggingConfig
 
+from components.registry.card import model_card
 from components.runtime import absolute_tracking_uri
 from components.runtime import tracking_uri as runtime_uri
 
@@ -36,7 +37,7 @@ from . import upload
 from .access import ANONYMOUS, ApiKeys, RateLimiter, load_api_keys, presented_key, require_keys, retry_after_header
 from .answers import LABELING_ERRORS, UNAUTHORIZED, UNAUTHORIZED_HEADERS, describe, error_response
 from .budget import UploadBudget
-from .config import USER_CONFIG_KEYS, ServeConfig
+from .config import USER_CONFIG_KEYS, ServeConfig, replica_actor_options
 from .decode import DecodePool
 from .health import pool_problems, replica_id
 from .inputs import ClipPlan, InputError
@@ -101,7 +102,6 @@ class LivenessService:
         self._slot.start()
         self._warm_backends(config.preprocess_threads)
 
-    # ---------------------------------------------------------------- the served model
     def _warm_backends(self, n_threads: int) -> None:
         """Load one landmark model in every preprocessing thread now (~2 s each), not in the first requests
         that happen to land on a fresh thread. The barrier makes each thread take exactly one warm-up task."""
@@ -406,6 +406,14 @@ class LivenessService:
     def _openapi_path(request: Request) -> str:
         return request.scope.get("root_path", "").rstrip("/") + "/openapi.json"
 
+    @api.get("/v1/model/card")
+    async def card(self, request: Request):
+        """The served model's card (markdown): the text `eulernet register` logged for this version."""
+        if self._caller(request) is None:
+            return self._unauthorized(request_id(request.headers), scoring=False)
+        st = self._slot.current
+        return PlainTextResponse(model_card(st.info, st.predictor.inference), media_type="text/markdown")
+
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def demo(self):
         return HTMLResponse(Path(__file__).with_name("demo.html").read_text())
@@ -420,15 +428,7 @@ def build_app(model_name: str = "eulernet", tracking_uri: str | None = None, con
     """
     cfg = config or ServeConfig(model_name=model_name)
     opts = {"user_config": cfg.user_config(), **(deployment_options or {})}
-    # Options given replace the decorator's ray_actor_options as a whole: start from its num_cpus. A cuda
-    # replica reserves its GPU(s) here, so Ray places it on a GPU node and gives it a GPU of its own.
-    actor = {"num_cpus": 1, **dict(opts.get("ray_actor_options") or {})}
-    if cfg.gpus:
-        if float(actor.get("num_gpus") or cfg.gpus) != cfg.gpus:
-            raise ValueError(f"ray_actor_options.num_gpus = {actor['num_gpus']} but serve device {cfg.device!r} "
-                             f"with num_gpus {cfg.num_gpus} asks for {cfg.gpus:g}")
-        actor["num_gpus"] = cfg.gpus
-    opts["ray_actor_options"] = actor
+    opts["ray_actor_options"] = replica_actor_options(cfg, opts.get("ray_actor_options"))
     deployment = LivenessService.options(**opts)
     # The replica takes the checked ServeConfig as a whole: one set of defaults, the dataclass's.
     return deployment.bind(

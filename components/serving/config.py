@@ -198,6 +198,19 @@ def gpu_disagreements(cfg: ServeConfig, serve_file: ServeFile, where: str = "ser
     return []
 
 
+def replica_actor_options(cfg: ServeConfig, given: dict[str, Any] | None) -> dict[str, Any]:
+    """The replica's ``ray_actor_options``: ``given`` (which replace the decorator's as a whole, so they start
+    from its ``num_cpus: 1``) plus the GPUs its device reserves, so Ray places a cuda replica on a GPU node with a
+    GPU of its own. A ``num_gpus`` given that contradicts the device is refused."""
+    actor = {"num_cpus": 1, **dict(given or {})}
+    if cfg.gpus:
+        if float(actor.get("num_gpus") or cfg.gpus) != cfg.gpus:
+            raise ValueError(f"ray_actor_options.num_gpus = {actor['num_gpus']} but serve device {cfg.device!r} "
+                             f"with num_gpus {cfg.num_gpus} asks for {cfg.gpus:g}")
+        actor["num_gpus"] = cfg.gpus
+    return actor
+
+
 def check_device(device: str, *, cuda_available: bool, device_count: int, gpu_ids: list | None = None,
                  torch_cuda: str | None = None) -> None:
     """Fail fast, with what to change, when a replica set up for ``device`` cannot use it.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,6 +115,25 @@ def test_register_promote_rollback_cycle(workdir, capsys):
     assert cli("promote", "--params", "params.yaml", "--version", "2", "--metric", "auc") == 0
     out = capsys.readouterr().out  # auc: higher is better; v2 0.70 < v3 0.80, and v2 was rolled back
     assert "higher is better" in out and "KEPT" in out and "rolled back" in out
+
+
+def test_register_logs_the_model_card_the_replicas_serve(workdir):
+    """The card logged at register is the text model_card builds from the version's registry record: the one
+    /v1/model/card serves for it."""
+    from mlflow import MlflowClient
+
+    from components.inference.checkpoint import load_checkpoint
+    from components.inference.config import InferenceConfig
+    from components.registry.card import CARD_FILE, model_card
+    from components.registry.versions import version_info
+
+    reg = registered(workdir)
+    info = version_info(reg["name"], reg["version"])
+    client = MlflowClient()
+    logged = Path(client.download_artifacts(info["run_id"], CARD_FILE, str(workdir / "card"))).read_text()
+    inference = InferenceConfig.from_meta(load_checkpoint(workdir / "artifacts/model/checkpoint.pt"))
+    assert logged == model_card(info, inference.with_threshold(float(info["tags"]["threshold"])))
+    assert f"# Model card: {reg['name']} v{reg['version']}" in logged and "| ACER |" in logged
 
 
 def test_promote_unknown_model_is_a_clear_error(workdir, capsys):

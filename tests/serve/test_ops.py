@@ -268,6 +268,14 @@ def test_health_endpoints(service):
     assert body["model"]["name"] == MODEL_NAME and body["reload_failing"] is False
 
 
+def test_model_card_is_served_for_the_loaded_version(service):
+    """/v1/model/card: the card of the version the replica serves, from its registry record (v1 was registered
+    with ACER 0.20), as markdown."""
+    r = httpx.get(f"{service['url']}/v1/model/card", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/markdown")
+    assert r.text.startswith(f"# Model card: {MODEL_NAME} v") and "| 20.00 % |" in r.text
+
+
 def _replica_log_lines(app_name: str) -> list[dict]:
     import ray
 
