@@ -138,17 +138,17 @@ class LivenessService:
         return problems + ([decoder] if decoder else [])
 
     async def check_health(self) -> None:
-        """Serve's replica health hook (every ``health_check_period_s``): raising makes Serve replace the replica."""
-        problems = await self._problems()
-        if problems:
+        """Serve's replica health hook (every ``health_check_period_s``): raising makes Serve replace the replica.
+        It also re-records the model gauge: Ray's exporter drops a gauge series not recorded for a while."""
+        if problems := await self._problems():
             log.error("replica unhealthy: %s", "; ".join(problems))
             raise RuntimeError("; ".join(problems))
+        self._metrics.swapped(self._slot.current, None)
 
     def __del__(self):
         if hasattr(self, "_slot"):
             self._slot.stop()
-        close = getattr(getattr(self, "_decoder", None), "close", None)
-        if close is not None:  # tests may stand a plain namespace in for the decoder pool
+        if close := getattr(getattr(self, "_decoder", None), "close", None):  # tests may stand a namespace in
             close()
 
     # ---------------------------------------------------------------- request path

@@ -80,7 +80,8 @@ class Metrics:
             self.faceless.inc(missing)
 
     def swapped(self, new, old) -> None:
-        """The slot's swap hook: ``new`` and ``old`` are loaded models (``old`` None at start)."""
+        """The slot's swap hook: ``new`` and ``old`` are loaded models (``old`` None at start, and when the health
+        check re-records the served one)."""
         previous = (old.info["name"], str(old.info["version"])) if old is not None else None
         self.serving(new.info["name"], str(new.info["version"]), previous)
 
