@@ -9,7 +9,8 @@ threads post ``--mb`` MB each at once (a valid clip padded with bytes the decode
 replica holds the whole body and a decoder works on it). A sampler reads the replica's and its decoders' RSS every
 50 ms. Printed: answers by status (200/422 are the uploads that got in, 503 ``busy`` the ones the budget turned
 away, with Retry-After), the replica's RSS before and at its peak, the decoders' peak, and the bound the budget
-implies (RSS before + budget x 2: the body and the one copy handed to the decoder). Exit 0 whatever the figures.
+implies (RSS before + budget x 2: the bodies, read into one buffer each, plus as much again for the chunks they
+arrive in and the allocator's slack). Exit 0 whatever the figures.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .config import ServeConfig, check_device
+from .health import replica_id
 
 log = logging.getLogger("ray.serve")
 
@@ -70,11 +71,9 @@ def require_device(device: str) -> None:
 
     try:
         import ray
-        from ray import serve
 
-        in_replica = ray.is_initialized() and serve.get_replica_context() is not None
-        gpu_ids = ray.get_gpu_ids() if in_replica else None
-    except Exception:  # outside a replica (unit use) there is no context
+        gpu_ids = ray.get_gpu_ids() if ray.is_initialized() and replica_id() is not None else None
+    except Exception:
         gpu_ids = None
     available = torch.cuda.is_available()
     check_device(device, cuda_available=available, device_count=torch.cuda.device_count() if available else 0,
@@ -125,7 +124,7 @@ class LastKnownGood:
             return None
         info = json.loads(info_file.read_text())
         graph = self.folder / "model.onnx"
-        use = engine if graph.exists() or engine == "torch" else ("torch" if engine == "auto" else engine)
+        use = "torch" if engine == "auto" and not graph.exists() else engine  # auto never exports at load
         predictor = Predictor.from_checkpoint(str(self.folder / "checkpoint.pt"), device=device, batch_size=64,
                                               engine=use, threads=threads,
                                               onnx_graph=graph.read_bytes() if graph.exists() and use != "torch"
