@@ -122,7 +122,7 @@ def _temporal_acer(out: Path, predictors: dict[str, Predictor]) -> dict[str, flo
 
     from components.labeling.shards import load_clips
     from components.metrics.evaluate import CLIP_COLUMNS
-    from components.metrics.rates import video_scores
+    from components.metrics.rates import choose_threshold, video_scores
     from components.metrics.report import evaluate_splits
 
     data = {s: load_clips(out / "shards", split=s, columns=CLIP_COLUMNS + ["frames"]) for s in ("dev", "test")}
@@ -135,7 +135,9 @@ def _temporal_acer(out: Path, predictors: dict[str, Predictor]) -> dict[str, flo
             table["score"] = pred.score_clips(clips["frames"])
             videos[split] = video_scores(table)
         attacks = sorted(set(videos["dev"].loc[videos["dev"]["label"] == 0, "attack_type"].astype(str)))
-        result[name] = float(evaluate_splits(videos["dev"], videos["test"], "eer", attacks)["acer"])
+        dev = videos["dev"]
+        t = choose_threshold(dev["score"], dev["label"], "eer")  # each engine at its own dev EER point
+        result[name] = float(evaluate_splits(dev, videos["test"], t, "eer", attacks)["acer"])
     return result
 
 

@@ -1,8 +1,8 @@
 """Stage `evaluate`: artifacts/model/checkpoint.pt + artifacts/shards -> artifacts/eval/.
 
-Video-level APCER/BPCER/ACER/HTER/AUC with the threshold chosen on dev (params `evaluate.threshold_rule`) and
-applied to test; per-attack APCER and the worst; breakdowns; ROC/DET; Grad-CAM figures. The checkpoint is not
-modified: the threshold goes to artifacts/eval/metrics.json (`threshold`) for `eulernet register`.
+Video-level APCER/BPCER/ACER/HTER/AUC at the threshold the checkpoint carries (chosen on dev by training, params
+`train.threshold_rule`), applied to dev and test; per-attack APCER and the worst; breakdowns; ROC/DET; Grad-CAM
+figures. The checkpoint is not modified; metrics.json records the threshold it was computed at.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from flows.args import params_option
 from flows.errors import StageError
 from flows.gates import checked_gates, gates_options
 
-HELP = "video-level APCER/BPCER/ACER with the dev-chosen threshold applied to test"
+HELP = "video-level APCER/BPCER/ACER at the checkpoint's dev-chosen threshold, on dev and test"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,13 +41,14 @@ def run(args: argparse.Namespace) -> int:
         from components.runtime import header
 
         header("evaluate", f"{args.checkpoint} on the dev and test clips of {args.shards} "
-                           f"(threshold: {cfg.threshold_rule} on dev) -> {args.out}")
+                           f"at the checkpoint's dev-chosen threshold -> {args.out}")
         gates = checked_gates(args)  # figures on data that never passed the gates are refused, or marked
         report = evaluate_checkpoint(args.checkpoint, args.shards, args.out, cfg, progress=True,
                                      data_gates=gates)
     except (ConfigError, EvaluationError, FileNotFoundError, ValueError) as exc:
         raise StageError(exc) from None
-    print(f"threshold {report['threshold']:.4f} ({report['threshold_rule']} on dev); test: "
+    print(f"threshold {report['threshold']:.4f} ({report.get('threshold_rule') or 'a rule'} on dev, from the "
+          f"checkpoint); test: "
           f"ACER {_pct(report['acer'])}, APCER {_pct(report['apcer'])} (worst {_pct(report.get('apcer_worst'))} "
           f"{report.get('worst_attack_type') or ''}), BPCER {_pct(report['bpcer'])}, "
           f"AUC {'n/a' if report.get('auc') is None else format(report['auc'], '.4f')}")

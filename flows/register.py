@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -82,11 +83,22 @@ def _evaluated_gates(path: Path) -> str | None:
     return json.loads(path.read_text()).get("data_gates")
 
 
-def _threshold(path: Path) -> float:
-    """The operating point evaluate chose on dev: the one source of a registered model's threshold."""
-    threshold = json.loads(path.read_text()).get("threshold")
+def _threshold(metrics_path: Path, checkpoint: str) -> float:
+    """The checkpoint's dev-chosen threshold (training chose it; it is registered as it is), after checking that
+    the evaluation report was computed at that same operating point: a report left from another checkpoint would
+    otherwise register figures that do not describe this model."""
+    from components.inference.checkpoint import load_checkpoint
+    from components.registry.versions import RegistryError
+
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} not found: run `eulernet train` (or `dvc repro`) first")
+    threshold = load_checkpoint(checkpoint).get("threshold")
     if threshold is None:
-        raise KeyError(f"{path} has no dev-chosen 'threshold' (re-run `eulernet evaluate`)")
+        raise RegistryError(f"{checkpoint} carries no dev-chosen threshold (train it with `eulernet train`)")
+    reported = json.loads(metrics_path.read_text()).get("threshold")
+    if reported is None or not math.isclose(float(reported), float(threshold), rel_tol=1e-6, abs_tol=1e-9):
+        raise RegistryError(f"{metrics_path} was computed at threshold {reported}, {checkpoint} carries {threshold}: "
+                            f"re-run `eulernet evaluate` on this checkpoint")
     return float(threshold)
 
 
@@ -133,15 +145,15 @@ def run_register(args) -> int:
         auto = cfg.auto_promote and not args.no_promote and experiment is None
         promote_note = f", then champion if its test {cfg.metric} is at least as good" if auto else ""
         header("register", f"{cfg.checkpoint} -> MLflow model '{name}' as candidate{promote_note}")
+        threshold = _threshold(Path(cfg.metrics), cfg.checkpoint)
         metrics = _test_metrics(Path(cfg.metrics))
-        threshold = _threshold(Path(cfg.metrics))
         data_hash = _test_data_hash(Path(cfg.metrics), cfg.shards)
         _tracking()
         with _mlflow_notices():
             tags = {"threshold_source": "dev", **({"dvc_experiment": experiment} if experiment else {})}
             if _evaluated_gates(Path(cfg.metrics)) == "skipped":  # figures on un-gated data: never auto-promoted
                 tags["data_gates"] = "skipped"
-            version = register(cfg.checkpoint, name, metrics, threshold=threshold, experiment=cfg.experiment,
+            version = register(cfg.checkpoint, name, metrics, experiment=cfg.experiment,
                                tags=tags, test_data_hash=data_hash, artifact_location=artifact_location(cfg.experiment))
         print(f"registered {name} v{version} as 'candidate' (threshold {threshold})")
         decision = None
@@ -151,7 +163,7 @@ def run_register(args) -> int:
         if auto:
             decision = promote(name, metric=cfg.metric)
             print(decision)
-    except (ConfigError, RegistryError, MlflowException, FileNotFoundError, KeyError,
+    except (ConfigError, RegistryError, MlflowException, FileNotFoundError, KeyError, ValueError,
             json.JSONDecodeError) as exc:
         raise StageError(exc) from None
     _write_registered(cfg.out, name, version, decision)

@@ -1,49 +1,45 @@
-"""Checkpoint evaluation: score every dev and test clip through the Predictor, average per video, choose the
-threshold on dev, apply it to test, and write metrics, curves, plots and Grad-CAM figures.
+"""Checkpoint evaluation: score every dev and test clip through the Predictor, average per video, apply the
+checkpoint's threshold to dev and test, and write metrics, curves, plots and Grad-CAM figures.
 
-The checkpoint file itself is never modified (it is the train stage's DVC output): the chosen threshold is
-written to ``metrics.json`` (``threshold``, ``threshold_rule``) for the register stage to put into the registered
-model; it is the only place a registered threshold comes from.
+The threshold is not chosen here: training chose it on dev (``train.threshold_rule``) and the checkpoint carries
+it, so evaluate, register and serving all decide at the one operating point. ``metrics.json`` records it
+(``threshold``, ``threshold_rule``) so register can refuse a report computed at another one. The checkpoint file
+itself is never modified (it is the train stage's DVC output).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from components.data.manifest import META_COLUMNS
 from components.files import write_csv, write_json
-from components.metrics.rates import THRESHOLD_RULES
 
 # Shard columns a score table keeps: the video metadata plus which clip of the video it is.
 CLIP_COLUMNS = [*META_COLUMNS, "clip_index"]
 
 
 class EvaluationError(ValueError):
-    """Evaluation cannot produce a result (no dev split, or a dev split without both classes)."""
+    """Evaluation cannot produce a result (no dev split, a checkpoint without a dev-chosen threshold)."""
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """``threshold_rule``: how the dev set picks the operating point (eer | min_acer).
-    ``expected_attack_types``: types that should appear (a missing one is reported, not an error); None = the
+    """``expected_attack_types``: types that should appear (a missing one is reported, not an error); None = the
     types present in dev or test. ``gradcam_clips``: Grad-CAM figures per class (0 turns them off)."""
 
     SPEED_ONLY: ClassVar[frozenset[str]] = frozenset({"batch_size"})  # out of the evaluate stage's DVC params
 
-    threshold_rule: Literal["eer", "min_acer"] = "eer"
     batch_size: int = 16
     expected_attack_types: list[str] | None = None
     breakdown_by: list[str] = field(default_factory=lambda: ["device", "scene", "attack_type"])
     gradcam_clips: int = 2
 
     def __post_init__(self) -> None:
-        if self.threshold_rule not in THRESHOLD_RULES:
-            raise ValueError(f"threshold_rule must be one of {THRESHOLD_RULES}, got {self.threshold_rule!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.gradcam_clips < 0:
@@ -95,6 +91,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.Path
         # Shards are scored clip by clip and pooled by the mean; a head's features need each video's clip set.
         raise ValueError(f"{checkpoint} decides with a video head (a reference model); shard evaluation pools clip "
                          f"scores by their mean and would not measure it: use `eulernet benchmark realworld`")
+    if predictor.threshold is None:
+        raise EvaluationError(f"{checkpoint} carries no threshold chosen on dev: train it with `eulernet train` "
+                              f"(which chooses one by train.threshold_rule)")
+    threshold, rule = predictor.threshold, predictor.extra.get("threshold_rule")
     bar = None
     if progress:
         from components.runtime import progress_bar
@@ -108,23 +108,19 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.Path
             bar.set_postfix_str("dev+test", refresh=False)
             bar.close()
     if dev_clips.empty:
-        raise EvaluationError("the shards have no dev split: the threshold must be chosen on dev, never on test")
+        raise EvaluationError("the shards have no dev split: evaluate reports dev (where the threshold was chosen) "
+                              "beside test")
     dev_v = video_scores(dev_clips)
-    if dev_v["label"].nunique() < 2:
-        missing = "live" if 1 not in set(dev_v["label"]) else "attack"
-        raise EvaluationError(f"the dev split has no {missing} videos: no threshold can be chosen on it")
     test_v = video_scores(test_clips) if not test_clips.empty else dev_v.iloc[:0]
     expected = cfg.expected_attack_types
     if expected is None:
         both = pd.concat([dev_v, test_v])
         expected = sorted(set(both.loc[both["label"] == 0, "attack_type"].astype(str)))
 
-    report = evaluate_splits(dev_v, test_v, cfg.threshold_rule, expected, tuple(cfg.breakdown_by)) \
-        if not test_v.empty else _dev_only(dev_v, cfg, expected)
+    report = evaluate_splits(dev_v, test_v, threshold, rule, expected, tuple(cfg.breakdown_by))
     t = report["threshold"]
     report.update(checkpoint=str(checkpoint), variant=predictor.variant, label_type=predictor.label_type,
-                  n_clips={"dev": int(len(dev_clips)), "test": int(len(test_clips))},
-                  checkpoint_threshold=predictor.threshold, data_gates=data_gates)
+                  n_clips={"dev": int(len(dev_clips)), "test": int(len(test_clips))}, data_gates=data_gates)
     if not test_v.empty:  # what the test figures were computed on: promotion compares only equal hashes
         from components.labeling.shards import split_data_hash
 
@@ -160,18 +156,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, shards_dir: str | os.Path
     if cfg.gradcam_clips:
         _gradcams(predictor, test_data or {}, test_clips, cfg.gradcam_clips, figs / "gradcam")
     return report
-
-
-def _dev_only(dev_v: pd.DataFrame, cfg: EvalConfig, expected) -> dict:
-    from components.metrics.rates import choose_threshold
-    from components.metrics.report import json_safe, split_summary
-
-    t = choose_threshold(dev_v["score"], dev_v["label"], cfg.threshold_rule)
-    dev = split_summary(dev_v, t, expected)
-    return json_safe({"threshold": t, "threshold_rule": cfg.threshold_rule, "threshold_source": "dev",
-                      "acer": None, "apcer": None, "bpcer": None, "hter": None, "auc": None, "dev": dev,
-                      "test": None, "breakdown": [],
-                      "note": "the shards have no test split: only dev metrics are reported"})
 
 
 def _gradcams(predictor, data: dict, clips: pd.DataFrame, per_class: int, out: Path) -> list[Path]:

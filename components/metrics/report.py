@@ -1,7 +1,8 @@
-"""The evaluation protocol in one place: threshold chosen on dev, applied unchanged to test (paper IV, OULU-NPU).
+"""The evaluation protocol in one place: a threshold fixed on dev, applied unchanged to test (paper IV, OULU-NPU).
 
-``evaluate_splits`` sees the test scores only after the threshold is fixed, so the test split can never leak
-into the operating point. Its output is JSON-safe (NaN becomes None) and says plainly when a split lacks a class.
+The threshold is chosen once, by training on its dev scores (``train.threshold_rule``), and travels in the
+checkpoint; ``evaluate_splits`` takes it as given, so neither the test split nor a second rule can move the
+operating point. Its output is JSON-safe (NaN becomes None) and says plainly when a split lacks a class.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
-from components.metrics.rates import auc, breakdown, choose_threshold, eer, error_rates
+from components.metrics.rates import auc, breakdown, eer, error_rates
 from components.runtime import json_safe
 
 
@@ -30,18 +31,25 @@ def split_summary(video_df: pd.DataFrame, threshold: float,
     return out
 
 
-def evaluate_splits(dev_videos: pd.DataFrame, test_videos: pd.DataFrame, rule: str = "eer",
-                    expected_attack_types: Iterable[str] | None = None,
+def evaluate_splits(dev_videos: pd.DataFrame, test_videos: pd.DataFrame, threshold: float,
+                    rule: str | None = None, expected_attack_types: Iterable[str] | None = None,
                     by: Sequence[str] = ("device", "scene", "attack_type")) -> dict:
-    """Choose the threshold on ``dev_videos`` by ``rule``, then report dev and test at that threshold.
+    """Report dev and test at ``threshold`` (chosen on dev by ``rule``; both recorded as given).
 
     Both tables have one row per video with ``score``, ``label`` and optionally ``attack_type``/``device``/``scene``.
     The returned dict has ``threshold``, ``threshold_rule``, ``dev`` and ``test`` summaries and ``breakdown``
     (test, long format records); the test summary's keys are also copied to the top level (``acer``, ...)
-    for ``dvc metrics show``.
+    for ``dvc metrics show``. An empty ``test_videos`` reports dev only, with a note.
     """
-    threshold = choose_threshold(dev_videos["score"].to_numpy(), dev_videos["label"].to_numpy(), rule)
+    threshold = float(threshold)
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     dev = split_summary(dev_videos, threshold, expected_attack_types)
+    if test_videos.empty:
+        return json_safe({"threshold": threshold, "threshold_rule": rule, "threshold_source": "dev",
+                          "acer": None, "apcer": None, "bpcer": None, "hter": None, "auc": None, "dev": dev,
+                          "test": None, "breakdown": [],
+                          "note": "the shards have no test split: only dev metrics are reported"})
     test = split_summary(test_videos, threshold, expected_attack_types)
     bd = breakdown(test_videos, threshold, by)
     top = {k: test[k] for k in ("acer", "apcer", "bpcer", "hter", "auc", "eer", "apcer_worst", "acer_worst",

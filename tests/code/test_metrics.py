@@ -101,7 +101,9 @@ def test_video_scores_mean_of_clips_and_breakdown():
         video_scores(bad)
 
 
-def test_threshold_comes_from_dev_never_test():
+def test_the_given_threshold_is_applied_unchanged_to_dev_and_test():
+    """evaluate_splits chooses no threshold: the one chosen on dev by training is applied as given, so a wildly
+    different test set (or dev set) changes the rates and never the operating point."""
     rng = np.random.default_rng(0)
     def split(shift):
         return pd.DataFrame({"score": np.r_[rng.uniform(0.5, 1, 20), rng.uniform(0, 0.6, 20)] + shift,
@@ -109,24 +111,27 @@ def test_threshold_comes_from_dev_never_test():
                              "attack_type": ["live"] * 20 + ["print", "replay"] * 10,
                              "device": "d", "scene": "s"})
     dev, test = split(0.0), split(0.0)
-    r1 = evaluate_splits(dev, test, "eer")
-    assert r1["threshold"] == choose_threshold(dev["score"], dev["label"], "eer")
-    assert r1["threshold_source"] == "dev"
-    # a wildly different test set leaves the threshold alone but changes the test rates
-    r2 = evaluate_splits(dev, test.assign(score=test["score"] - 0.4), "eer")
-    assert r2["threshold"] == r1["threshold"] and r2["bpcer"] > r1["bpcer"]
-    # moving dev moves the threshold
-    r3 = evaluate_splits(dev.assign(score=dev["score"] + 0.2), test, "eer")
-    assert r3["threshold"] == pytest.approx(r1["threshold"] + 0.2)
-    assert r1["acer"] == pytest.approx(error_rates(test["score"], test["label"], r1["threshold"])["acer"])
+    t = choose_threshold(dev["score"], dev["label"], "eer")
+    r1 = evaluate_splits(dev, test, t, "eer")
+    assert r1["threshold"] == t and r1["threshold_source"] == "dev" and r1["threshold_rule"] == "eer"
+    assert r1["dev"]["acer"] == pytest.approx(error_rates(dev["score"], dev["label"], t)["acer"])
+    r2 = evaluate_splits(dev, test.assign(score=test["score"] - 0.4), t, "eer")
+    assert r2["threshold"] == t and r2["bpcer"] > r1["bpcer"]
+    r3 = evaluate_splits(dev.assign(score=dev["score"] + 0.2), test, t, "eer")
+    assert r3["threshold"] == t and r3["acer"] == r1["acer"]
+    assert r1["acer"] == pytest.approx(error_rates(test["score"], test["label"], t)["acer"])
     json.dumps(r1, allow_nan=False)  # JSON-safe for metrics.json
+    with pytest.raises(ValueError, match="finite"):
+        evaluate_splits(dev, test, float("nan"))
+    only_dev = evaluate_splits(dev, test.iloc[:0], t)
+    assert only_dev["test"] is None and only_dev["acer"] is None and "no test split" in only_dev["note"]
 
 
 def test_test_split_missing_a_class_is_reported_not_raised():
     dev = pd.DataFrame({"score": [0.9, 0.8, 0.2, 0.1], "label": [1, 1, 0, 0],
                         "attack_type": ["live", "live", "print", "replay"]})
     test = pd.DataFrame({"score": [0.9, 0.4], "label": [1, 1], "attack_type": ["live", "live"]})
-    r = evaluate_splits(dev, test, "min_acer", expected_attack_types=["print", "replay"])
+    r = evaluate_splits(dev, test, 0.5, "min_acer", expected_attack_types=["print", "replay"])
     assert r["bpcer"] == 0.5 and r["apcer"] is None and r["acer"] is None
     assert "no attack" in r["note"]
     json.dumps(r, allow_nan=False)

@@ -1,5 +1,5 @@
-"""`eulernet evaluate` on tiny shards: dev-chosen threshold applied to test, all declared outputs, no crash
-when test lacks a class, an error when dev does."""
+"""`eulernet evaluate` on tiny shards: the checkpoint's dev-chosen threshold applied to dev and test, all declared
+outputs, no crash when a split lacks a class, an error when the checkpoint carries no threshold."""
 from __future__ import annotations
 
 import argparse
@@ -24,15 +24,15 @@ def checkpoint(tmp_path_factory):
     model = create_model("baseline", width=0.125)
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
     save_checkpoint(path, model, build_meta(variant="baseline", crop_size=32, clip_len=4, clip_interval=3,
-                                            threshold=0.5))
+                                            threshold=0.42, extra={"threshold_rule": "min_acer"}))
     return path
 
 
-def _run(tmp_path, checkpoint, shards, rule="eer"):
+def _run(tmp_path, checkpoint, shards):
     from flows import evaluate as flow
 
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"evaluate": {"threshold_rule": rule, "gradcam_clips": 1}}))
+    params.write_text(yaml.safe_dump({"evaluate": {"gradcam_clips": 1}}))
     out = tmp_path / "eval"
     from flows.errors import StageError
 
@@ -45,14 +45,16 @@ def _run(tmp_path, checkpoint, shards, rule="eer"):
     return rc, out
 
 
-def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_session):
+def test_evaluate_applies_the_checkpoints_threshold_to_dev_and_test(tmp_path, checkpoint, ray_session):
+    """The threshold is chosen once, by training on dev, and carried in the checkpoint: evaluate applies it
+    (recomputed here independently), it chooses none of its own."""
     from components.inference.predictor import Predictor
     from components.labeling.shards import load_clips
-    from components.metrics import choose_threshold, error_rates
+    from components.metrics import error_rates
 
     shards = write_tiny_shards(tmp_path / "shards", {"train": 2, "dev": 6, "test": 8}, seed=1)
     before = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    rc, out = _run(tmp_path, checkpoint, shards, rule="min_acer")
+    rc, out = _run(tmp_path, checkpoint, shards)
     assert rc == 0
     assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == before  # the train stage's output is untouched
 
@@ -63,14 +65,16 @@ def test_evaluate_threshold_from_dev_applied_to_test(tmp_path, checkpoint, ray_s
         df = pd.DataFrame({"video_id": c["video_id"], "label": c["label"], "score": p.score_clips(c["frames"])})
         return df.groupby("video_id").agg(score=("score", "mean"), label=("label", "first"))
     dev, test = videos("dev"), videos("test")
-    t = choose_threshold(dev["score"], dev["label"], "min_acer")
-    expect = error_rates(test["score"], test["label"], t)
+    t = p.threshold
+    assert t == 0.42  # the fixture's checkpoint threshold
+    expect, expect_dev = error_rates(test["score"], test["label"], t), error_rates(dev["score"], dev["label"], t)
 
     m = json.loads((out / "metrics.json").read_text())
     assert m["threshold"] == pytest.approx(t) and m["threshold_source"] == "dev"
-    assert m["threshold_rule"] == "min_acer"
+    assert m["threshold_rule"] == "min_acer"  # what training recorded in the checkpoint
     for k in ("apcer", "bpcer", "acer", "hter"):
         assert m[k] == pytest.approx(expect[k]), k
+        assert m["dev"][k] == pytest.approx(expect_dev[k]), k
     assert set(m["apcer_per_attack"]) == {"print", "replay"}
     assert m["apcer_worst"] == pytest.approx(max(m["apcer_per_attack"].values()))
     assert 0.0 <= m["auc"] <= 1.0 and m["dev"]["n_videos"] == 6 and m["test"]["n_videos"] == 8
@@ -139,5 +143,25 @@ def test_test_split_without_attacks_is_reported_and_dev_without_a_class_fails(tm
 
     shards2 = write_tiny_shards(tmp_path / "s2", {"dev": 1, "test": 4}, seed=3)
     (tmp_path / "x").mkdir()
-    rc, _ = _run(tmp_path / "x", checkpoint, shards2)
-    assert rc == 2  # no attack in dev: no threshold can be chosen there, and test is never used instead
+    rc, out = _run(tmp_path / "x", checkpoint, shards2)
+    assert rc == 0  # a dev split without attacks is reported as such: the threshold came from training
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["dev"]["apcer"] is None and "no attack" in m["dev"]["note"] and m["acer"] is not None
+
+
+def test_a_checkpoint_without_a_dev_chosen_threshold_is_refused(tmp_path):
+    from components.inference.checkpoint import build_meta, save_checkpoint
+    from components.model.eulernet import create_model
+    from flows import evaluate as flow
+    from flows.errors import StageError
+
+    bare = save_checkpoint(tmp_path / "bare.pt", create_model("baseline", width=0.125),
+                           build_meta(variant="baseline", crop_size=32, clip_len=4, clip_interval=3))
+    shards = write_tiny_shards(tmp_path / "shards", {"dev": 2, "test": 2}, seed=4)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": {"gradcam_clips": 0}}))
+    with pytest.raises(StageError, match="carries no threshold chosen on dev") as err:
+        flow.run(argparse.Namespace(params=str(params), checkpoint=str(bare), shards=str(shards),
+                                    out=str(tmp_path / "eval"), headline=str(tmp_path / "eval.json"),
+                                    skip_gates=True))
+    assert err.value.code == 2 and not (tmp_path / "eval" / "metrics.json").exists()

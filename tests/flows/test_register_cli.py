@@ -51,10 +51,19 @@ def cli(*argv) -> int:
     return main(list(argv))
 
 
-def write_eval(root, acer: float, threshold: float) -> None:
+def write_eval(root, acer: float, threshold: float, reported: float | None = None) -> None:
+    """What train + evaluate leave: the checkpoint carrying its dev-chosen ``threshold`` and an evaluation report
+    computed at ``reported`` (the same threshold unless a test says otherwise)."""
+    import torch
+
+    path = root / "artifacts/model/checkpoint.pt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt["threshold"] = threshold
+    torch.save(ckpt, path)
     (root / "artifacts/eval").mkdir(parents=True, exist_ok=True)
     test = {"acer": acer, "apcer": acer * 1.5, "bpcer": acer * 0.5, "auc": 1 - acer}
-    (root / "artifacts/eval/metrics.json").write_text(json.dumps({"threshold": threshold, **test, "test": test,
+    at = threshold if reported is None else reported
+    (root / "artifacts/eval/metrics.json").write_text(json.dumps({"threshold": at, **test, "test": test,
                                                                    "dev": {"acer": 0.0}}))
 
 
@@ -115,6 +124,19 @@ def test_register_promote_rollback_cycle(workdir, capsys):
     assert cli("promote", "--params", "params.yaml", "--version", "2", "--metric", "auc") == 0
     out = capsys.readouterr().out  # auc: higher is better; v2 0.70 < v3 0.80, and v2 was rolled back
     assert "higher is better" in out and "KEPT" in out and "rolled back" in out
+
+
+def test_register_refuses_a_report_computed_at_another_threshold(workdir, capsys):
+    """The threshold is chosen once (training, on dev) and registered as the checkpoint carries it; an evaluation
+    report left from another checkpoint (another threshold) would register figures of a different model."""
+    from mlflow import MlflowClient
+
+    before = len(MlflowClient().search_model_versions(f"name='{NAME}'"))
+    write_eval(workdir, acer=0.01, threshold=0.42, reported=0.37)
+    assert cli("register", "--params", "params.yaml") == 2
+    err = capsys.readouterr().err
+    assert "computed at threshold 0.37" in err and "carries 0.42" in err and "re-run `eulernet evaluate`" in err
+    assert len(MlflowClient().search_model_versions(f"name='{NAME}'")) == before  # nothing registered
 
 
 def test_register_logs_the_model_card_the_replicas_serve(workdir):

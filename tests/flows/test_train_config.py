@@ -33,9 +33,12 @@ def test_repo_params_sections_load():
 
     cfg = load_section(TrainConfig, "train", "params.yaml")
     assert cfg.use_gpu == "auto" and cfg.label_type == "location_map"
-    assert load_section(EvalConfig, "evaluate", "params.yaml").threshold_rule in ("eer", "min_acer")
+    assert cfg.threshold_rule in ("eer", "min_acer")  # the one threshold rule: evaluate has none of its own
+    assert load_section(EvalConfig, "evaluate", "params.yaml").gradcam_clips >= 0
     with pytest.raises(ConfigError, match="unknown key"):
         build(TrainConfig, {"epoch": 3}, "train")
+    with pytest.raises(ConfigError, match="unknown key"):  # a params file from before the threshold was chosen once
+        build(EvalConfig, {"threshold_rule": "eer"}, "evaluate")
 
 
 def test_provenance_helpers(tmp_path, monkeypatch):
