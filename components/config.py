@@ -33,6 +33,7 @@ SECTIONS: dict[str, str] = {
     "evaluate": "components.metrics.evaluate:EvalConfig",
     "register": "components.registry.register:RegisterConfig",
     "serve": "components.serving.config:ServeConfig",
+    "monitor": "components.quality.drift:MonitorConfig",
 }
 
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "ablation": "flows.ablation",
     "benchmark": "flows.benchmark",
     "reference": "flows.reference",
+    "monitor": "flows.monitor",
 }
 
 # Short help shown without importing heavy modules.
@@ -34,7 +35,7 @@ SUMMARIES: dict[str, str] = {
     "validate": "run the Great Expectations data-quality gates on the manifest",
     "label": "landmarks -> face crops -> label maps, as Parquet shards (Ray Data)",
     "train": "train EulerNet with Ray Train, tracked in MLflow",
-    "evaluate": "video-level APCER/BPCER/ACER with the dev-chosen threshold applied to test",
+    "evaluate": "video-level APCER/BPCER/ACER at the checkpoint's dev-chosen threshold, on dev and test",
     "register": "log the model to the MLflow registry as 'candidate' and promote if good enough",
     "promote": "move the 'champion' alias to a candidate when it is at least as good",
     "rollback": "move 'champion' back to the previous champion",
@@ -43,6 +44,7 @@ SUMMARIES: dict[str, str] = {
     "ablation": "train and evaluate the paper's Table I variants and write the table",
     "benchmark": "temporal (synthetic, held-out identities) or realworld (real recordings) benchmark -> summary.json",
     "reference": "train the reference model (EulerNet + video head) on real recordings; figures leave-one-source-out",
+    "monitor": "check logged requests against the training videos' profile (drift report, exit 1 on drift)",
 }
 
 

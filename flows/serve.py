@@ -54,6 +54,9 @@ def run(args) -> int:
             args.checkpoint = reference_checkpoint()
         if args.allow_anonymous:
             cfg = dataclasses.replace(cfg, allow_anonymous=True)
+        if cfg.request_log_dir and not os.environ.get("RAY_ADDRESS"):
+            # Local replicas run in Ray's own working folders: a relative log folder is this checkout's.
+            cfg = dataclasses.replace(cfg, request_log_dir=os.path.abspath(os.path.expanduser(cfg.request_log_dir)))
         from components.serving.access import load_api_keys, require_keys
 
         # On a local Ray the replicas inherit this environment, so their check can be made here, before Ray starts.

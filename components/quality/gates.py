@@ -227,11 +227,12 @@ def _describe_failure(r) -> str:
         col = cfg.kwargs.get("column")
         items = []
         for row in res["unexpected_index_list"][:20]:
-            vid = row.get("video_id") if isinstance(row, dict) else row
+            vid = next((row[k] for k in ("video_id", "request_id") if k in row), None) if isinstance(row, dict) \
+                else row
             val = row.get(col) if isinstance(row, dict) else None
             if val is None or (isinstance(val, float) and math.isnan(val)):
                 val = "<empty>"
-            items.append(f"{vid} ({col}={val})" if col not in ("video_id",) else str(vid))
+            items.append(f"{vid} ({col}={val})" if col not in ("video_id", "request_id") else str(vid))
         if col == "subject_leak":
             items = sorted({str(row.get(col)) for row in res["unexpected_index_list"] if isinstance(row, dict)})
         more = res.get("unexpected_count", len(items)) - len(res["unexpected_index_list"][:20])
@@ -255,25 +256,26 @@ def _describe_failure(r) -> str:
     return f"{head} {group}: observed {observed if unexpected is None else unexpected}"
 
 
-def run_gates(df: pd.DataFrame, cfg: GateConfig, data_root: str | Path = ".",
-              docs_dir: str | Path | None = None, digests: DigestTable | None = None) -> GateReport:
-    """Validate manifest ``df`` (paths relative to ``data_root``); build GE Data Docs into ``docs_dir`` if given."""
+def run_suite(t: pd.DataFrame, expectations: list, ids: list[str], name: str, docs_dir: str | Path | None = None,
+              source: str = "manifest", asset: str = "videos") -> tuple[bool, list[dict], list[str]]:
+    """Validate table ``t`` against ``expectations`` (each with meta gate/group) as one Great Expectations suite
+    ``name`` over data asset ``source``/``asset`` (the names the Data Docs show); build its Data Docs into
+    ``docs_dir`` if given. Returns (success, every result, failure lines).
+    The one GE road of the project: the manifest gates and request monitoring both validate through it."""
     import logging
 
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    t = derive_columns(df, cfg, data_root, digests)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    batch = ctx.data_sources.add_pandas("manifest").add_dataframe_asset("videos") \
-        .add_batch_definition_whole_dataframe("all")
-    suite = ctx.suites.add(gx.ExpectationSuite(name=SUITE_NAME))
-    expectations, ids = build_expectations(t, cfg)
+    batch = ctx.data_sources.add_pandas(source).add_dataframe_asset(asset).add_batch_definition_whole_dataframe("all")
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name))
     for e in expectations:
         suite.add_expectation(e)
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="manifest_validation", data=batch, suite=suite))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"{source}_validation", data=batch, suite=suite))
     actions = []
     if docs_dir is not None:
         docs_dir = Path(docs_dir).resolve()
@@ -284,14 +286,12 @@ def run_gates(df: pd.DataFrame, cfg: GateConfig, data_root: str | Path = ".",
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
         actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["quality"]))
     checkpoint = ctx.checkpoints.add(gx.Checkpoint(
-        name="manifest_gates", validation_definitions=[vd], actions=actions,
+        name=name, validation_definitions=[vd], actions=actions,
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ids}))
-    from great_expectations.core.run_identifier import RunIdentifier
-
     # A fixed run id (and below, fixed times and ids in the HTML): the Data Docs are a DVC output, the same for
-    # the same manifest and videos; when validation ran is the stage log's business, not the report's.
+    # the same table; when validation ran is the caller's log's business, not the report's.
     cp_result = checkpoint.run(batch_parameters={"dataframe": t},
-                               run_id=RunIdentifier(run_name=SUITE_NAME, run_time=DOCS_RUN_TIME))
+                               run_id=RunIdentifier(run_name=name, run_time=DOCS_RUN_TIME))
     if docs_dir is not None:
         normalise_data_docs(docs_dir)
     suite_result = next(iter(cp_result.run_results.values()))
@@ -305,9 +305,17 @@ def run_gates(df: pd.DataFrame, cfg: GateConfig, data_root: str | Path = ".",
                         else json.loads(json.dumps(observed, default=str))})
         if not r.success:
             failures.append(_describe_failure(r))
+    return bool(suite_result.success), results, failures
+
+
+def run_gates(df: pd.DataFrame, cfg: GateConfig, data_root: str | Path = ".",
+              docs_dir: str | Path | None = None, digests: DigestTable | None = None) -> GateReport:
+    """Validate manifest ``df`` (paths relative to ``data_root``); build GE Data Docs into ``docs_dir`` if given."""
+    t = derive_columns(df, cfg, data_root, digests)
+    expectations, ids = build_expectations(t, cfg)
+    success, results, failures = run_suite(t, expectations, ids, SUITE_NAME, docs_dir)
     summary = summarize(t, results, failures)
-    return GateReport(success=bool(suite_result.success), failures=failures, summary=summary, results=results,
-                      table=t)
+    return GateReport(success=success, failures=failures, summary=summary, results=results, table=t)
 
 
 def summarize(t: pd.DataFrame, results: list[dict], failures: list[str]) -> str:

@@ -40,10 +40,10 @@ from .budget import UploadBudget
 from .config import USER_CONFIG_KEYS, ServeConfig, replica_actor_options
 from .decode import DecodePool
 from .health import pool_problems, replica_id
-from .inputs import ClipPlan, InputError
+from .inputs import ClipPlan, Decoded, InputError
 from .sandbox import protect_replica
 from .slot import Loaded, build_slot, require_device
-from .telemetry import InternalErrors, Metrics, request_id
+from .telemetry import InternalErrors, Metrics, open_request_log, profile_request, request_id
 
 log = logging.getLogger("ray.serve")
 
@@ -101,6 +101,7 @@ class LivenessService:
                                 on_registry_failure=self._metrics.registry_failures.inc)
         self._slot.start()
         self._warm_backends(config.preprocess_threads)
+        self._request_log = open_request_log(config, replica_id())  # None when off
 
     def _warm_backends(self, n_threads: int) -> None:
         """Load one landmark model in every preprocessing thread now (~2 s each), not in the first requests
@@ -117,8 +118,7 @@ class LivenessService:
 
     def reconfigure(self, user_config: dict) -> None:
         """Batching, clip count and poll interval change live (``serve deploy`` with a new user_config)."""
-        unknown = set(user_config) - set(USER_CONFIG_KEYS)
-        if unknown:
+        if unknown := set(user_config) - set(USER_CONFIG_KEYS):
             raise ValueError(f"unknown user_config keys {sorted(unknown)}")
         if "max_batch_size" in user_config:
             self._score_batch.set_max_batch_size(int(user_config["max_batch_size"]))
@@ -229,7 +229,7 @@ class LivenessService:
         b["max_requests"] = max(b["max_requests"], len(crops))
         return results
 
-    async def _read_frames(self, request: Request, state: Loaded, max_clips: int) -> np.ndarray:
+    async def _read_frames(self, request: Request, state: Loaded, max_clips: int) -> Decoded:
         """The request's frames at the model's decode size, decoded in a worker process (``decode.DecodePool``);
         only the frames of the clips ``state``'s model will score with ``max_clips`` carry pixels."""
         ctype = upload.content_type(request)
@@ -251,9 +251,7 @@ class LivenessService:
     # ---------------------------------------------------------------- access, answers
     def _caller(self, request: Request) -> str | None:
         """Who is asking: the key id of a valid API key, ``anonymous`` when no key is configured, else None."""
-        if not self._api_keys.enabled:
-            return ANONYMOUS
-        return self._api_keys.identify(presented_key(request.headers))
+        return self._api_keys.identify(presented_key(request.headers)) if self._api_keys.enabled else ANONYMOUS
 
     def _reply(self, status: int, body: dict, rid: str, headers: dict | None = None,
                scoring: bool = True) -> JSONResponse:
@@ -291,7 +289,8 @@ class LivenessService:
         try:
             state = self._slot.current  # the model this request is decoded, cut and scored for, even across a reload
             max_clips = self._max_clips  # and its clip count, even across a reconfigure
-            frames = await self._read_frames(request, state, max_clips)
+            decoded = await self._read_frames(request, state, max_clips)
+            frames = decoded.to_array()  # (F, H, W, 3): only the clips' frames carry pixels
             t1 = time.perf_counter()
             loop = asyncio.get_running_loop()
             try:
@@ -329,6 +328,7 @@ class LivenessService:
         self._metrics.stages({"decode": t1 - t0, "faces": t2 - t1, "model": t3 - t2, "total": total})
         self._metrics.scored(out)
         self._metrics.answered(200, None)
+        profile_request(self._metrics, self._request_log, rid, decoded, out)
         return out
 
     # ---------------------------------------------------------------- health, model

@@ -50,6 +50,11 @@ class ServeConfig:
     # Where a replica keeps a copy of the last registered version it verified and served, to serve through a
     # registry outage at (re)start; "" turns it off. One folder per tracking store and alias.
     last_known_good_dir: str = "~/.cache/eulernet/serving"
+    # One JSON line of metadata per scored request (never pixels), for `eulernet monitor`; "" turns it off. Each
+    # replica writes its own file here, rotated at request_log_max_mb keeping request_log_backups old files.
+    request_log_dir: str = "logs/requests"
+    request_log_max_mb: float = 20.0
+    request_log_backups: int = 5
 
     def __post_init__(self) -> None:
         if not self.model_name:
@@ -92,6 +97,9 @@ class ServeConfig:
                                  "one GPU): a replica without a GPU of its own lands on GPU 0 with every other one")
             if self.num_gpus > 1 and self.num_gpus != int(self.num_gpus):
                 raise ValueError(f"num_gpus above 1 must be a whole number, got {self.num_gpus}")
+        if not self.request_log_max_mb > 0 or self.request_log_backups < 0:
+            raise ValueError(f"request_log_max_mb must be > 0 and request_log_backups >= 0, got "
+                             f"{self.request_log_max_mb}, {self.request_log_backups}")
         if self.max_inflight_upload_bytes < self.max_upload_bytes:
             raise ValueError(f"max_inflight_upload_bytes ({self.max_inflight_upload_bytes}) must be >= "
                              f"max_upload_bytes ({self.max_upload_bytes}): one upload at the limit must fit")

@@ -17,8 +17,7 @@ raw frame bytes of exactly the announced size, so even a decoder subverted by a 
 the replica. Decoding reads the bytes from memory (no temporary files to leak on any path).
 
     pool = DecodePool(workers=2, memory_mb=512, deadline_s=10)
-    frames = await pool.decode_video(body, limits, work_side, ClipPlan(4, 3, 4))   # (F, H, W, 3) uint8 RGB
-    frames = await pool.decode_frames_json(body, limits, work_side, plan)
+    decoded = await pool.decode_video(body, limits, work_side, ClipPlan(4, 3, 4))  # Decoded; or decode_frames_json
     pool.health()   # None, or why the pool cannot decode
     pool.close()
 """
@@ -29,6 +28,7 @@ import concurrent.futures
 import dataclasses
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -371,13 +371,12 @@ class DecodePool:
                 self._respawn_later(w)
 
     def decode(self, op: str, data: bytes, limits: Limits, work_side: int, plan: ClipPlan | None = None,
-               ticket: _Ticket | None = None) -> np.ndarray:
-        """Blocking: ``op`` "video" or "frames" -> frames (F, H, W, 3) uint8 RGB."""
+               ticket: _Ticket | None = None) -> Decoded:
+        """Blocking: ``op`` "video" or "frames" -> the :class:`Decoded` frames and what the upload declared."""
         header = {"op": op, "limits": dataclasses.asdict(limits), "work_side": int(work_side),
                   "plan": plan.to_list() if plan is not None else None}
         head, payload = self.run(header, data, ticket=ticket)
-        decoded = self._unwrap(head, (payload, limits, int(work_side)))
-        return decoded.to_array()
+        return self._unwrap(head, (payload, limits, int(work_side)))
 
     def _unwrap(self, head: dict, check: tuple | None) -> Any:
         if head.get("ok") is not True:
@@ -410,11 +409,11 @@ class DecodePool:
             raise
 
     async def decode_video(self, data: bytes, limits: Limits, work_side: int,
-                           plan: ClipPlan | None = None) -> np.ndarray:
+                           plan: ClipPlan | None = None) -> Decoded:
         return await self._async("video", data, limits, work_side, plan)
 
     async def decode_frames_json(self, body: bytes, limits: Limits, work_side: int,
-                                 plan: ClipPlan | None = None) -> np.ndarray:
+                                 plan: ClipPlan | None = None) -> Decoded:
         return await self._async("frames", body, limits, work_side, plan)
 
 
@@ -439,4 +438,10 @@ def _decoded(head: dict, payload: bytes, limits: Limits, work_side: int) -> Deco
         raise DecodeWorkerError(f"decoder reply out of bounds (n={n}, {w}x{h}, {len(idx)} frames, "
                                 f"{len(payload)} bytes)")
     pixels = np.frombuffer(payload, np.uint8).reshape(len(idx), h, w, 3)
-    return Decoded(n, h, w, idx, pixels)
+    try:  # what the upload declared: only monitored, never used to index anything
+        (sw, sh), fps = map(int, head.get("source", (0, 0))), float(head.get("fps", 0.0))
+    except (TypeError, ValueError):
+        raise DecodeWorkerError("decoder sent a malformed reply") from None
+    if not (0 <= min(sw, sh) and max(sw, sh) <= limits.max_resolution and math.isfinite(fps) and 0 <= fps <= 1000):
+        raise DecodeWorkerError(f"decoder reply out of bounds (source {sw}x{sh} at {fps} fps)")
+    return Decoded(n, h, w, idx, pixels, (sw, sh), fps)

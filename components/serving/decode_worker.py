@@ -30,7 +30,8 @@ def _decode(req: dict, blob: bytes) -> tuple[dict, bytes]:
     fn = inputs.decode_video_sparse if req["op"] == "video" else inputs.decode_frames_json_sparse
     d = fn(blob, limits, int(req["work_side"]), plan)
     pixels = np.ascontiguousarray(d.pixels, dtype=np.uint8)
-    head = {"ok": True, "n": d.n, "height": d.height, "width": d.width, "indices": [int(i) for i in d.indices]}
+    head = {"ok": True, "n": d.n, "height": d.height, "width": d.width, "indices": [int(i) for i in d.indices],
+            "source": [int(v) for v in d.source], "fps": float(d.fps)}
     return head, pixels.tobytes()
 
 

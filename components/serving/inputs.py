@@ -97,13 +97,17 @@ class ClipPlan:
 
 @dataclasses.dataclass
 class Decoded:
-    """``n`` frames of ``height`` x ``width``, of which only ``indices`` were decoded: ``pixels`` (K, H, W, 3)."""
+    """``n`` frames of ``height`` x ``width``, of which only ``indices`` were decoded: ``pixels`` (K, H, W, 3).
+    ``source`` is the upload's own frame size (width, height) and ``fps`` its declared rate (0 when it has none,
+    e.g. JPEG frames): what request monitoring compares with the training videos."""
 
     n: int
     height: int
     width: int
     indices: list[int]
     pixels: np.ndarray  # (K, H, W, 3) uint8 RGB, K = len(indices)
+    source: tuple[int, int] = (0, 0)
+    fps: float = 0.0
 
     def to_array(self) -> np.ndarray:
         """(n, H, W, 3) uint8 RGB. Frames not in ``indices`` are black and never touched: ``np.zeros`` maps zero
@@ -244,7 +248,8 @@ def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipP
     if not indices:
         raise _undecodable(data, "decoded to zero frames")
     pixels = np.stack([kept[i] for i in indices])  # (K, H, W, 3)
-    return Decoded(n, size[1], size[0], indices, pixels)
+    rate = float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else 0.0
+    return Decoded(n, size[1], size[0], indices, pixels, (w, h), rate)
 
 
 def decode_video(data: bytes, limits: Limits, work_side: int, plan: ClipPlan | None = None) -> np.ndarray:
@@ -322,7 +327,7 @@ def decode_frames_json_sparse(body: bytes, limits: Limits, work_side: int, plan:
                                                       "orientation, unlike the frames before it")
         pixels.append(rgb)
     h, w = pixels[0].shape[:2] if pixels else (size[1], size[0])
-    return Decoded(n, h, w, list(indices), np.stack(pixels))
+    return Decoded(n, h, w, list(indices), np.stack(pixels), (int(first[0]), int(first[1])))
 
 
 def decode_frames_json(body: bytes, limits: Limits, work_side: int, plan: ClipPlan | None = None) -> np.ndarray:

@@ -15,6 +15,11 @@ import uuid
 LATENCY_BOUNDARIES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
 SCORE_BOUNDARIES = [round(0.05 * i, 2) for i in range(1, 20)]  # 0.05 .. 0.95
 BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32]
+# What uploads look like (the request log's profile columns, as histograms): drift shows on a dashboard before
+# `eulernet monitor` is run.
+HEIGHT_BOUNDARIES = [144, 240, 360, 480, 720, 1080, 1440, 1920]
+FACE_BOUNDARIES = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7]
+BRIGHTNESS_BOUNDARIES = [16, 32, 64, 96, 128, 160, 192, 224]
 STAGES = ("decode", "faces", "model", "total")
 
 
@@ -62,6 +67,14 @@ class Metrics:
         self.registry_failures = Counter(
             "eulernet_registry_read_failures", description="Times this replica could not read the registry (start "
                                                            "or champion poll); it kept serving the model it had.")
+        self.input_height = Histogram("eulernet_input_height", description="Frame height of scored uploads, pixels "
+                                                                           "(before the decode downscale).",
+                                      boundaries=HEIGHT_BOUNDARIES)
+        self.face_fraction = Histogram("eulernet_face_fraction", description="Face box width over frame width of "
+                                                                             "scored requests.",
+                                       boundaries=FACE_BOUNDARIES)
+        self.brightness = Histogram("eulernet_brightness", description="Mean luma (0-255) of scored requests' frames.",
+                                    boundaries=BRIGHTNESS_BOUNDARIES)
         self.model = Gauge("eulernet_model_info", description="1 for the model version this replica serves, 0 for "
                                                               "versions it served before.", tag_keys=("model", "version"))
 
@@ -79,6 +92,13 @@ class Metrics:
         if missing:
             self.faceless.inc(missing)
 
+    def profiled(self, record: dict) -> None:
+        """A request's monitoring record (``components.data.requests.request_record``)."""
+        self.input_height.observe(float(record["source_height"]))
+        self.brightness.observe(float(record["brightness"]))
+        if record["face_fraction"] == record["face_fraction"]:  # NaN: no face box
+            self.face_fraction.observe(float(record["face_fraction"]))
+
     def swapped(self, new, old) -> None:
         """The slot's swap hook: ``new`` and ``old`` are loaded models (``old`` None at start, and when the health
         check re-records the served one)."""
@@ -89,6 +109,35 @@ class Metrics:
         if previous is not None and previous != (name, version):
             self.model.set(0, tags={"model": previous[0], "version": previous[1]})
         self.model.set(1, tags={"model": name, "version": version})
+
+
+def open_request_log(config, replica: str | None):
+    """The replica's request log (``components.data.requests.RequestLog``), or None when
+    ``serve.request_log_dir`` is empty."""
+    if not config.request_log_dir:
+        return None
+    import os
+
+    from components.data.requests import RequestLog
+
+    return RequestLog(config.request_log_dir, replica or f"pid{os.getpid()}", int(config.request_log_max_mb * 1e6),
+                      config.request_log_backups)
+
+
+def profile_request(metrics, request_log, rid: str, decoded, out: dict) -> None:
+    """What a scored upload looked like (``decoded``: the decoder's ``Decoded``, ``out``: the answer): to the
+    metrics always, to the request log when it is on. Never raises into the request."""
+    from components.data.requests import request_record
+
+    try:
+        record = request_record(request_id=rid, source=decoded.source, fps=decoded.fps, frames=decoded.n,
+                                pixels=decoded.pixels, result=out)
+    except (KeyError, TypeError, ValueError):  # an answer without a score never reaches here; say so if one does
+        logging.getLogger("ray.serve").warning("request %s: no monitoring record", rid, exc_info=True)
+        return
+    metrics.profiled(record)
+    if request_log is not None:
+        request_log.write(record)
 
 
 class NullMetrics:

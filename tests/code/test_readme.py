@@ -35,6 +35,8 @@ PRODUCED = {
     "datasets": 'README "Your own videos" step 4 (dvc import-url)',
     ".venv": "bin/setup",
     ".dvc/tmp": "dvc exp run --queue / dvc queue start",
+    "artifacts/monitor": "eulernet monitor (--out default)",
+    "logs/requests": "eulernet serve (serve.request_log_dir: each replica's request log)",
 }
 # Placeholder words in usage lines (values, not flags or subcommands).
 PLACEHOLDER = re.compile(r"^(<[^>]+>|[A-Z][A-Z_]*|\.\.\.)$")

@@ -85,6 +85,10 @@ def test_repro_writes_every_stage_output(project):
     metrics = json.loads((proj / "artifacts/eval/metrics.json").read_text())
     test = metrics  # top level: test split, threshold chosen on dev
     assert metrics["threshold_source"] == "dev"
+    import torch  # the threshold is chosen once, by training on dev: evaluate applies the checkpoint's own
+
+    ckpt = torch.load(proj / "artifacts/model/checkpoint.pt", map_location="cpu", weights_only=True)
+    assert metrics["threshold"] == pytest.approx(ckpt["threshold"]) and metrics["threshold_rule"] == "eer"
     assert 0.0 <= test["acer"] <= 1.0 and 0.0 <= test["apcer"] <= 1.0 and 0.0 <= test["bpcer"] <= 1.0
     assert test["acer"] == pytest.approx((test["apcer"] + test["bpcer"]) / 2)
 
@@ -102,6 +106,43 @@ def test_repro_registers_a_champion_and_is_then_up_to_date(project):
 
     status = _run(["dvc", "status"], proj, env)
     assert "up to date" in status.stdout, status.stdout
+
+
+@pytest.mark.slow
+def test_monitor_passes_held_out_videos_of_the_sample_and_flags_other_uploads(project):
+    """`eulernet monitor` (the console script) on request records of the sample's dev and test videos: like its
+    training videos (exit 0); the same records claiming 1080p uploads are drift (exit 1)."""
+    from components.data.requests import RequestLog, video_record
+    from components.face.landmarks import make_backend
+
+    proj, env, _ = project
+    manifest = pd.read_csv(proj / "artifacts/manifest.csv")
+    held_out = manifest[manifest["split"] != "train"]
+    backend = make_backend("dlib")
+
+    def box(frame):
+        faces = backend.detect(frame)
+        return faces[0].box if faces else None
+
+    records = []
+    for i, path in enumerate(held_out["path"]):
+        rec = video_record(proj / path, 480, box)
+        records.append({"time": pd.Timestamp.now(tz="UTC").isoformat(), "request_id": f"q{i}", **rec,
+                        "score": 0.5, "decision": "live", "model": "eulernet", "version": "1"})
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["monitor"] = {"since": "1h", "min_requests": len(records)}
+    (proj / "monitor.yaml").write_text(yaml.safe_dump(params))
+    for name, override in (("like", {}), ("hd", {"source_width": 1920, "source_height": 1080})):
+        log = RequestLog(proj / "logs" / name, "r0")
+        for rec in records:
+            log.write({**rec, **override})
+        log.close()
+    ok = subprocess.run(["eulernet", "monitor", "--params", "monitor.yaml", "--log", "logs/like", "--out", "mon"],
+                        cwd=proj, env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and "LIKE TRAINING" in ok.stdout, ok.stdout + ok.stderr
+    drift = subprocess.run(["eulernet", "monitor", "--params", "monitor.yaml", "--log", "logs/hd", "--out", "mon2"],
+                           cwd=proj, env=env, capture_output=True, text=True)
+    assert drift.returncode == 1 and "source_height" in drift.stderr, drift.stdout + drift.stderr
 
 
 def test_bare_dvc_pull_on_a_fresh_clone_succeeds(tmp_path):

@@ -167,7 +167,7 @@ SERVE_LIMITS = {"max_upload_bytes": 1_000_000, "max_frames": 60, "max_resolution
 
 
 @pytest.fixture(scope="package")
-def service(_checkpoints_future, ray_session, registry, checkpoints):
+def service(_checkpoints_future, ray_session, registry, checkpoints, tmp_path_factory):
     """The liveness app on 127.0.0.1, serving v1 (the trained model) as champion, polling every 0.5 s."""
     from ray import serve
 
@@ -185,12 +185,12 @@ def service(_checkpoints_future, ray_session, registry, checkpoints):
     # and the limit are the secured service's.
     cfg = ServeConfig(model_name=MODEL_NAME, port=port, reload_interval_s=0.5, max_clips=2,
                       preprocess_threads=2, torch_threads=1, allow_anonymous=True, rate_limit_per_s=0.0,
-                      **SERVE_LIMITS)
+                      request_log_dir=str(tmp_path_factory.mktemp("request-log")), **SERVE_LIMITS)
     app = build_app(MODEL_NAME, registry, cfg, deployment_options={"ray_actor_options": {"num_cpus": 0.5}})
     serve.run(app, name="eulernet-test", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
     wait_until_up(f"{url}/healthz", timeout_s=60)
-    yield {"url": url, "port": port, "v1": v1, "tracking_uri": registry}
+    yield {"url": url, "port": port, "v1": v1, "tracking_uri": registry, "request_log": cfg.request_log_dir}
     serve.shutdown()
 
 
@@ -212,7 +212,7 @@ def secured_service(service, checkpoints):
 
     cfg = ServeConfig(model_name="secured", port=service["port"], max_clips=2, preprocess_threads=2,
                       batch_wait_timeout_s=1.0, rate_limit_per_s=0.01, rate_limit_burst=SECURED_BURST,
-                      **SERVE_LIMITS)
+                      request_log_dir="", **SERVE_LIMITS)
     env = {"EULERNET_API_KEY": ",".join(API_KEYS)}
     app = build_app("secured", None, cfg, checkpoint=str(checkpoints["trained"]),
                     deployment_options={"ray_actor_options": {"num_cpus": 0.5, "runtime_env": {"env_vars": env}}})

@@ -74,11 +74,13 @@ def solo(worker_tmp):
 
 def test_pool_decodes_exactly_as_in_process(pool, videos):
     data = videos["live"].read_bytes()
-    assert np.array_equal(pool.decode("video", data, LIMITS, 480), decode_video(data, LIMITS, 480))
+    assert np.array_equal(pool.decode("video", data, LIMITS, 480).to_array(), decode_video(data, LIMITS, 480))
     plan = ClipPlan(4, 3, 2)
-    assert np.array_equal(pool.decode("video", data, LIMITS, 480, plan), decode_video(data, LIMITS, 480, plan))
+    assert np.array_equal(pool.decode("video", data, LIMITS, 480, plan).to_array(),
+                          decode_video(data, LIMITS, 480, plan))
     body = json.dumps(encode_frames_json(decode_video(data, LIMITS, 480)[:12])).encode()
-    assert np.array_equal(pool.decode("frames", body, LIMITS, 480, plan), decode_frames_json(body, LIMITS, 480, plan))
+    assert np.array_equal(pool.decode("frames", body, LIMITS, 480, plan).to_array(),
+                          decode_frames_json(body, LIMITS, 480, plan))
 
 
 def test_async_api(pool, videos):
@@ -87,7 +89,9 @@ def test_async_api(pool, videos):
     async def many():
         return await asyncio.gather(*[pool.decode_video(data, LIMITS, 480, ClipPlan(4, 3, 2)) for _ in range(5)])
 
-    assert [f.shape for f in asyncio.run(many())] == [(22, 192, 192, 3)] * 5
+    decoded = asyncio.run(many())
+    assert [d.to_array().shape for d in decoded] == [(22, 192, 192, 3)] * 5
+    assert {(d.source, d.fps) for d in decoded} == {((192, 192), 15.0)}  # what the upload declared, for monitoring
 
 
 def test_input_errors_are_4xx_and_keep_the_worker(pool, videos):
@@ -107,7 +111,7 @@ def test_worker_crash_is_one_503_and_the_next_request_succeeds(pool, videos):
         call(pool, f"{FAULTS}:exit_now", 3)
     assert (err.value.status, err.value.code) == (503, "decoder_unavailable")
     assert err.value.to_json()["error"] == "decoder_unavailable"
-    frames = pool.decode("video", videos["live"].read_bytes(), LIMITS, 480)  # served by the other or a new worker
+    frames = pool.decode("video", videos["live"].read_bytes(), LIMITS, 480).to_array()  # by the other or a new worker
     assert frames.shape == (22, 192, 192, 3)
     assert wait_for(lambda: len(pool.pids()) == 2)
     assert pool.stats()["crashes"] >= 1 and pool.health() is None
@@ -129,7 +133,7 @@ def test_worker_killed_mid_decode_is_a_503_then_served(solo, videos):
     os.kill(victim, signal.SIGKILL)  # an OOM kill or a segfault, from the replica's point of view
     t.join(10)
     assert isinstance(result.get("exc"), DecoderUnavailable) and result["exc"].code == "decoder_unavailable"
-    assert solo.decode("video", videos["live"].read_bytes(), LIMITS, 480).shape == (22, 192, 192, 3)
+    assert solo.decode("video", videos["live"].read_bytes(), LIMITS, 480).to_array().shape == (22, 192, 192, 3)
     assert victim not in solo.pids()
 
 
@@ -186,15 +190,18 @@ def test_no_free_worker_is_a_503(solo):
 def test_idle_worker_killed_from_outside_costs_no_request(solo, videos):
     os.kill(solo.pids()[0], signal.SIGKILL)
     assert wait_for(lambda: not solo._all[0].alive(), 5)
-    assert solo.decode("video", videos["live"].read_bytes(), LIMITS, 480).shape == (22, 192, 192, 3)
+    assert solo.decode("video", videos["live"].read_bytes(), LIMITS, 480).to_array().shape == (22, 192, 192, 3)
 
 
 def test_a_workers_reply_is_checked_before_use():
     ok = {"ok": True, "n": 10, "height": 4, "width": 4, "indices": [0, 3]}
     assert _decoded(ok, b"\0" * 96, LIMITS, 8).n == 10
+    declared = _decoded({**ok, "source": [640, 360], "fps": 29.97}, b"\0" * 96, LIMITS, 8)
+    assert (declared.source, declared.fps) == ((640, 360), 29.97)  # monitored only, still bounds-checked
     for bad, payload in (({**ok, "indices": [3, 0]}, b"\0" * 96), ({**ok, "indices": [0, 10]}, b"\0" * 96),
                          ({**ok, "height": 4096}, b"\0" * 96), (ok, b"\0" * 95), ({**ok, "n": 10 ** 9}, b"\0" * 96),
-                         ({"ok": True}, b"")):
+                         ({"ok": True}, b""), ({**ok, "source": [10 ** 6, 4]}, b"\0" * 96),
+                         ({**ok, "source": [4]}, b"\0" * 96), ({**ok, "fps": float("nan")}, b"\0" * 96)):
         with pytest.raises(DecodeWorkerError):
             _decoded(bad, payload, LIMITS, 8)
 
@@ -259,7 +266,7 @@ def test_a_decoder_inherits_no_secret(monkeypatch, worker_tmp, videos):
         assert not any(v in "".join(env.values()) for v in secrets.values())
         assert env["TMPDIR"] == str(worker_tmp)  # an allowed name still arrives
         data = videos["live"].read_bytes()  # and it still decodes as the replica would
-        assert np.array_equal(p.decode("video", data, LIMITS, 480), decode_video(data, LIMITS, 480))
+        assert np.array_equal(p.decode("video", data, LIMITS, 480).to_array(), decode_video(data, LIMITS, 480))
         with pytest.raises(DecodeWorkerError):  # a production decoder runs no code a request names
             call(p, f"{FAULTS}:pid")
     finally:

@@ -181,7 +181,7 @@ def phone_selfie(tmp_path_factory, real_face_rgb) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def phone_service(service, checkpoints):
+def phone_service(service, checkpoints, tmp_path_factory):
     """The trained checkpoint served with the production limits (ServeConfig's defaults) beside `service`."""
     from ray import serve
 
@@ -189,7 +189,8 @@ def phone_service(service, checkpoints):
     from components.serving.config import ServeConfig
     from components.serving.inputs import wait_until_up
 
-    cfg = ServeConfig(model_name="phone", port=service["port"], allow_anonymous=True, rate_limit_per_s=0.0)
+    cfg = ServeConfig(model_name="phone", port=service["port"], allow_anonymous=True, rate_limit_per_s=0.0,
+                      request_log_dir=str(tmp_path_factory.mktemp("phone-requests")))
     app = build_app("phone", None, cfg, checkpoint=str(checkpoints["trained"]),
                     deployment_options={"ray_actor_options": {"num_cpus": 0.5}})
     serve.run(app, name="eulernet-phone", route_prefix="/phone")
@@ -206,4 +207,12 @@ def test_a_15_second_1080p_phone_selfie_is_scored_with_the_default_limits(phone_
     r = liveness(phone_service["url"], **video_part(phone_selfie))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["frames"] == 300 and body["decision"] in ("live", "attack")  # 10 s at 30 fps, not refused
+    assert body["frames"] == 300 and body["decision"] in ("live", "spoof")  # 10 s at 30 fps, not refused
+    from components.data.requests import read_records
+
+    # What monitoring learns of it: the phone's own frame size and rate (not the decode size), never its pixels.
+    log, bad = read_records(phone_service["cfg"].request_log_dir)
+    row = log.set_index("request_id").loc[body["request_id"]]
+    assert bad == 0 and (row["source_width"], row["source_height"], row["frames"]) == (1920, 1080, 300)
+    assert row["fps"] == pytest.approx(30.0, abs=0.1) and row["decision"] == body["decision"]
+    assert row["score"] == pytest.approx(body["score"], abs=1e-4) and 0 <= row["brightness"] <= 255

@@ -362,6 +362,8 @@ def test_metrics_reach_the_prometheus_export(service, videos, one_clip_frames, r
         "decisions": lambda s: value(s, "ray_eulernet_decisions_total") >= 1,
         "scores": lambda s: value(s, "ray_eulernet_score_count") >= 1,
         "batch sizes": lambda s: value(s, "ray_eulernet_batch_requests_count") >= 1,
+        "upload profile": lambda s: min(value(s, f"ray_eulernet_{m}_count")
+                                        for m in ("input_height", "brightness", "face_fraction")) >= 1,
         # One series per replica: under load Serve may add a replica, and each one serving v1 reports 1.
         "model version": lambda s: _model_info(s, service["v1"]) and set(_model_info(s, service["v1"])) == {1.0},
     }
