@@ -79,8 +79,8 @@ def build_expectations(window: pd.DataFrame, bounds: dict[str, tuple[float, floa
 @dataclass
 class DriftReport:
     success: bool
-    failures: list[str]
-    results: list[dict]
+    failures: list[str]  # one line per failed expectation: the column, the share outside, the range, examples
+    results: list[dict]  # every GE expectation result
     bounds: dict[str, tuple[float, float]]
     n_requests: int
     n_training_videos: int
@@ -102,11 +102,20 @@ def check_window(window: pd.DataFrame, profile: pd.DataFrame, cfg: MonitorConfig
     table = window.reset_index(drop=True)
     success, results, failures = run_suite(table, build_expectations(table, bounds, cfg), ["request_id"],
                                            SUITE_NAME, docs_dir, source="requests", asset="window")
-    outside = {}
+    outside, lines = {}, []
     for c, (lo, hi) in bounds.items():
         v = pd.to_numeric(table[c], errors="coerce").dropna() if c in table else pd.Series(dtype=float)
-        outside[c] = float(((v < lo) | (v > hi)).mean()) if len(v) else math.nan
-    return DriftReport(success, failures, results, bounds, int(len(table)), int(len(profile)),
+        out = v[(v < lo) | (v > hi)]
+        outside[c] = float(len(out) / len(v)) if len(v) else math.nan
+        if len(v) and outside[c] > 1 - cfg.mostly:  # GE's verdict, said in one line instead of every request id
+            seen = ", ".join(f"{x:g}" for x in sorted(out.unique())[:6])
+            lines.append(f"{c}: {len(out)} of {len(v)} requests ({outside[c]:.0%}) outside the training range "
+                         f"{lo:.4g} .. {hi:.4g} (seen: {seen}{', ...' if out.nunique() > 6 else ''})")
+    if len(table) < cfg.min_requests:
+        lines.insert(0, f"enough requests: {len(table)} in the window, {cfg.min_requests} needed to judge it")
+    if not success and not lines:  # a failure the summary above does not cover: GE's own words
+        lines = failures
+    return DriftReport(success, lines, results, bounds, int(len(table)), int(len(profile)),
                        {c: (None if math.isnan(s) else round(s, 4)) for c, s in outside.items()})
 
 
