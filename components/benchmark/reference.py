@@ -58,6 +58,7 @@ class ReferenceConfig:
     train_types: tuple[str, ...] | None = ("live_still",)
     max_seconds: float = 10.0       # scored window of each video
     seed: int = 0
+    backend: str = "dlib"           # face path's detector (components/face/landmarks.py BACKENDS); carried in the model
 
     def __post_init__(self):
         from components.inference.video_head import FEATURES
@@ -74,6 +75,10 @@ class ReferenceConfig:
         object.__setattr__(self, "features", tuple(self.features))
         if self.train_types is not None:
             object.__setattr__(self, "train_types", tuple(self.train_types))
+        from components.face.landmarks import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {self.backend!r}")
 
 
 # ------------------------------------------------------------------------------------------------ clips
@@ -87,7 +92,7 @@ def make_predictor(cfg: ReferenceConfig, model=None, threshold: float = 0.5, hea
     model = model if model is not None else create_model("eulernet", width=cfg.width)
     meta = build_meta(variant="eulernet", crop_size=cfg.crop_size, mean=MEAN, std=STD, clip_len=4,
                       clip_interval=cfg.clip_interval, clips_per_video=cfg.clips_per_video, threshold=threshold,
-                      landmark_backend="dlib", face_path="track", max_side=cfg.max_side, video_head=head,
+                      landmark_backend=cfg.backend, face_path="track", max_side=cfg.max_side, video_head=head,
                       extra=extra)
     return Predictor.from_checkpoint(make_checkpoint(model, meta))
 
