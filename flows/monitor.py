@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="artifacts/monitor", help="folder for drift.json, drift.png, data_docs/")
 
 
-def _training_profile(manifest: str, split: str, cfg, max_side: int):
+def _training_profile(manifest: str, split: str, cfg, label):
     """The profile table of the manifest's ``split`` videos (one row each); unreadable ones skipped, named."""
     import pandas as pd
 
@@ -43,7 +43,7 @@ def _training_profile(manifest: str, split: str, cfg, max_side: int):
     paths = df.loc[df["split"] == split, "path"].tolist()
     if not paths:
         raise ValueError(f"{manifest} has no '{split}' videos to measure the training profile on")
-    backend = make_backend("dlib")
+    backend = make_backend(label.backend, **label.backend_options)  # the face path the shards were cut with
 
     def find_box(frame):
         faces = backend.detect(frame)
@@ -53,7 +53,7 @@ def _training_profile(manifest: str, split: str, cfg, max_side: int):
     bar = progress_bar(len(paths), "profile", unit="video", delay=1.0)
     for p in paths:
         try:
-            rows.append(video_record(p, max_side, find_box, cfg.profile_frames))
+            rows.append(video_record(p, label.max_side, find_box, cfg.profile_frames))
         except (ValueError, OSError) as exc:
             skipped.append(f"{p}: {exc}")
         bar.update(1)
@@ -88,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
         # Training videos are measured at the size a request is decoded at (labeling's, the checkpoint's).
         from components.labeling.config import LabelConfig
 
-        max_side = load_section(LabelConfig, "label", args.params).max_side
-        profile = _training_profile(args.manifest, args.split, cfg, max_side)
+        profile = _training_profile(args.manifest, args.split, cfg, load_section(LabelConfig, "label", args.params))
         out = Path(args.out)
         report = check_window(window, profile, cfg, docs_dir=out / "data_docs")
     except (ConfigError, FileNotFoundError, ValueError) as exc:

@@ -18,6 +18,7 @@ import logging.handlers
 import math
 import os
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def request_record(*, request_id: str, source: tuple[int, int], fps: float, fram
     """The log line of one scored request: ``result`` is the Predictor's answer (score, decision, box, model)."""
     model = result.get("model") or {}
     record = {
-        "time": datetime.datetime.fromtimestamp(when if when is not None else datetime.datetime.now().timestamp(),
+        "time": datetime.datetime.fromtimestamp(time.time() if when is None else when,
                                                 tz=datetime.UTC).isoformat(timespec="milliseconds"),
         "request_id": str(request_id),
         "source_width": int(source[0]), "source_height": int(source[1]),

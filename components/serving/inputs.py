@@ -221,13 +221,14 @@ def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipP
             raise _undecodable(data, "cannot be opened as a video")
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         fps, count = cap.get(cv2.CAP_PROP_FPS), cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        rate = float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else 0.0  # 0: the header declares none
         if w <= 0 or h <= 0:
             raise _undecodable(data, "declares no frame size")
         check_size(w, h, limits, "the video")  # from the container header, before any frame is decoded
         size = fit_within(w, h, work_side)
         window = limits.max_frames
-        if math.isfinite(fps) and 0 < fps <= 1000:
-            window = min(window, max(1, math.ceil(limits.max_seconds * fps)))
+        if rate:
+            window = min(window, max(1, math.ceil(limits.max_seconds * rate)))
         # The header's frame count plans which frames to keep; the stream itself has the last word.
         guess = min(int(count), window) if math.isfinite(count) and count >= 1 else window
         kept: dict[int, np.ndarray] = {}
@@ -248,7 +249,6 @@ def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipP
     if not indices:
         raise _undecodable(data, "decoded to zero frames")
     pixels = np.stack([kept[i] for i in indices])  # (K, H, W, 3)
-    rate = float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else 0.0
     return Decoded(n, size[1], size[0], indices, pixels, (w, h), rate)
 
 
