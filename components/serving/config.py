@@ -5,6 +5,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from .budget import budget_floor
 from .inputs import Limits
 
 
@@ -100,9 +101,10 @@ class ServeConfig:
         if not self.request_log_max_mb > 0 or self.request_log_backups < 0:
             raise ValueError(f"request_log_max_mb must be > 0 and request_log_backups >= 0, got "
                              f"{self.request_log_max_mb}, {self.request_log_backups}")
-        if self.max_inflight_upload_bytes < self.max_upload_bytes:
+        if self.max_inflight_upload_bytes < budget_floor(self.max_upload_bytes):
             raise ValueError(f"max_inflight_upload_bytes ({self.max_inflight_upload_bytes}) must be >= "
-                             f"max_upload_bytes ({self.max_upload_bytes}): one upload at the limit must fit")
+                             f"{budget_floor(self.max_upload_bytes)}: one multipart upload at max_upload_bytes "
+                             f"({self.max_upload_bytes}) is held three times at its peak and must fit")
         self.limits()  # validates the limit fields with their own messages
 
     @property

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from .budget import UploadBudget
+from .budget import MULTIPART_SLACK, UploadBudget
 from .inputs import VIDEO_CONTENT_TYPES, InputError
-
-MULTIPART_SLACK = 64 * 1024  # multipart framing overhead allowed above the upload limit
 
 
 def content_type(request: Request) -> str:
@@ -24,13 +22,20 @@ def content_type(request: Request) -> str:
                      "a video/* body, or application/json frames")
 
 
-def reserve(request: Request, limit: int, budget: UploadBudget) -> int:
-    """Reserve the bytes this request may hold (its declared length, else the limit) before reading any: 413 past
-    the limit, 503 when the replica's budget is spent. Returns the reservation to release."""
+def declared_length(request: Request) -> int | None:
+    """The body length the client declared (``Content-Length``), None when it declared none (chunked)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+    return int(declared) if declared and declared.isdigit() else None
+
+
+def reserve(request: Request, limit: int, budget: UploadBudget, copies: int = 1) -> int:
+    """Reserve the bytes this request may hold (its declared length, else the limit, times the ``copies`` of the
+    body its content type makes the replica hold at once) before reading any: 413 past the limit, 503 when the
+    replica's budget is spent. Returns the reservation to release."""
+    declared = declared_length(request)
+    if declared is not None and declared > limit + MULTIPART_SLACK:
         raise InputError(413, "too_large", f"{declared} bytes exceeds the {limit}-byte limit")
-    need = int(declared) if declared and declared.isdigit() else limit + MULTIPART_SLACK
+    need = (declared if declared is not None else limit + MULTIPART_SLACK) * max(1, copies)
     if not budget.reserve(need):
         raise InputError(503, "busy", f"the replica holds {budget.used} upload bytes (budget {budget.cap}); "
                                       f"this {need}-byte request would not fit")
@@ -40,16 +45,33 @@ def reserve(request: Request, limit: int, budget: UploadBudget) -> int:
 async def read_body(request: Request, limit: int) -> bytearray:
     """The whole body, refused (413) as soon as it grows past the limit, whatever length was declared. Returned
     as the buffer it was read into, not copied into ``bytes``: the decoder's socket takes any bytes-like, and a
-    copy would hold each upload twice (measured: ``benchmarks/upload_memory.py``)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit + MULTIPART_SLACK:
-            raise InputError(413, "too_large", f"body exceeds the {limit}-byte limit")
+    copy would hold each upload twice (measured: ``benchmarks/upload_memory.py``).
+
+    With a declared length the buffer is allocated once at that size and filled in place: growing a bytearray
+    chunk by chunk re-allocates it, and each re-allocation briefly holds the old and the new buffer, which is
+    what pushed a replica's memory past its upload budget. A body longer than it declared is refused (400)."""
+    declared = declared_length(request)
+    if declared is None or declared > limit + MULTIPART_SLACK:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit + MULTIPART_SLACK:
+                raise InputError(413, "too_large", f"body exceeds the {limit}-byte limit")
+        return body
+    body = bytearray(declared)
+    n = 0
+    with memoryview(body) as view:
+        async for chunk in request.stream():
+            end = n + len(chunk)
+            if end > declared:
+                raise InputError(400, "length_mismatch", f"body is longer than its declared {declared} bytes")
+            view[n:end] = chunk
+            n = end
+    del body[n:]  # a client that sent less than it declared (the server normally refuses that itself)
     return body
 
 
-async def multipart_video(request: Request, body: bytes) -> bytes:
+async def multipart_video(request: Request, body: bytes | bytearray) -> bytes:
     """The bytes of the single uploaded file, parsed from the already size-capped body."""
     from starlette.datastructures import UploadFile
 
@@ -70,4 +92,4 @@ async def multipart_video(request: Request, body: bytes) -> bytes:
     return await upload.read()
 
 
-__all__ = ["content_type", "reserve", "read_body", "multipart_video", "MULTIPART_SLACK"]
+__all__ = ["content_type", "declared_length", "reserve", "read_body", "multipart_video", "MULTIPART_SLACK"]

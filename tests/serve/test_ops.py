@@ -561,7 +561,7 @@ def test_the_upload_budget_bounds_the_bytes_a_replica_holds(bare):
     budget.release(1000)
 
     bare._limits = Limits(max_upload_bytes=2000, max_frames=30, max_resolution=640)
-    bare._uploads = UploadBudget(3000)
+    bare._uploads = UploadBudget(6000)
     read = []
 
     def request(size: int) -> Request:
@@ -574,22 +574,102 @@ def test_the_upload_budget_bounds_the_bytes_a_replica_holds(bare):
         return Request(scope, receive)
 
     async def decode_video(body, limits, side, plan):
-        assert bare._uploads.used == 1500  # held while it decodes
+        assert bare._uploads.used == 2 * 1500  # held while it decodes: Serve's message queue and our buffer
         raise InputError(422, "not_a_video", "zeros")
 
     bare._decoder = SimpleNamespace(decode_video=decode_video)
     state = SimpleNamespace(predictor=SimpleNamespace(inference=SimpleNamespace(decode_side=64), clip_len=4,
                                                       clip_interval=3))
-    assert bare._uploads.reserve(1600)  # other requests in flight hold 1600 of 3000
+    assert bare._uploads.reserve(3100)  # other requests in flight hold 3100 of 6000
     with pytest.raises(InputError) as busy:
         asyncio.run(bare._read_frames(request(1500), state, 2))
     assert busy.value.status == 503 and busy.value.code == "busy" and read == []  # refused before reading
-    bare._uploads.release(1600)
+    bare._uploads.release(3100)
     with pytest.raises(InputError) as bad:
         asyncio.run(bare._read_frames(request(1500), state, 2))
     assert bad.value.code == "not_a_video" and bare._uploads.used == 0  # given back after a failure too
     resp = bare._reply(503, {"error": "busy", "detail": busy.value.detail}, "rid-busy")
     assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
+
+
+def _chunked_request(chunks: list[bytes], ctype: bytes, declared: int | None):
+    from starlette.requests import Request
+
+    pending = list(chunks)
+
+    async def receive():
+        body = pending.pop(0) if pending else b""
+        return {"type": "http.request", "body": body, "more_body": bool(pending)}
+
+    headers = [(b"content-type", ctype)]
+    if declared is not None:
+        headers.append((b"content-length", str(declared).encode()))
+    return Request({"type": "http", "method": "POST", "path": "/v1/liveness", "query_string": b"",
+                    "headers": headers}, receive)
+
+
+def test_a_declared_body_is_read_into_one_buffer_of_its_size_and_checked_against_it():
+    """The body a client declares is filled into one buffer allocated at that size (growing one re-allocates it
+    and briefly holds two); the bytes come out unchanged, chunk boundaries or not, and a body longer than it
+    declared is refused rather than overrunning the buffer."""
+    from components.serving import upload
+    from components.serving.inputs import InputError
+
+    data = bytes(range(256)) * 400  # 102,400 bytes: over a 20,000-byte limit with the multipart slack
+    chunks = [data[:1000], data[1000:1001], data[1001:70000], data[70000:]]
+    body = asyncio.run(upload.read_body(_chunked_request(chunks, b"video/mp4", len(data)), limit=200_000))
+    assert isinstance(body, bytearray) and bytes(body) == data
+    short = asyncio.run(upload.read_body(_chunked_request(chunks[:2], b"video/mp4", len(data)), limit=200_000))
+    assert bytes(short) == data[:1001]  # what arrived, not the zero-filled rest
+    chunked = asyncio.run(upload.read_body(_chunked_request(chunks, b"video/mp4", None), limit=200_000))
+    assert bytes(chunked) == data
+    with pytest.raises(InputError) as longer:
+        asyncio.run(upload.read_body(_chunked_request(chunks, b"video/mp4", 5000), limit=200_000))
+    assert longer.value.status == 400 and longer.value.code == "length_mismatch"
+    with pytest.raises(InputError) as too_big:
+        asyncio.run(upload.read_body(_chunked_request(chunks, b"video/mp4", None), limit=20_000))
+    assert too_big.value.status == 413
+
+
+def test_a_multipart_upload_reserves_the_three_copies_it_holds(bare):
+    """A multipart body is held three times at its peak (Serve's message queue, the buffer and the parsed file
+    part), so it reserves three times its length: the budget bounds what the replica holds, not what the client declared. The file part reaches the
+    decoder intact."""
+    from components.serving.budget import UploadBudget
+    from components.serving.inputs import InputError, Limits
+
+    video = b"\0\1video" * 100
+    boundary = b"XyZ"
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"video\"; filename=\"a.mp4\"\r\n"
+            b"Content-Type: video/mp4\r\n\r\n" + video + b"\r\n--XyZ--\r\n")
+    ctype = b"multipart/form-data; boundary=" + boundary
+    bare._limits = Limits(max_upload_bytes=10_000, max_frames=30, max_resolution=640)
+    seen = {}
+
+    async def decode_video(data, limits, side, plan):
+        seen["used"], seen["data"] = bare._uploads.used, bytes(data)
+        raise InputError(422, "not_a_video", "stand-in bytes")
+
+    bare._decoder = SimpleNamespace(decode_video=decode_video)
+    state = SimpleNamespace(predictor=SimpleNamespace(inference=SimpleNamespace(decode_side=64), clip_len=4,
+                                                      clip_interval=3))
+    bare._uploads = UploadBudget(3 * len(body))
+    with pytest.raises(InputError):
+        asyncio.run(bare._read_frames(_chunked_request([body[:50], body[50:]], ctype, len(body)), state, 2))
+    assert seen == {"used": 3 * len(body), "data": video} and bare._uploads.used == 0
+    bare._uploads = UploadBudget(3 * len(body) - 1)  # one byte short of three copies: refused before reading
+    with pytest.raises(InputError) as busy:
+        asyncio.run(bare._read_frames(_chunked_request([body], ctype, len(body)), state, 2))
+    assert busy.value.code == "busy"
+
+
+def test_a_budget_too_small_for_one_multipart_upload_at_the_limit_is_refused_at_config():
+    """Such a budget would answer 503 to every upload near the limit, forever: refused when the config is read."""
+    from components.serving.config import ServeConfig
+
+    with pytest.raises(ValueError, match="held three times"):
+        ServeConfig(max_upload_bytes=70_000_000)  # 3 x 70 MB > the default 200-MB budget
+    assert ServeConfig(max_upload_bytes=70_000_000, max_inflight_upload_bytes=211_000_000).max_upload_bytes
 
 
 def test_a_503_from_the_decoder_says_nothing_inside_and_when_to_retry(bare):
