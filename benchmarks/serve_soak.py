@@ -1,7 +1,8 @@
 """Soak test with faults: the real liveness app on 127.0.0.1 under mixed, partly hostile traffic while a replica is
 killed and the champion alias is moved.
 
-    .venv/bin/python benchmarks/serve_soak.py [--minutes 5] [--concurrency 8] [--replicas 2] [--json out.json]
+    .venv/bin/python benchmarks/serve_soak.py [--minutes 5] [--concurrency 8] [--replicas 2] [--upload-burst 64]
+        [--json out.json]
 
 What runs: a temporary MLflow registry (SQLite + local artifacts) with two small untrained models (v1 champion, v2
 registered); the Serve app from ``components.serving.app.build_app`` with ``--replicas`` fixed replicas polling the
@@ -16,6 +17,10 @@ requests by kind and outcome, p50/p99 latency, valid requests lost (final answer
 surviving replica (and its decoders) after warm-up and at the end, temporary files left in the replicas' TMPDIR,
 model versions served before and after the alias moved. Exit status 0 whatever the figures (PASS/MISS lines say
 which targets held); ``--json`` writes them for tests/serve/test_soak.py.
+
+``--upload-burst N`` adds, after the soak, ``benchmarks/upload_memory.py``'s burst (its own cluster and one replica
+with the production limits): N uploads of 20 MB at once, the replica's RSS against its resting size plus the
+configured upload budget (one more PASS/MISS line).
 """
 from __future__ import annotations
 
@@ -506,6 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-kill", action="store_true", help="do not kill a replica")
     ap.add_argument("--no-alias-move", action="store_true", help="do not move the champion alias")
+    ap.add_argument("--upload-burst", type=int, default=0, metavar="N",
+                    help="after the soak, N uploads of 20 MB at once to one replica with the production limits "
+                         "(benchmarks/upload_memory.py): its RSS against the configured upload budget; 0: skip")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args(argv)
     if args.replicas < 2 and not args.no_kill:
@@ -513,6 +521,14 @@ def main(argv: list[str] | None = None) -> int:
     res = run_soak(args.minutes, args.concurrency, args.replicas, args.seed, kill=not args.no_kill,
                    move_alias=not args.no_alias_move)
     checks = report(res)
+    if args.upload_burst:
+        from benchmarks.upload_memory import run as upload_burst  # imports this module: loaded only when asked
+
+        res["upload_burst"] = burst = upload_burst(args.upload_burst, 20)
+        ok = burst["replica_rss_peak_mb"] <= burst["bound_mb"]
+        print(f"{'PASS' if ok else 'MISS'}  {args.upload_burst} x 20-MB uploads: replica RSS within resting size + "
+              f"upload budget ({burst['replica_rss_peak_mb']} <= {burst['bound_mb']} MB)")
+        checks.append((f"upload burst RSS {burst['replica_rss_peak_mb']} MB <= {burst['bound_mb']} MB", ok))
     res["checks"] = {text: ok for text, ok in checks}
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2, default=str))
