@@ -19,7 +19,7 @@ def copies_held(ctype: str) -> int:
     lengths. Ray Serve's replica pulls a request's body from the proxy into a queue of ASGI messages (unpickled
     from one batch) whether or not the app reads it yet, and the app reads it into its own buffer: two copies.
     A multipart body adds the file part parsed out of it: three. (Measured with ``benchmarks/upload_memory.py``:
-    at one copy per upload a 200-MB budget let the replica grow by 340 MB; at these counts, by 155 MB.)"""
+    at one copy per upload a 200-MB budget let the replica grow by 345 MB; at these counts, by 145-185 MB.)"""
     return 3 if ctype == "multipart/form-data" else 2
 
 

@@ -48,8 +48,8 @@ async def read_body(request: Request, limit: int) -> bytearray:
     copy would hold each upload twice (measured: ``benchmarks/upload_memory.py``).
 
     With a declared length the buffer is allocated once at that size and filled in place: growing a bytearray
-    chunk by chunk re-allocates it, and each re-allocation briefly holds the old and the new buffer, which is
-    what pushed a replica's memory past its upload budget. A body longer than it declared is refused (400)."""
+    chunk by chunk re-allocates it, and each re-allocation briefly holds the old and the new buffer (a transient
+    the upload budget does not count). A body longer than it declared is refused (400)."""
     declared = declared_length(request)
     if declared is None or declared > limit + MULTIPART_SLACK:
         body = bytearray()
