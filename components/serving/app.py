@@ -36,7 +36,7 @@ from components.runtime import tracking_uri as runtime_uri
 from . import upload
 from .access import ANONYMOUS, ApiKeys, RateLimiter, load_api_keys, presented_key, require_keys, retry_after_header
 from .answers import LABELING_ERRORS, UNAUTHORIZED, UNAUTHORIZED_HEADERS, describe, error_response
-from .budget import UploadBudget, copies_held
+from .budget import UploadBudget
 from .config import USER_CONFIG_KEYS, ServeConfig, replica_actor_options
 from .decode import DecodePool
 from .health import pool_problems, replica_id
@@ -234,7 +234,7 @@ class LivenessService:
         only the frames of the clips ``state``'s model will score with ``max_clips`` carry pixels."""
         ctype = upload.content_type(request)
         limit = self._limits.max_upload_bytes
-        held = upload.reserve(request, limit, self._uploads, copies=copies_held(ctype))
+        held = upload.reserve(request, ctype, limit, self._uploads)
         try:
             body = await upload.read_body(request, limit)
             p = state.predictor

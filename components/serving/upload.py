@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from .budget import MULTIPART_SLACK, UploadBudget
+from .budget import MULTIPART_SLACK, UploadBudget, copies_held
 from .inputs import VIDEO_CONTENT_TYPES, InputError
 
 
@@ -28,14 +28,14 @@ def declared_length(request: Request) -> int | None:
     return int(declared) if declared and declared.isdigit() else None
 
 
-def reserve(request: Request, limit: int, budget: UploadBudget, copies: int = 1) -> int:
-    """Reserve the bytes this request may hold (its declared length, else the limit, times the ``copies`` of the
-    body its content type makes the replica hold at once) before reading any: 413 past the limit, 503 when the
-    replica's budget is spent. Returns the reservation to release."""
+def reserve(request: Request, ctype: str, limit: int, budget: UploadBudget) -> int:
+    """Reserve the bytes this request may hold (its declared length, else the limit, times the copies of the body
+    its content type ``ctype`` makes the replica hold at once, :func:`copies_held`) before reading any: 413 past
+    the limit, 503 when the replica's budget is spent. Returns the reservation to release."""
     declared = declared_length(request)
     if declared is not None and declared > limit + MULTIPART_SLACK:
         raise InputError(413, "too_large", f"{declared} bytes exceeds the {limit}-byte limit")
-    need = (declared if declared is not None else limit + MULTIPART_SLACK) * max(1, copies)
+    need = (declared if declared is not None else limit + MULTIPART_SLACK) * copies_held(ctype)
     if not budget.reserve(need):
         raise InputError(503, "busy", f"the replica holds {budget.used} upload bytes (budget {budget.cap}); "
                                       f"this {need}-byte request would not fit")

@@ -148,4 +148,5 @@ def test_a_killed_replicas_download_is_swept_by_the_next_and_a_load_leaves_none(
     finally:
         slot.stop()
     assert len(seen) == 1 and seen[0].startswith(f"m-v1-pid{os.getpid()}-")
-    assert sorted(p.name for p in tmp.iterdir()) == sorted([alive.name, other.name])  # the load left nothing
+    # the load left nothing of its own (torch may add its own cache folder to the temp dir on first use)
+    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith("m-")) == sorted([alive.name, other.name])
