@@ -243,7 +243,7 @@ class LivenessService:
             if ctype == "application/json":
                 return await self._decoder.decode_frames_json(body, self._limits, work_side, plan)
             if ctype == "multipart/form-data":
-                body = await upload.multipart_video(request, body)
+                body = upload.multipart_video(request, body)
             return await self._decoder.decode_video(body, self._limits, work_side, plan)
         finally:
             self._uploads.release(held)

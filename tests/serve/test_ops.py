@@ -574,7 +574,7 @@ def test_the_upload_budget_bounds_the_bytes_a_replica_holds(bare):
         return Request(scope, receive)
 
     async def decode_video(body, limits, side, plan):
-        assert bare._uploads.used == 2 * 1500  # held while it decodes: Serve's message queue and our buffer
+        assert bare._uploads.used == 3 * 1500  # reserved while it decodes: Serve's messages (pickled, unpickled), our buffer
         raise InputError(422, "not_a_video", "zeros")
 
     bare._decoder = SimpleNamespace(decode_video=decode_video)
@@ -631,10 +631,11 @@ def test_a_declared_body_is_read_into_one_buffer_of_its_size_and_checked_against
     assert too_big.value.status == 413
 
 
-def test_a_multipart_upload_reserves_the_three_copies_it_holds(bare):
-    """A multipart body is held three times at its peak (Serve's message queue, the buffer and the parsed file
-    part), so it reserves three times its length: the budget bounds what the replica holds, not what the client declared. The file part reaches the
-    decoder intact."""
+def test_a_multipart_upload_reserves_the_three_copies_a_body_holds_and_hands_over_a_view(bare):
+    """A multipart body is held like a raw one (three copies at its peak: Serve's pickled and unpickled messages
+    and the buffer): the file part reaches the decoder intact as a view into the buffer, not a fourth copy, and
+    the body reserves three times its length: the budget bounds what the replica holds, not what the client
+    declared."""
     from components.serving.budget import UploadBudget
     from components.serving.inputs import InputError, Limits
 
@@ -647,7 +648,7 @@ def test_a_multipart_upload_reserves_the_three_copies_it_holds(bare):
     seen = {}
 
     async def decode_video(data, limits, side, plan):
-        seen["used"], seen["data"] = bare._uploads.used, bytes(data)
+        seen["used"], seen["data"], seen["view"] = bare._uploads.used, bytes(data), isinstance(data, memoryview)
         raise InputError(422, "not_a_video", "stand-in bytes")
 
     bare._decoder = SimpleNamespace(decode_video=decode_video)
@@ -656,7 +657,7 @@ def test_a_multipart_upload_reserves_the_three_copies_it_holds(bare):
     bare._uploads = UploadBudget(3 * len(body))
     with pytest.raises(InputError):
         asyncio.run(bare._read_frames(_chunked_request([body[:50], body[50:]], ctype, len(body)), state, 2))
-    assert seen == {"used": 3 * len(body), "data": video} and bare._uploads.used == 0
+    assert seen == {"used": 3 * len(body), "data": video, "view": True} and bare._uploads.used == 0
     bare._uploads = UploadBudget(3 * len(body) - 1)  # one byte short of three copies: refused before reading
     with pytest.raises(InputError) as busy:
         asyncio.run(bare._read_frames(_chunked_request([body], ctype, len(body)), state, 2))
