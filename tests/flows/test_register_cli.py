@@ -364,31 +364,47 @@ def test_register_carries_the_checkpoints_data_gates_record(workdir):
     assert MlflowClient().get_model_version(NAME, version).tags["data_gates"] == "skipped"
 
 
-def test_the_registered_model_loads_where_the_project_is_not_installed(workdir, real_face_rgb, tmp_path):
-    """A registered version carries the library's code (``code_paths``) and pins what it imports: a process that
-    cannot import this repository (its editable install hidden, the repo off sys.path) loads it by alias with
-    MLflow alone and scores a video, with the code from inside the model."""
+def _fresh_venv(root: Path, requirements: Path) -> Path:
+    """A new virtual environment holding only ``requirements``, installed with ``--no-index`` from a local wheel
+    folder, as on a serving host without a package index. The folder is built first with this machine's own
+    index (pip's cache makes that quick on a second run); nothing of this repository is installed."""
     import subprocess
     import sys
-    from pathlib import Path
+
+    wheels, venv = root / "wheels", root / "venv"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-r", str(requirements), "-w", str(wheels)],
+                   check=True, timeout=1500)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--no-index", "--find-links",
+                    str(wheels), "-r", str(requirements)], check=True, timeout=1500)
+    return venv / "bin/python"
+
+
+def test_the_registered_model_loads_in_a_fresh_venv_with_no_index(workdir, real_face_rgb, tmp_path):
+    """A registered version carries the library's code (``code_paths``) and pins what it imports: a new virtual
+    environment with only the model's own requirements, installed from a wheel folder with no index, loads it by
+    alias with MLflow and scores a video, with the code from inside the model."""
+    import subprocess
+
+    import mlflow.pyfunc
 
     from components.data.video import write_video
 
     repo = str(Path(__file__).resolve().parents[2])
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{NAME}@champion"))
+    pins = [line.strip() for line in requirements.read_text().splitlines() if line.strip()]
+    assert any(p.startswith("mlflow==") for p in pins) and any(p.startswith("torch==") for p in pins), pins
+    python = _fresh_venv(tmp_path, requirements)
     frames = np.repeat(real_face_rgb[None, ::2, ::2], 12, axis=0)  # (12, 256, 256, 3)
     video = tmp_path / "clip.mp4"
     write_video(video, frames, fps=10)
     code = f"""
-import sys
-sys.meta_path = [f for f in sys.meta_path if not str(getattr(f, "__module__", "")).startswith("__editable__")]
-import os
-sys.path = [p for p in sys.path if p and os.path.realpath(p) != {repo!r}]
 try:
     import components  # noqa: F401
 except ImportError:
     pass
 else:
-    raise SystemExit("the project is still importable: the test would prove nothing")
+    raise SystemExit("the project is importable in the fresh venv: the test would prove nothing")
 import mlflow.pyfunc, pandas as pd
 model = mlflow.pyfunc.load_model("models:/{NAME}@champion")
 import components
@@ -397,7 +413,7 @@ print(model.predict(pd.DataFrame({{"video": [{str(video)!r}]}})).to_json(orient=
 """
     env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+    proc = subprocess.run([str(python), "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
