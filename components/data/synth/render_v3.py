@@ -86,10 +86,10 @@ class Motion:
         return np.gradient(self.dx), np.gradient(self.dy)
 
 
-def motion_draw(rng, cfg: SynthConfig) -> dict:
+def motion_draw(rng, cfg: SynthConfig, scale: float = 1.0) -> dict:
     """Amplitudes of an object's motion: one distribution for a head, a held print, a held screen and an
-    animated face (``motion_px`` scales the translation's range)."""
-    k = cfg.motion_px / 3.0
+    animated face (``motion_px`` scales the translation's range; ``scale`` the whole draw)."""
+    k = scale * cfg.motion_px / 3.0
     return {"amp_px": k * loguniform(rng, 0.6, 4.5), "tremor_px": k * loguniform(rng, 0.05, 0.5),
             "roll_deg": k * loguniform(rng, 0.3, 2.0), "zoom": k * loguniform(rng, 0.002, 0.015)}
 
@@ -148,7 +148,7 @@ def _pulse_signal(rng, cfg: SynthConfig, scale: float) -> np.ndarray:
     return amp * np.sin(2 * np.pi * hr * t + rng.uniform(0, 2 * np.pi) + 0.3 * np.cumsum(rng.normal(0, 0.1, T)))
 
 
-def render_live3(face: SubjectFace, rng, cfg: SynthConfig, kind: str = "live"):
+def render_live3(face: SubjectFace, rng, cfg: SynthConfig, kind: str = "live", motion_scale: float = 1.0):
     """A moving head over a still background: ``kind`` live | replay_src (the recording a replay re-displays) |
     ai (a still re-animated: the same motion model, texture swimming, weak or no pulse, driven blinks).
 
@@ -162,7 +162,7 @@ def render_live3(face: SubjectFace, rng, cfg: SynthConfig, kind: str = "live"):
     xs, ys, fw = fm.xs, fm.ys, face.face_w
     skin = fm.skin()
     box = _support(skin)
-    m = Motion(rng, T, fps, **motion_draw(rng, cfg))
+    m = Motion(rng, T, fps, **motion_draw(rng, cfg, motion_scale))
     # 3-D rotation: yaw and pitch of random amplitude; the depth map's parallax is the non-rigid part.
     yaw = math.radians(loguniform(rng, 0.5, 6.0) * cfg.motion_px / 3.0) * pink(rng, T, fps, 0.1, 1.5)
     pitch = math.radians(loguniform(rng, 0.5, 4.0) * cfg.motion_px / 3.0) * pink(rng, T, fps, 0.1, 1.5)
@@ -238,7 +238,7 @@ def _plane_paths(rng, cfg: SynthConfig, quad: np.ndarray, w: int, h: int, motion
     return out
 
 
-def _held_media(face: SubjectFace, rng, cfg: SynthConfig, content_frames, border: int, bg_level=None,
+def _held_media(face: SubjectFace, rng, cfg: SynthConfig, content_frames, border: int, motion_scale: float,
                 bend=None, sheen: float = 0.0):
     """Frames of a held flat (or bent) medium showing ``content_frames(t)`` ((h, w, 3) with a ``border``-px
     margin around the face still's frame). ``temporal_only``: the medium fills the frame (no background)."""
@@ -254,8 +254,9 @@ def _held_media(face: SubjectFace, rng, cfg: SynthConfig, content_frames, border
         pw, ph = cover * W, cover * W * h / w
         quad = rect_quad((W - pw) / 2, (H - ph) / 2 + rng.uniform(-0.03, 0.03) * H, pw, ph)
         bg = background(rng, (H, W))
-    motion = Motion(rng, T, cfg.fps, **motion_draw(rng, cfg))
-    homs = _plane_paths(rng, cfg, quad, w, h, motion, loguniform(rng, 0.005, 0.04))
+    motion = Motion(rng, T, cfg.fps, **motion_draw(rng, cfg, motion_scale))
+    # Out-of-plane tilt (keystone) of random strength; it moves the face too, so it scales with the motion.
+    homs = _plane_paths(rng, cfg, quad, w, h, motion, motion_scale * cfg.motion_px / 3.0 * loguniform(rng, 0.005, 0.04))
     xs, ys = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
     pc = np.array([w / 2, h / 2])
     ones = np.ones((h, w), np.float32)
@@ -317,9 +318,11 @@ def render_print3(face: SubjectFace, rng, cfg: SynthConfig):
     def content(t):
         return close_eyes(img, shifted, closure[t]) if closure[t] > 0.02 else img
 
-    bend = cfg.print_bend * loguniform(rng, 0.3, 3.0) * (1 + 0.6 * pink(rng, T, fps, 0.2, 2.0))
+    bend = cfg.print_bend * loguniform(rng, 1.0, 6.0) * (1 + 1.0 * pink(rng, T, fps, 0.2, 2.0))
     sheen = 0.0 if cfg.temporal_only else rng.uniform(0, 25)
-    frames, centers, fw, _ = _held_media(face, rng, cfg, content, border, bend=bend, sheen=sheen)
+    # A sheet moves the whole picture (its background too), so the same hand motion changes more pixels than a
+    # head does: held a little stiller (0.75) the frame differences overlap.
+    frames, centers, fw, _ = _held_media(face, rng, cfg, content, border, 0.75, bend=bend, sheen=sheen)
     return frames, centers, fw, None
 
 
@@ -329,8 +332,10 @@ def render_replay3(face: SubjectFace, rng, cfg: SynthConfig):
     Returns the screen mask per frame too (the room's mains flicker reaches the screen only as a reflection)."""
     T, fps = cfg.n_frames, cfg.fps
     H, W = face.image.shape[:2]
-    # The source recording moved less than a direct capture would: the screen's own motion comes on top.
-    shown, _, _ = render_live3(face, rng, cfg, kind="replay_src")
+    # The source's motion and the held screen's share one motion budget (both come through the camera): the
+    # split is random, the sum of squares the same as one live head's.
+    u = rng.uniform(0.3, 0.9)
+    shown, _, _ = render_live3(face, rng, cfg, kind="replay_src", motion_scale=u)
     if cfg.replay_judder > 0:
         rate = cfg.replay_judder * rng.uniform(0, 1.5)
         idx = np.floor(np.arange(T) * (1 - rate) + rng.uniform(0, 1)).astype(int)
@@ -341,7 +346,7 @@ def render_replay3(face: SubjectFace, rng, cfg: SynthConfig):
     peak = rng.uniform(0.9, 1.05)
     shown = np.float32(black) + np.float32(peak * (255 - black)) * (np.clip(shown, 0, 255) / np.float32(255)) \
         ** np.float32(g) * tint
-    refresh = cfg.replay_flicker * loguniform(rng, 0.05, 0.7)
+    refresh = cfg.replay_flicker * loguniform(rng, 0.03, 0.35)
     beat = 1 + refresh * np.sin(2 * np.pi * rng.uniform(0.5, 9) * np.arange(T) / fps + rng.uniform(0, 2 * np.pi))
     shown = shown * beat[:, None, None, None].astype(np.float32)
     border = 0 if cfg.temporal_only else int(round(rng.uniform(0.03, 0.05) * W))
@@ -365,7 +370,7 @@ def render_replay3(face: SubjectFace, rng, cfg: SynthConfig):
         screen[border:border + H, border:border + W] = shown[t] + moire + glare
         return screen
 
-    frames, centers, fw, inside = _held_media(face, rng, cfg, content, border)
+    frames, centers, fw, inside = _held_media(face, rng, cfg, content, border, 0.75 * math.sqrt(1 - u * u))
     return frames, centers, fw, inside
 
 
