@@ -254,7 +254,11 @@ def _held_media(face: SubjectFace, rng, cfg: SynthConfig, content_frames, border
         pw, ph = cover * W, cover * W * h / w
         quad = rect_quad((W - pw) / 2, (H - ph) / 2 + rng.uniform(-0.03, 0.03) * H, pw, ph)
         bg = background(rng, (H, W))
-    motion = Motion(rng, T, cfg.fps, **motion_draw(rng, cfg, motion_scale))
+    draw = motion_draw(rng, cfg, motion_scale)
+    # The medium's tremor moves the whole picture (its background too) on top of the camera's own; a head's
+    # tremor moves only the head: half the tremor keeps whole-frame brightness jitter and differences level.
+    draw["tremor_px"] *= 0.5
+    motion = Motion(rng, T, cfg.fps, **draw)
     # Out-of-plane tilt (keystone) of random strength; it moves the face too, so it scales with the motion.
     homs = _plane_paths(rng, cfg, quad, w, h, motion, motion_scale * cfg.motion_px / 3.0 * loguniform(rng, 0.005, 0.04))
     xs, ys = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
@@ -318,7 +322,7 @@ def render_print3(face: SubjectFace, rng, cfg: SynthConfig):
     def content(t):
         return close_eyes(img, shifted, closure[t]) if closure[t] > 0.02 else img
 
-    bend = cfg.print_bend * loguniform(rng, 1.0, 6.0) * (1 + 1.0 * pink(rng, T, fps, 0.2, 2.0))
+    bend = cfg.print_bend * loguniform(rng, 1.0, 6.0) * (1 + 1.0 * pink(rng, T, fps, 0.1, 1.0))
     sheen = 0.0 if cfg.temporal_only else rng.uniform(0, 25)
     # A sheet moves the whole picture (its background too), so the same hand motion changes more pixels than a
     # head does: held a little stiller (0.75) the frame differences overlap.
