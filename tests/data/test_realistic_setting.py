@@ -64,12 +64,13 @@ def _flicker(frames: np.ndarray) -> float:
 
 def test_live_captures_flicker_and_drift_unlike_a_control_without_them():
     # mains_flicker and exposure_drift scale amplitudes only: the control draws the same random numbers, so the
-    # two renders differ by the flicker and drift alone (paired).
-    on, off = _cfg(), _cfg(mains_flicker=0.0, exposure_drift=0.0)
+    # two renders differ by the flicker and drift alone (paired). A still scene (motion_px=0), so the statistic
+    # reads the light, not motion; the realistic amplitudes themselves (0.1-2 %) are kept.
+    on, off = _cfg(motion_px=0.0), _cfg(motion_px=0.0, mains_flicker=0.0, exposure_drift=0.0)
     with_fl = [_flicker(render_video(s, "live", "iphone_12", "indoor", on, index=i)) for s in (0, 1) for i in (0, 1, 2)]
     without = [_flicker(render_video(s, "live", "iphone_12", "indoor", off, index=i)) for s in (0, 1) for i in (0, 1, 2)]
-    assert np.mean(with_fl) > 1.3 * np.mean(without), (with_fl, without)
-    assert sum(a > b for a, b in zip(with_fl, without)) >= 4
+    assert np.mean(with_fl) > 1.5 * np.mean(without), (with_fl, without)
+    assert sum(a > b for a, b in zip(with_fl, without)) >= 5
 
 
 def _chroma_band_power(frames: np.ndarray, center, fps: float) -> float:
