@@ -19,6 +19,11 @@ inconsistent local warps ``ai_warp``), over-smooth skin, no pulse, no blink.
 ``temporal_only`` renders every type full-frame with the same per-frame statistics (no border, halftone,
 moiré, card): live and attack differ only over time.
 
+``renderer="v3"`` (``preset("realistic")``, ``components/data/synth/render_v3.py``) draws every effect's strength
+per video and adds mains flicker, exposure/white-balance drift, camera tremor, a rolling shutter and H.264 (the
+file written is the encoded stream) to every capture, so that no single hand statistic separates the classes
+(``benchmarks/realistic_shortcuts.py``).
+
 ``renderer="v1"`` is the renderer that made ``data/sample/`` (before the cue parameters existed), kept bit for
 bit: ``preset("sample_v1")`` reproduces the sample's files exactly.
 

@@ -36,7 +36,8 @@ class SynthConfig:
     split_ratio: tuple[int, int, int] = (3, 1, 1)  # train:dev:test, by subject or by identity (split_by)
     split_by: str = "subject"  # subject: subjects rotate over splits; identity: each identity in one split
     identities: tuple[str, ...] = ()  # identity names from faces.json, in order; () = all bundled identities
-    renderer: str = "v2"  # v2: the cue model below; v1: the renderer that made data/sample/ (bit for bit)
+    renderer: str = "v2"  # v2: the cue model below; v1: the renderer that made data/sample/ (bit for bit);
+    # v3: preset "realistic" (render_v3.py): every strength drawn per video, phone capture effects, H.264 files
     # --- physical cues (v2); amplitudes in pixels are at the base size ---
     pulse_amplitude: float = 0.02  # relative skin colour swing of the pulse (green most, red less, blue least)
     motion_px: float = 3.0  # rigid head motion amplitude (translation), pixels
