@@ -130,3 +130,26 @@ def test_full_frame_mode_renders_every_attack_type():
 def test_bad_values_raise(bad, match):
     with pytest.raises(ValueError, match=match):
         SynthConfig(**bad)
+
+
+def test_shortcut_benchmark_separation_is_sign_free():
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from realistic_shortcuts import separation, separations
+
+    y = np.array([1, 1, 1, 0, 0, 0])
+    assert separation([3, 4, 5, 0, 1, 2], y) == 1.0 == separation([0, 1, 2, 3, 4, 5], y)
+    assert separation([1, 0, 1, 0, 1, 0], y) == pytest.approx(6 / 9)  # ties count one half
+    assert np.isnan(separation([1, 2, np.nan, np.nan, np.nan, np.nan], y))  # one class left
+    from components.metrics.statistics import STATISTICS
+
+    df = pd.DataFrame({s: np.arange(8.0) for s in STATISTICS})
+    df["label"] = [1, 1, 0, 0, 0, 0, 0, 0]
+    df["attack_type"] = ["live", "live", "print", "print", "replay", "replay", "ai_dynamic", "ai_dynamic"]
+    seps = separations(df)
+    assert set(seps) == set(STATISTICS) and seps["blink"] == {"print": 1.0, "replay": 1.0, "ai_dynamic": 1.0,
+                                                              "all": 1.0}
