@@ -43,8 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--max-seconds", type=float, default=None, help="scored window per video (default 10)")
     temporal = parser.add_argument_group("temporal")
     temporal.add_argument("--setting", choices=SETTINGS, default=None,
-                        help=f"generator preset: default (realistic cue strengths) or hard (faint pulse, blur, "
-                             f"stronger compression); default {d.setting!r}")
+                        help=f"generator preset: default (realistic cue strengths), hard (faint pulse, blur, "
+                             f"stronger compression) or realistic (renderer v3: flicker, drift, tremor, rolling "
+                             f"shutter and H.264 on every capture; no single hand statistic separates the classes); "
+                             f"default {d.setting!r}")
     temporal.add_argument("--seeds", type=int, nargs="+", default=None,
                         help=f"seeds of the eulernet row (default {' '.join(map(str, d.seeds))}; --quick: 0)")
     temporal.add_argument("--control-seeds", type=int, nargs="+", default=None,

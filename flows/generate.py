@@ -49,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"identities to use, in order (default all: {' '.join(identity_names())})")
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
                         help="named cue strengths: default (realistic), hard (faint pulse, blur, strong JPEG), "
-                             "sample_v1 (the renderer and identities that made data/sample/)")
+                             "realistic (renderer v3: per-video random effect strengths, mains flicker, exposure "
+                             "drift, tremor, rolling shutter, H.264 on every capture), sample_v1 (the renderer and "
+                             "identities that made data/sample/)")
     parser.add_argument("--workers", type=int, default=1,
                         help="render videos in this many processes (same bytes as 1)")
     parser.add_argument("--no-progress", action="store_true")

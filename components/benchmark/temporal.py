@@ -44,7 +44,7 @@ from .temporal_summary import _test_videos, fold_splits, markdown_table, summari
 MODEL_ROWS = ("eulernet", "paper", "single_frame")
 REFERENCE_ROWS = ("chroma_pulse", "frame_difference", "learned_stats")
 CONTROL_ROWS = ("one_frame",)  # the eulernet row's first seed, fed one frame repeated
-SETTINGS = ("default", "hard")
+SETTINGS = ("default", "hard", "realistic")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class TemporalBenchmarkConfig:
     """Sizes of the benchmark. Defaults: >= 96 test videos per class from held-out identities, ~25 min on
     2 CPU cores. ``quick()`` is a smoke-size version (minutes) that exercises every step."""
 
-    setting: str = "default"  # generator preset (components.data.synthetic.preset): default | hard
+    setting: str = "default"  # generator preset (components.data.synthetic.preset): default | hard | realistic
     n_subjects: int = 24  # subjects, round-robin over the 12 identities (two variants of each person)
     split_ratio: tuple[int, int, int] = (2, 1, 1)  # identities per split, a repeating pattern: 6 / 3 / 3 people
     frames: int = 48  # per video: 4 clips of 4 frames at interval 3

@@ -19,6 +19,11 @@ inconsistent local warps ``ai_warp``), over-smooth skin, no pulse, no blink.
 ``temporal_only`` renders every type full-frame with the same per-frame statistics (no border, halftone,
 moiré, card): live and attack differ only over time.
 
+``renderer="v3"`` (``preset("realistic")``, ``components/data/synth/render_v3.py``) draws every effect's strength
+per video and adds mains flicker, exposure/white-balance drift, camera tremor, a rolling shutter and H.264 (the
+file written is the encoded stream) to every capture, so that no single hand statistic separates the classes
+(``benchmarks/realistic_shortcuts.py``).
+
 ``renderer="v1"`` is the renderer that made ``data/sample/`` (before the cue parameters existed), kept bit for
 bit: ``preset("sample_v1")`` reproduces the sample's files exactly.
 
@@ -109,16 +114,31 @@ def _render_frames(subject: int, attack_type: str, cfg: SynthConfig, rng) -> tup
 
 def render_video(subject: int, attack_type: str, device: str, scene: str, cfg: SynthConfig,
                  index: int = 0) -> np.ndarray:
-    """Render one video (n_frames, h, w, 3) uint8 RGB; deterministic in (cfg.seed, subject, index)."""
+    """Render one video (n_frames, h, w, 3) uint8 RGB; deterministic in (cfg.seed, subject, index). Renderer v3:
+    the frames as decoded from the H.264 file :func:`generate_dataset` writes."""
+    return _render_capture(subject, attack_type, device, scene, cfg, index)[0]
+
+
+def _render_capture(subject: int, attack_type: str, device: str, scene: str, cfg: SynthConfig,
+                    index: int = 0) -> tuple[np.ndarray, bytes | None]:
+    """(frames, encoded file) of one video; the file is None where the writer encodes the frames (v1, v2)."""
     import cv2
 
     prev_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # thread scheduling must not change any result
     try:
         rng = np.random.default_rng([cfg.seed, subject, index, 1])
+        if cfg.renderer == "v3":
+            from components.data.synth.render_v3 import RENDER_V3, render_capture_v3
+
+            if attack_type not in (*RENDER_V3, "certificate"):
+                raise ValueError(f"renderer 'v3' cannot render {attack_type!r}; it makes {sorted(RENDER_V3)}")
+            face = subject_face(cfg, subject, cfg.size)
+            return render_capture_v3(face, attack_type, DEVICES[device], SCENES[scene], rng, cfg, apply_scene,
+                                     subject)
         frames, c, fw = _render_frames(subject, attack_type, cfg, rng)
         frames = apply_scene(frames.astype(np.float32), c, fw, SCENES[scene], rng)
-        return apply_device(frames, DEVICES[device], SCENES[scene], rng, cfg)
+        return apply_device(frames, DEVICES[device], SCENES[scene], rng, cfg), None
     finally:
         cv2.setNumThreads(prev_threads)
 
@@ -188,8 +208,12 @@ def _render_and_write(job: tuple) -> str:
     from components.data.video import write_video
 
     cfg, out_path, subject, kind, device, scene, index = job
-    frames = render_video(subject, kind, device, scene, cfg, index=index)
-    write_video(out_path, frames, cfg.fps)
+    frames, data = _render_capture(subject, kind, device, scene, cfg, index=index)
+    if data is None:
+        write_video(out_path, frames, cfg.fps)
+    else:  # v3: the phone's own H.264 file, exactly the bytes render_video decoded
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_bytes(data)
     return out_path
 
 

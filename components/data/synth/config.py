@@ -4,16 +4,20 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+
 from components.data.profiles import DEVICES, SCENES
 
 from .faces import identity_names
 
 ATTACKS = ("print", "replay", "certificate", "ai_dynamic")
 SPLIT_BY = ("subject", "identity")
-RENDERERS = ("v1", "v2")
+RENDERERS = ("v1", "v2", "v3")
 # Fields the v1 renderer does not know: with renderer="v1" they must keep their defaults.
 CUE_FIELDS = ("blink_rate_hz", "expression_px", "motion_sigma", "print_bend", "replay_judder", "replay_flicker",
               "replay_gamma", "ai_warp", "blur_sigma", "jpeg_quality")
+# Fields only the v3 renderer reads: with renderer "v1" or "v2" they must keep their defaults (v2 stays bit for bit).
+V3_FIELDS = ("mains_flicker", "exposure_drift", "rolling_shutter", "h264_crf")
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,8 @@ class SynthConfig:
     split_ratio: tuple[int, int, int] = (3, 1, 1)  # train:dev:test, by subject or by identity (split_by)
     split_by: str = "subject"  # subject: subjects rotate over splits; identity: each identity in one split
     identities: tuple[str, ...] = ()  # identity names from faces.json, in order; () = all bundled identities
-    renderer: str = "v2"  # v2: the cue model below; v1: the renderer that made data/sample/ (bit for bit)
+    renderer: str = "v2"  # v2: the cue model below; v1: the renderer that made data/sample/ (bit for bit);
+    # v3: preset "realistic" (render_v3.py): every strength drawn per video, phone capture effects, H.264 files
     # --- physical cues (v2); amplitudes in pixels are at the base size ---
     pulse_amplitude: float = 0.02  # relative skin colour swing of the pulse (green most, red less, blue least)
     motion_px: float = 3.0  # rigid head motion amplitude (translation), pixels
@@ -46,10 +51,15 @@ class SynthConfig:
     ai_warp: float = 0.8  # temporally inconsistent local warp (texture swimming) of ai_dynamic, pixels
     blur_sigma: float = 0.0  # optical/motion blur of the camera, Gaussian sigma in pixels at base size
     jpeg_quality: int | None = None  # overrides every device's in-camera JPEG quality (None: the device's)
+    # --- capture effects of the realistic renderer (v3 only); each is the top of a per-video random range ---
+    mains_flicker: float = 0.01  # mains-light flicker: per-video amplitude loguniform(0.1, 2) x this (relative)
+    exposure_drift: float = 0.01  # auto-exposure / white-balance drift scale (0.01: AE 0.2-2 %, WB 0.05-0.6 %)
+    rolling_shutter: float = 1.0  # readout time scale: per-video readout 0.2-0.9 frame times x this (0: global)
+    h264_crf: tuple[int, int] = (24, 34)  # per-video libx264 CRF range (phone bitrates: ~1-4 Mbit/s at 1080p)
 
     def __post_init__(self):
         # Lists from YAML/argparse become tuples so the config stays hashable and frozen.
-        for name in ("devices", "scenes", "attack_types", "size", "split_ratio", "identities"):
+        for name in ("devices", "scenes", "attack_types", "size", "split_ratio", "identities", "h264_crf"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.n_subjects < 1:
             raise ValueError(f"n_subjects must be >= 1, got {self.n_subjects}")
@@ -98,6 +108,20 @@ class SynthConfig:
             raise ValueError(f"replay_gamma must be in [0.2, 3], got {self.replay_gamma}")
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be None or 1..100, got {self.jpeg_quality}")
+        for name in ("mains_flicker", "exposure_drift"):
+            if not 0 <= getattr(self, name) <= 0.1:
+                raise ValueError(f"{name} must be in [0, 0.1] (a relative amplitude), got {getattr(self, name)}")
+        if not 0 <= self.rolling_shutter <= 1.1:
+            raise ValueError(f"rolling_shutter must be in [0, 1.1] (readout in frame times), got {self.rolling_shutter}")
+        crf = self.h264_crf
+        if (len(crf) != 2 or not all(isinstance(c, (int, np.integer)) for c in crf)
+                or not 0 <= crf[0] <= crf[1] <= 51):
+            raise ValueError(f"h264_crf must be two integers lo <= hi in 0..51 (libx264 CRF), got {crf}")
+        if self.renderer != "v3":
+            changed = [f for f in V3_FIELDS if getattr(self, f) != _FIELD_DEFAULTS[f]]
+            if changed:
+                raise ValueError(f"{changed} are capture effects of renderer 'v3' (preset 'realistic'); renderer "
+                                 f"{self.renderer!r} keeps their defaults")
         if self.renderer == "v1":
             changed = [f for f in CUE_FIELDS if getattr(self, f) != _FIELD_DEFAULTS[f]]
             if changed:
@@ -117,6 +141,10 @@ PRESETS: dict[str, dict] = {
     # Faint cues, as in real compressed phone video: a pulse of ~0.5 % (rPPG amplitude after compression),
     # slight defocus/motion blur and strong in-camera JPEG that wash out fine texture and colour.
     "hard": {"pulse_amplitude": 0.005, "blur_sigma": 0.8, "jpeg_quality": 50},
+    # No single hand statistic separates the classes (benchmarks/realistic_shortcuts.py): the v3 renderer draws
+    # every effect's strength per video; mains flicker, exposure/WB drift, camera tremor, rolling shutter and
+    # H.264 on every capture, live included; replays re-display live renderings (pulse, blinks).
+    "realistic": {"renderer": "v3"},
     # The renderer and identities that made data/sample/ (bit for bit, with the sample's command line).
     "sample_v1": {"renderer": "v1", "identities": ("astronaut", "grace_hopper", "carphone")},
 }
