@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--max-seconds", type=float, default=None, help="scored window per video (default 10)")
     temporal = parser.add_argument_group("temporal")
     temporal.add_argument("--setting", choices=SETTINGS, default=None,
-                        help=f"generator preset: default (realistic cue strengths), hard (faint pulse, blur, "
+                        help=f"generator preset: default (fixed cue strengths: one hand statistic gives each attack away), hard (faint pulse, blur, "
                              f"stronger compression) or realistic (renderer v3: flicker, drift, tremor, rolling "
                              f"shutter and H.264 on every capture; no single hand statistic separates the classes); "
                              f"default {d.setting!r}")

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identities", nargs="+", default=None, choices=identity_names(), metavar="NAME",
                         help=f"identities to use, in order (default all: {' '.join(identity_names())})")
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                        help="named cue strengths: default (realistic), hard (faint pulse, blur, strong JPEG), "
+                        help="named cue strengths: default (fixed strengths), hard (faint pulse, blur, strong JPEG), "
                              "realistic (renderer v3: per-video random effect strengths, mains flicker, exposure "
                              "drift, tremor, rolling shutter, H.264 on every capture), sample_v1 (the renderer and "
                              "identities that made data/sample/)")

@@ -134,7 +134,7 @@ _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SynthConfig)}
 
 # ------------------------------------------------------------------------------------------------ presets
 PRESETS: dict[str, dict] = {
-    # Realistic strengths: the SynthConfig defaults, spelled out.
+    # Fixed cue strengths: the SynthConfig defaults, spelled out (one hand statistic separates each attack here).
     "default": {"pulse_amplitude": 0.02, "motion_px": 3.0, "motion_sigma": 0.75, "expression_px": 1.5,
                 "blink_rate_hz": 0.28, "print_bend": 0.03, "replay_judder": 0.04, "replay_flicker": 0.03,
                 "replay_gamma": 0.85, "ai_warp": 0.8, "blur_sigma": 0.0, "jpeg_quality": None},
