@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -33,6 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from realworld_cues import _WORKER, measure_all  # noqa: E402  (one face backend per worker, as the cue scan)
 
 ATTACKS = ("print", "replay", "ai_dynamic")
 
@@ -58,19 +58,6 @@ def make_data(cfg, out: Path, workers: int, progress: bool) -> pd.DataFrame:
     generate_dataset(data, cfg, progress=progress, workers=workers)
     stamp.write_text(json.dumps(want, indent=2, sort_keys=True) + "\n")
     return read_manifest(data / "manifest.csv")
-
-
-_WORKER: dict = {}
-
-
-def _init_worker(backend: str, options: dict, track: dict) -> None:
-    import cv2
-
-    from components.face.landmarks import make_backend
-    from components.face.tracking import TrackConfig
-
-    cv2.setNumThreads(1)
-    _WORKER.update(backend=make_backend(backend, **options), track=TrackConfig(**track))
 
 
 def measure(job: dict) -> dict:
@@ -182,18 +169,8 @@ def main(argv=None) -> int:
             for r in manifest.itertuples()]
     init = (label.backend, dict(label.backend_options), dict(label.track))
     bar = progress_bar(len(jobs), "statistics", unit="video", disable=args.no_progress)
-    rows = []
     t1 = time.perf_counter()
-    if args.workers <= 1:
-        _init_worker(*init)
-        for j in jobs:
-            rows.append(measure(j))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=init) as pool:
-            for r in pool.map(measure, jobs):
-                rows.append(r)
-                bar.update()
+    rows = measure_all(measure, jobs, init, args.workers, bar)
     bar.close()
     stat_s = time.perf_counter() - t1
     df = manifest[["video_id", "subject_id", "attack_type", "label", "device", "scene"]].merge(pd.DataFrame(rows), on="video_id")

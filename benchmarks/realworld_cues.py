@@ -257,6 +257,24 @@ def _init_worker(backend: str, options: dict, track: dict) -> None:
     _WORKER.update(backend=make_backend(backend, **options), track=TrackConfig(**track))
 
 
+def measure_all(measure, jobs: list[dict], init: tuple, workers: int, bar) -> list[dict]:
+    """``measure`` of every job, in job order, ticking ``bar``: in this process, or on ``workers`` processes that
+    each load their own face backend (``_init_worker(*init)``; a dlib model does not pickle across processes)."""
+    if workers <= 1:
+        _init_worker(*init)
+        rows = []
+        for job in jobs:
+            rows.append(measure(job))
+            bar.update()
+        return rows
+    rows = []
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init) as pool:
+        for row in pool.map(measure, jobs):
+            rows.append(row)
+            bar.update()
+    return rows
+
+
 def measure(job: dict) -> dict:
     """One manifest row -> its cue row; ``skipped`` names why a video gave none (errors never stop the others)."""
     from components.benchmark.realworld import video_fps
@@ -486,17 +504,7 @@ def main(argv=None) -> int:
     init = (label.backend, dict(label.backend_options), dict(label.track))
     t0 = time.perf_counter()
     bar = progress_bar(len(jobs), "videos", unit="video", disable=args.no_progress)
-    rows = []
-    if args.workers <= 1:
-        _init_worker(*init)
-        for j in jobs:
-            rows.append(measure(j))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=init) as pool:
-            for r in pool.map(measure, jobs):
-                rows.append(r)
-                bar.update()
+    rows = measure_all(measure, jobs, init, args.workers, bar)
     bar.close()
     wall = time.perf_counter() - t0
     table = videos.drop(columns=["file"]).merge(pd.DataFrame(rows), on="path")
