@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from realworld_cues import _WORKER, measure_all  # noqa: E402  (one face backend per worker, as the cue scan)
+from realworld_cues import _WORKER, measure_all, write_report  # noqa: E402  (one face backend per worker, as the cue scan)
 
 ATTACKS = ("print", "replay", "ai_dynamic")
 
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from components.config import load_params
-    from components.runtime import json_safe, progress_bar
+    from components.runtime import progress_bar
 
     cfg = synth_config(args.setting, args.subjects, args.lives_per_cell, args.attacks_per_cell, args.frames,
                        args.seed)
@@ -195,9 +195,7 @@ def main(argv=None) -> int:
                "per_type": {k: int(v) for k, v in counts.items()}, "separations": seps, "max_auc": args.max_auc,
                "pass": ok, "learned_stats_auc": learned, "generate_s": gen_s, "statistics_s": stat_s,
                "medians": ok_df.groupby("attack_type")[list(seps)].median().to_dict("index")}
-    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
-    (out / "table.md").write_text(text)
-    print(text)
+    write_report(out, summary, text)
     return 0
 
 

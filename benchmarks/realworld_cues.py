@@ -257,6 +257,15 @@ def _init_worker(backend: str, options: dict, track: dict) -> None:
     _WORKER.update(backend=make_backend(backend, **options), track=TrackConfig(**track))
 
 
+def write_report(out: Path, summary: dict, text: str) -> None:
+    """The figures as ``out/summary.json``, the tables as ``out/table.md``, and the tables printed."""
+    from components.runtime import json_safe
+
+    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
+    (out / "table.md").write_text(text)
+    print(text)
+
+
 def measure_all(measure, jobs: list[dict], init: tuple, workers: int, bar) -> list[dict]:
     """``measure`` of every job, in job order, ticking ``bar``: in this process, or on ``workers`` processes that
     each load their own face backend (``_init_worker(*init)``; a dlib model does not pickle across processes)."""
@@ -487,7 +496,7 @@ def main(argv=None) -> int:
 
     from components.benchmark.realworld import read_manifest
     from components.config import load_params
-    from components.runtime import json_safe, progress_bar
+    from components.runtime import progress_bar
 
     params = load_params(REPO / "params.yaml")
     label, serve = params["label"], params["serve"]
@@ -530,9 +539,7 @@ def main(argv=None) -> int:
                "cue_aucs": aucs, "handheld": hand, "leave_source_out": loso,
                "medians": df.groupby(["source", "attack_type"])[list(CUES + CONFOUNDS)].median().reset_index()
                .to_dict("records")}
-    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
-    (out / "table.md").write_text(text)
-    print(text)
+    write_report(out, summary, text)
     return 0
 
 
