@@ -10,7 +10,7 @@ replica holds the whole body and a decoder works on it). A sampler reads the rep
 50 ms. Printed: answers by status (200/422 are the uploads that got in, 503 ``busy`` the ones the budget turned
 away, with Retry-After), the replica's RSS before and at its peak, the decoders' peak, and the bound the budget
 sets (RSS before + budget: each upload reserves the copies of its body the replica holds at its peak,
-``components/serving/budget.py copies_held``). Exit 0 whatever the figures.
+``components/serving/budget.py COPIES_HELD``). Exit 0 whatever the figures.
 """
 from __future__ import annotations
 

@@ -104,26 +104,39 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0) -> None
         out.release()
 
 
-def write_h264(path: str | Path, frames: np.ndarray, fps: float = 30.0, crf: int = 23) -> None:
-    """Write RGB uint8 frames (N, H, W, 3) as H.264 mp4 through PyAV (libx264, yuv420p, ``crf`` quality), the
-    codec phones record with; OpenCV's wheels only encode mp4v. Sides must be even (4:2:0 chroma)."""
+def encode_h264(frames: np.ndarray, fps: float = 30.0, crf: int = 23, threads: int | None = None) -> bytes:
+    """RGB uint8 frames (N, H, W, 3) as the bytes of an H.264 mp4 (PyAV, libx264, yuv420p, ``crf`` quality), the
+    codec phones record with; OpenCV's wheels only encode mp4v. Sides must be even (4:2:0 chroma). ``threads=1``
+    makes the output independent of the machine (what a generator that must be deterministic needs)."""
+    import io
+    from fractions import Fraction
+
     import av  # the `train` extra; only clips that must look like a phone's need it
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
     h, w = frames.shape[1:3]
     if h % 2 or w % 2:
         raise ValueError(f"H.264 4:2:0 needs even sides, got {w}x{h}")
-    from fractions import Fraction
-
-    with av.open(str(path), "w") as out:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(int(crf)), "preset": "veryfast"}
+        stream.options = {"crf": str(int(crf)), "preset": "veryfast",
+                          **({"threads": str(int(threads))} if threads else {})}
+        if threads:
+            stream.thread_count = int(threads)
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+    return buf.getvalue()
+
+
+def write_h264(path: str | Path, frames: np.ndarray, fps: float = 30.0, crf: int = 23) -> None:
+    """:func:`encode_h264` written to ``path`` (its folder created)."""
+    data = encode_h264(frames, fps, crf)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

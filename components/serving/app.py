@@ -234,7 +234,7 @@ class LivenessService:
         only the frames of the clips ``state``'s model will score with ``max_clips`` carry pixels."""
         ctype = upload.content_type(request)
         limit = self._limits.max_upload_bytes
-        held = upload.reserve(request, ctype, limit, self._uploads)
+        held = upload.reserve(request, limit, self._uploads)
         try:
             body = await upload.read_body(request, limit)
             p = state.predictor

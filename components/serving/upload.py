@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from .budget import MULTIPART_SLACK, UploadBudget, copies_held
+from .budget import COPIES_HELD, MULTIPART_SLACK, UploadBudget
 from .inputs import VIDEO_CONTENT_TYPES, InputError
 
 
@@ -29,14 +29,14 @@ def declared_length(request: Request) -> int | None:
     return int(declared) if declared and declared.isdigit() else None
 
 
-def reserve(request: Request, ctype: str, limit: int, budget: UploadBudget) -> int:
-    """Reserve the bytes this request may hold (its declared length, else the limit, times the copies of the body
-    its content type ``ctype`` makes the replica hold at once, :func:`copies_held`) before reading any: 413 past
+def reserve(request: Request, limit: int, budget: UploadBudget) -> int:
+    """Reserve the bytes this request may hold (its declared length, else the limit, times the copies of a body
+    the replica holds at once, :data:`COPIES_HELD`) before reading any: 413 past
     the limit, 503 when the replica's budget is spent. Returns the reservation to release."""
     declared = declared_length(request)
     if declared is not None and declared > limit + MULTIPART_SLACK:
         raise InputError(413, "too_large", f"{declared} bytes exceeds the {limit}-byte limit")
-    need = (declared if declared is not None else limit + MULTIPART_SLACK) * copies_held(ctype)
+    need = (declared if declared is not None else limit + MULTIPART_SLACK) * COPIES_HELD
     if not budget.reserve(need):
         raise InputError(503, "busy", f"the replica holds {budget.used} upload bytes (budget {budget.cap}); "
                                       f"this {need}-byte request would not fit")
@@ -97,10 +97,12 @@ def multipart_video(request: Request, body: bytearray) -> memoryview:
         raise _malformed("the content type names no boundary")
     delim = b"--" + boundary
     sep = b"\r\n" + delim
-    pos = 0 if body.startswith(delim) else body.find(sep)  # anything before the first boundary is preamble
-    if pos < 0:
-        raise _malformed("no boundary in the body")
-    pos += 0 if pos == 0 and body.startswith(delim) else 2
+    if body.startswith(delim):
+        pos = 0
+    else:  # anything before the first boundary is preamble
+        pos = body.find(sep) + 2
+        if pos < 2:
+            raise _malformed("no boundary in the body")
     files: list[tuple[bytes, bytes, memoryview]] = []  # (field name, content type, content)
     view = memoryview(body)
     for _ in range(MAX_PARTS + 1):

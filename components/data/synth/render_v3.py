@@ -38,7 +38,7 @@ import numpy as np
 
 from .faces import SubjectFace
 from .primitives import apply_h, background, close_eyes, halftone, rect_quad, soft_ellipse
-from .render_v2 import FaceMotion, _blink_closure, _gauss, _inverse_map, _pulse_box, _support
+from .render_v2 import FaceMotion, _blink_closure, _gauss, _inverse_map, _pulse_box, _rigid_delta, _support
 
 if TYPE_CHECKING:
     from components.data.profiles import DeviceProfile, SceneProfile
@@ -102,14 +102,6 @@ def camera_path(rng, cfg: SynthConfig) -> tuple[Motion, float]:
     amp = k * (loguniform(rng, 0.2, 2.0) if held else 0.05)
     trem = k * (loguniform(rng, 0.05, 0.4) if held else 0.02)
     return Motion(rng, cfg.n_frames, cfg.fps, amp, trem, 0.3 * k, 0.0), rng.uniform(0.2, 0.9) * cfg.rolling_shutter
-
-
-def _rigid(xs, ys, center, dx, dy, th, sc):
-    px, py = xs - np.float32(center[0]), ys - np.float32(center[1])
-    ct, st = math.cos(th), math.sin(th)
-    qx = (np.float32(ct) * (px - np.float32(dx)) + np.float32(st) * (py - np.float32(dy))) / np.float32(sc)
-    qy = (np.float32(-st) * (px - np.float32(dx)) + np.float32(ct) * (py - np.float32(dy))) / np.float32(sc)
-    return qx - px, qy - py
 
 
 def _remap(img, mx, my, reflect: bool = True):
@@ -195,7 +187,7 @@ def render_live3(face: SubjectFace, rng, cfg: SynthConfig, kind: str = "live", m
     for t in range(T):
         img = close_eyes(base, face, closure[t]) if closure[t] > 0.02 else base
         img = _pulse_box(img, skin, box, pulse[t]) if pulse[t] else img
-        rx, ry = _rigid(xs, ys, face.center, m.dx[t], m.dy[t], m.roll[t], m.zoom[t])
+        rx, ry = _rigid_delta(xs, ys, face.center, m.dx[t], m.dy[t], m.roll[t], m.zoom[t])
         ddx = w * (rx - depth * np.float32(math.sin(yaw[t])))
         ddy = w * (ry - depth * np.float32(math.sin(pitch[t])))
         for (fx, fy), s in zip(fields, sig):
@@ -403,7 +395,7 @@ def camera_motion(frames: np.ndarray, centers: np.ndarray, rng, cfg: SynthConfig
     c = np.array([W / 2, H / 2])
     out = np.empty_like(frames)
     for t in range(T):
-        rx, ry = _rigid(xs, ys, c, cam.dx[t], cam.dy[t], cam.roll[t], 1.0)
+        rx, ry = _rigid_delta(xs, ys, c, cam.dx[t], cam.dy[t], cam.roll[t], 1.0)
         mx = xs + rx - rows * np.float32(vx[t])
         my = ys + ry - rows * np.float32(vy[t])
         out[t] = _remap(frames[t], mx, my)
@@ -435,25 +427,13 @@ def exposure_drift(rng, cfg: SynthConfig) -> np.ndarray:
 
 
 def h264_roundtrip(frames: np.ndarray, fps: float, crf: int) -> tuple[bytes, np.ndarray]:
-    """Encode RGB uint8 frames as an H.264 mp4 in memory (libx264, one thread: deterministic) and decode them:
-    the file's bytes and the frames a reader sees."""
-    from fractions import Fraction
-
+    """Frames encoded as an H.264 mp4 in memory (one encoder thread: deterministic) and decoded back: the file's
+    bytes and the frames a reader sees."""
     import av
 
-    buf = io.BytesIO()
-    T, h, w, _ = frames.shape
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(int(crf)), "preset": "veryfast", "threads": "1"}
-        stream.thread_count = 1
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    data = buf.getvalue()
+    from components.data.video import encode_h264
+
+    data = encode_h264(frames, fps, crf, threads=1)
     with av.open(io.BytesIO(data)) as inp:
         dec = np.stack([f.to_ndarray(format="rgb24") for f in inp.decode(video=0)])
     return data, dec
