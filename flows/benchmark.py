@@ -58,6 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     temporal.add_argument("--face-path", choices=["detect", "track"], default=None,
                         help=f"how labeling finds faces: detect on every sampled frame, or track between a few "
                              f"detections (default {d.face_path})")
+    temporal.add_argument("--crop", type=int, default=None,
+                          help=f"face crop side in pixels, a multiple of 8 (default {d.crop_size})")
+    temporal.add_argument("--clip-len", type=int, default=None,
+                          help=f"frames per clip (default {d.clip_len}); with --clip-interval it sets the window "
+                               f"one clip spans")
+    temporal.add_argument("--clip-interval", type=int, default=None,
+                          help=f"frames between a clip's frames (default {d.clip_interval})")
+    temporal.add_argument("--clips-per-video", type=int, default=None,
+                          help=f"clips labeled and scored per video (default {d.clips_per_video})")
     temporal.add_argument("--folds", type=int, default=None,
                           help="leave-identities-out folds over all identities (4 for the default 2:1:1 split): "
                                "each identity tested once by a model that never saw it, figures pooled; first "
@@ -75,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
 
     # Only what was given overrides the chosen size (so --quick keeps its own seeds and sizes).
     given = {"setting": args.setting, "seeds": args.seeds, "control_seeds": args.control_seeds, "rows": args.rows,
-             "n_subjects": args.subjects, "epochs": args.epochs, "face_path": args.face_path, "folds": args.folds}
+             "n_subjects": args.subjects, "epochs": args.epochs, "face_path": args.face_path, "folds": args.folds,
+             "crop_size": args.crop, "clip_len": args.clip_len, "clip_interval": args.clip_interval,
+             "clips_per_video": args.clips_per_video}
     over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None}
     try:
         cfg = TemporalBenchmarkConfig.quick(**over) if args.quick else TemporalBenchmarkConfig(**over)

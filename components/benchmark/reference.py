@@ -41,6 +41,7 @@ class ReferenceConfig:
     # defaults were chosen"); the held-back folder is the test.
     crop_size: int = 32             # 32 with held-still-only training beat 64 with every type (EulerNet alone 0.83 vs
                                     # 0.57 live vs held still), at a quarter of the time; compared jointly, not apart
+    clip_len: int = 4               # frames per clip; with clip_interval the window one clip spans (0.4 s at 30 fps)
     clip_interval: int = 3          # the pipeline's clip layout (4 frames at interval 3)
     clips_per_video: int = 4        # what the Serve endpoint scores per request (serve.max_clips)
     max_side: int = 480             # decode size, as the label stage's default
@@ -67,8 +68,8 @@ class ReferenceConfig:
 
         if self.crop_size < 32 or self.crop_size % 8:
             raise ValueError(f"crop_size must be >= 32 and divisible by 8, got {self.crop_size}")
-        if self.clip_interval < 1 or self.clips_per_video < 1 or self.steps < 1:
-            raise ValueError("clip_interval, clips_per_video and steps must be >= 1")
+        if self.clip_len < 2 or self.clip_interval < 1 or self.clips_per_video < 1 or self.steps < 1:
+            raise ValueError("clip_len must be >= 2; clip_interval, clips_per_video and steps >= 1")
         if not 0 < self.bpcer_target < 0.5:
             raise ValueError(f"bpcer_target must be in (0, 0.5), got {self.bpcer_target}")
         bad = [f for f in self.features if f not in FEATURES]
@@ -91,8 +92,8 @@ def make_predictor(cfg: ReferenceConfig, model=None, threshold: float = 0.5, hea
     from components.inference.predictor import Predictor
     from components.model.eulernet import create_model
 
-    model = model if model is not None else create_model("eulernet", width=cfg.width)
-    meta = build_meta(variant="eulernet", crop_size=cfg.crop_size, mean=MEAN, std=STD, clip_len=4,
+    model = model if model is not None else create_model("eulernet", width=cfg.width, clip_len=cfg.clip_len)
+    meta = build_meta(variant="eulernet", crop_size=cfg.crop_size, mean=MEAN, std=STD, clip_len=cfg.clip_len,
                       clip_interval=cfg.clip_interval, clips_per_video=cfg.clips_per_video, threshold=threshold,
                       landmark_backend=cfg.backend, face_path="track", max_side=cfg.max_side, video_head=head,
                       extra=extra)
@@ -160,7 +161,7 @@ def train_eulernet(crops: np.ndarray, maps: np.ndarray, labels: np.ndarray, step
         raise ValueError("training needs live and attack clips")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = create_model("eulernet", width=width)
+    model = create_model("eulernet", width=width, clip_len=int(crops.shape[1]))  # T of the clips given
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: min(1.0, (k + 1) / 20) * 0.5 * (1 + np.cos(np.pi * min(k, steps) / steps)))

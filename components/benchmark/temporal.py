@@ -83,6 +83,10 @@ class TemporalBenchmarkConfig:
     crop_size: int = 32  # a 32 px crop already averages sensor noise over ~3x3 source pixels
     face_path: str = "track"  # labeling's face path (components.face.tracking); "detect" was the old one
     clips_per_video: int = 4
+    # Clip geometry (labeling and model): 4 frames at interval 3 span 0.4 s at 25 fps, less than one heartbeat;
+    # a longer clip lets the model see a pulse period, a blink and slow parallax in one pass.
+    clip_len: int = 4
+    clip_interval: int = 3
     seeds: tuple[int, ...] = (0, 1, 2)  # the eulernet row
     control_seeds: tuple[int, ...] = (0,)  # the paper and single_frame rows
     rows: tuple[str, ...] = MODEL_ROWS
@@ -112,8 +116,16 @@ class TemporalBenchmarkConfig:
             raise ValueError("seeds must not be empty")
         if self.folds < 1:
             raise ValueError(f"folds must be >= 1, got {self.folds}")
-        if self.frames < 10:
-            raise ValueError(f"frames must be >= 10 (one clip of 4 frames at interval 3), got {self.frames}")
+        from components.face.crop import clip_geometry_errors
+
+        if errors := clip_geometry_errors(self.crop_size, self.clip_len, self.clip_interval):
+            raise ValueError("; ".join(errors))
+        if self.clips_per_video < 1:
+            raise ValueError(f"clips_per_video must be >= 1, got {self.clips_per_video}")
+        span = (self.clip_len - 1) * self.clip_interval + 1
+        if self.frames < max(10, span):
+            raise ValueError(f"frames must be >= 10 and hold one clip ({self.clip_len} frames at interval "
+                             f"{self.clip_interval} span {span}), got {self.frames}")
 
     @classmethod
     def quick(cls, **overrides) -> "TemporalBenchmarkConfig":
@@ -181,7 +193,7 @@ def label_config(cfg: TemporalBenchmarkConfig):
     from components.labeling.config import LabelConfig
 
     return LabelConfig(backend="dlib", crop_size=cfg.crop_size, clips_per_video=cfg.clips_per_video,
-                       max_side=480, concurrency=cfg.label_concurrency, face_path=cfg.face_path)
+                       clip_len=cfg.clip_len, clip_interval=cfg.clip_interval, max_side=480, concurrency=cfg.label_concurrency, face_path=cfg.face_path)
 
 
 def clip_fps(cfg: TemporalBenchmarkConfig) -> float:

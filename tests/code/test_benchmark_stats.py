@@ -105,6 +105,24 @@ def test_benchmark_config_is_checked_before_any_work():
         TemporalBenchmarkConfig(setting="easy")
 
 
+def test_benchmark_clip_window_reaches_labeling_and_must_fit_a_video():
+    from components.benchmark.temporal import TemporalBenchmarkConfig, clip_fps, label_config
+
+    cfg = TemporalBenchmarkConfig(clip_len=16, clip_interval=3, clips_per_video=1, crop_size=64)
+    lab = label_config(cfg)
+    assert (lab.clip_len, lab.clip_interval, lab.clips_per_video, lab.crop_size) == (16, 3, 1, 64)
+    assert clip_fps(cfg) == pytest.approx(25.0 / 3)
+    assert lab.fingerprint() != label_config(TemporalBenchmarkConfig()).fingerprint()  # relabels, never reuses
+    with pytest.raises(ValueError, match="span 49"):  # 16 frames at interval 3 span 46 <= 48; 17 do not fit
+        TemporalBenchmarkConfig(clip_len=17, clip_interval=3)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        TemporalBenchmarkConfig(crop_size=60)
+    with pytest.raises(ValueError, match="clip_len must be >= 2"):
+        TemporalBenchmarkConfig(clip_len=1)
+    with pytest.raises(ValueError, match="clips_per_video"):
+        TemporalBenchmarkConfig(clips_per_video=0)
+
+
 def test_identity_folds_give_every_identity_one_test_turn_and_pool_by_identity():
     from components.benchmark.temporal_summary import fold_splits, summarise_pooled
 

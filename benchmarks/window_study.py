@@ -1,0 +1,105 @@
+"""Which clip window and crop should the temporal model read? Decided on **dev** identities only.
+
+    python benchmarks/window_study.py --setting realistic --out OUT [--data-from DIR] [--configs base long16 ...]
+
+Each configuration is the temporal benchmark (``components.benchmark.temporal``: same videos, same identity
+split, the real labeling and training paths) with a different clip geometry or crop: ``base`` is today's default
+(4 frames at interval 3, 0.5 s at 25 fps, 4 clips per video, crop 32); the others widen the window one clip spans
+to more than a second, so a pulse period, a blink or slow parallax fits in one pass, or raise the crop. Every
+configuration trains the ``eulernet`` row (first seed) and the ``learned_stats`` reference on the same clips.
+
+Only dev figures are printed and written (``OUT/dev.json``, ``OUT/dev.md``): the choice is made here, and the
+chosen configuration's test figure is opened once, by ``eulernet benchmark temporal`` with its flags (the line
+the script prints last). ``--data-from`` reuses the videos of an earlier benchmark folder of the same setting
+(linked, not copied). Figures, conditions and the decision: docs/training.md, "Clip window".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# name -> TemporalBenchmarkConfig overrides. Longer clips give fewer clips per video (the videos are 48 frames),
+# so those runs train twice the epochs: about as many frames seen as ``base``.
+CONFIGS: dict[str, dict] = {
+    "base": {},
+    "long8": {"clip_len": 8, "clip_interval": 3, "clips_per_video": 2, "epochs": 8},  # 0.9 s per clip
+    "long16": {"clip_len": 16, "clip_interval": 3, "clips_per_video": 1, "epochs": 12},  # 1.8 s
+    "long12x4": {"clip_len": 12, "clip_interval": 4, "clips_per_video": 1, "epochs": 12},  # 1.8 s, 6 Hz
+    "crop64": {"crop_size": 64},
+}
+
+
+def dev_row(name: str, over: dict, res: dict, refs: dict) -> dict:
+    from components.metrics.rates import auc, choose_threshold, error_rates
+
+    ls = refs["learned_stats"]["dev"]
+    th = choose_threshold(ls["score"], ls["label"], "eer")  # on dev itself, as the eulernet row's dev ACER
+    return {"config": name, "overrides": over, "eulernet_dev_acer": res["dev_acer"], "eulernet_dev_auc": res["dev_auc"],
+            "learned_stats_dev_auc": float(auc(ls["score"], ls["label"])),
+            "learned_stats_dev_acer": float(error_rates(ls["score"], ls["label"], th)["acer"]),
+            "train_s": res["train_s"], "best_epoch": res["best_epoch"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="output folder (one sub-folder per configuration; reruns reuse)")
+    ap.add_argument("--setting", default="realistic", choices=["default", "hard", "realistic"])
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--data-from", help="an earlier benchmark folder of the same setting whose data/ to reuse")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    from components.benchmark.temporal import TemporalBenchmarkConfig, clip_fps, label, make_data, train_row
+    from components.benchmark.temporal_references import reference_videos
+    from components.runtime import init_ray, tracking_uri
+
+    out = Path(args.out).resolve()
+    rows = []
+    init_ray()
+    for name in args.configs:
+        over = CONFIGS[name]
+        cfg = TemporalBenchmarkConfig(setting=args.setting, rows=("eulernet",), seeds=(args.seed,), **over)
+        sub = out / name
+        sub.mkdir(parents=True, exist_ok=True)
+        if args.data_from and not (sub / "data").exists():
+            (sub / "data").symlink_to(Path(args.data_from).resolve() / "data")
+        t0 = time.perf_counter()
+        manifest = make_data(cfg, sub, progress=False)
+        label(cfg, sub, manifest, progress=False)
+        refs = reference_videos(sub / "shards", clip_fps(cfg))
+        res = train_row(cfg, "eulernet", args.seed, sub, tracking_uri(), log=lambda m: None)
+        row = dev_row(name, over, res, refs)
+        row["wall_s"] = time.perf_counter() - t0
+        rows.append(row)
+        print(f"{name}: eulernet dev ACER {100 * row['eulernet_dev_acer']:.1f} %, AUC {row['eulernet_dev_auc']:.3f}; "
+              f"learned_stats dev ACER {100 * row['learned_stats_dev_acer']:.1f} %, AUC "
+              f"{row['learned_stats_dev_auc']:.3f} ({row['wall_s']:.0f} s)", flush=True)
+    (out / "dev.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = [f"Clip window study, setting `{args.setting}`, seed {args.seed}: dev identities only", "",
+             "| config | overrides | eulernet dev ACER (%) | dev AUC | learned_stats dev ACER (%) | dev AUC | train (s) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ov = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "-"
+        lines.append(f"| {r['config']} | {ov} | {100 * r['eulernet_dev_acer']:.1f} | {r['eulernet_dev_auc']:.3f} | "
+                     f"{100 * r['learned_stats_dev_acer']:.1f} | {r['learned_stats_dev_auc']:.3f} | {r['train_s']:.0f} |")
+    (out / "dev.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    best = min(rows, key=lambda r: (r["eulernet_dev_acer"], -r["eulernet_dev_auc"]))
+    flags = {"crop_size": "--crop", "clip_len": "--clip-len", "clip_interval": "--clip-interval",
+             "clips_per_video": "--clips-per-video", "epochs": "--epochs"}
+    cmd = " ".join(f"{flags[k]} {v}" for k, v in best["overrides"].items())
+    print(f"lowest dev ACER: {best['config']}; its test figure: eulernet benchmark temporal --setting "
+          f"{args.setting} --out DIR {cmd}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
