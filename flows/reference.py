@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"clips per video (default {d.clips_per_video}, what the endpoint scores)")
     parser.add_argument("--clip-len", type=int, default=d.clip_len,
                         help=f"frames per clip, 3 frames apart (default {d.clip_len}; 16 spans 1.5 s at 30 fps)")
+    parser.add_argument("--face-fraction", type=float, default=d.face_fraction,
+                        help=f"share of the crop the face fills (default {d.face_fraction}); less keeps more of "
+                             "what surrounds the face (a screen's or a sheet's edge, the hand)")
     parser.add_argument("--steps", type=int, default=d.steps, help=f"training steps per fit (default {d.steps})")
     parser.add_argument("--features", nargs="+", default=list(d.features),
                         help=f"video head features (default {' '.join(d.features)})")
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from components.runtime import header
 
     try:
-        cfg = ReferenceConfig(crop_size=args.crop, clips_per_video=args.clips, clip_len=args.clip_len, steps=args.steps,
+        cfg = ReferenceConfig(crop_size=args.crop, clips_per_video=args.clips, clip_len=args.clip_len,
+                              face_fraction=args.face_fraction, steps=args.steps,
                               features=tuple(args.features), bpcer_target=args.bpcer_target, seed=args.seed,
                               backend=args.backend,
                               train_types=None if not args.train_types or args.train_types == ["all"]

@@ -43,6 +43,7 @@ class ReferenceConfig:
                                     # 0.57 live vs held still), at a quarter of the time; compared jointly, not apart
     clip_len: int = 4               # frames per clip; with clip_interval the window one clip spans (0.4 s at 30 fps)
     clip_interval: int = 3          # the pipeline's clip layout (4 frames at interval 3)
+    face_fraction: float = 0.75     # share of the crop the landmarks' extent fills; less keeps a ring of context
     clips_per_video: int = 4        # what the Serve endpoint scores per request (serve.max_clips)
     max_side: int = 480             # decode size, as the label stage's default
     steps: int = 300                # AdamW steps per EulerNet fit (batch 16: 8 live + 8 attack clips)
@@ -70,6 +71,8 @@ class ReferenceConfig:
             raise ValueError(f"crop_size must be >= 32 and divisible by 8, got {self.crop_size}")
         if self.clip_len < 2 or self.clip_interval < 1 or self.clips_per_video < 1 or self.steps < 1:
             raise ValueError("clip_len must be >= 2; clip_interval, clips_per_video and steps >= 1")
+        if not 0.1 <= self.face_fraction <= 1.0:
+            raise ValueError(f"face_fraction must be in [0.1, 1], got {self.face_fraction}")
         if not 0 < self.bpcer_target < 0.5:
             raise ValueError(f"bpcer_target must be in (0, 0.5), got {self.bpcer_target}")
         bad = [f for f in self.features if f not in FEATURES]
@@ -95,7 +98,8 @@ def make_predictor(cfg: ReferenceConfig, model=None, threshold: float = 0.5, hea
     model = model if model is not None else create_model("eulernet", width=cfg.width, clip_len=cfg.clip_len)
     meta = build_meta(variant="eulernet", crop_size=cfg.crop_size, mean=MEAN, std=STD, clip_len=cfg.clip_len,
                       clip_interval=cfg.clip_interval, clips_per_video=cfg.clips_per_video, threshold=threshold,
-                      landmark_backend=cfg.backend, face_path="track", max_side=cfg.max_side, video_head=head,
+                      landmark_backend=cfg.backend, face_path="track", max_side=cfg.max_side,
+                      face_fraction=cfg.face_fraction, video_head=head,
                       extra=extra)
     return Predictor.from_checkpoint(make_checkpoint(model, meta))
 

@@ -167,7 +167,8 @@ def test_reference_recipe_ships_a_model_that_predict_and_the_benchmark_use(tmp_p
     data = _standins(tmp_path / "data", carphone_video_path, real_face_rgb)
     out = tmp_path / "ref"
     rc = main(["reference", "--data", str(data), "--out", str(out), "--work", str(tmp_path / "work"), "--crop", "32",
-               "--clips", "2", "--clip-len", "5", "--steps", "4", "--no-progress"])
+               "--clips", "2", "--clip-len", "5", "--face-fraction", "0.5", "--steps", "4",
+               "--no-progress"])
     assert rc == 0, capsys.readouterr().err
     s = json.loads((out / "loso.json").read_text())
     refused = {r["path"]: r["reason"] for r in s["refused"]}
@@ -184,6 +185,7 @@ def test_reference_recipe_ships_a_model_that_predict_and_the_benchmark_use(tmp_p
     assert pred.video_head is not None and pred.video_head.features == ("nonrigid_motion",)
     assert pred.threshold == pytest.approx(s["threshold"]) and pred.clips_per_video == 2 and pred.crop_size == 32
     assert pred.inference.clip_len == 5 and pred.model.cfg.clip_len == 5  # the window travels with the weights
+    assert pred.face_fraction == 0.5  # and so does the crop's context
     assert pred.extra["trained_on"]["sources"] == sorted(scores["source"].unique())
     capsys.readouterr()
     assert main(["predict", str(data / "live" / "a1.mp4"), "--checkpoint", str(out / "checkpoint.pt")]) == 0
@@ -216,5 +218,7 @@ def test_reference_errors_are_clear(tmp_path, capsys):
     assert "features must be names from" in capsys.readouterr().err
     assert main(["reference", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--clip-len", "1"]) == 2
     assert "clip_len must be >= 2" in capsys.readouterr().err
+    assert main(["reference", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--face-fraction", "2"]) == 2
+    assert "face_fraction must be in [0.1, 1]" in capsys.readouterr().err
     assert main(["reference", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "manifest.csv" in capsys.readouterr().err
