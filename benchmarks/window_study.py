@@ -4,7 +4,7 @@
 
 Each configuration is the temporal benchmark (``components.benchmark.temporal``: same videos, same identity
 split, the real labeling and training paths) with a different clip geometry or crop: ``base`` is today's default
-(4 frames at interval 3, 0.5 s at 25 fps, 4 clips per video, crop 32); the others widen the window one clip spans
+(4 frames at interval 3, 0.4 s at 25 fps, 4 clips per video, crop 32); the others widen the window one clip spans
 to more than a second, so a pulse period, a blink or slow parallax fits in one pass, or raise the crop. Every
 configuration trains the ``eulernet`` row (first seed) and the ``learned_stats`` reference on the same clips.
 

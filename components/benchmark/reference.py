@@ -41,7 +41,7 @@ class ReferenceConfig:
     # defaults were chosen"); the held-back folder is the test.
     crop_size: int = 32             # 32 with held-still-only training beat 64 with every type (EulerNet alone 0.83 vs
                                     # 0.57 live vs held still), at a quarter of the time; compared jointly, not apart
-    clip_len: int = 4               # frames per clip; with clip_interval the window one clip spans (0.4 s at 30 fps)
+    clip_len: int = 4               # frames per clip; with clip_interval the window one clip spans (0.3 s at 30 fps)
     clip_interval: int = 3          # the pipeline's clip layout (4 frames at interval 3)
     face_fraction: float = 0.75     # share of the crop the landmarks' extent fills; less keeps a ring of context
     clips_per_video: int = 4        # what the Serve endpoint scores per request (serve.max_clips)

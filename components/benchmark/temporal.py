@@ -116,13 +116,14 @@ class TemporalBenchmarkConfig:
             raise ValueError("seeds must not be empty")
         if self.folds < 1:
             raise ValueError(f"folds must be >= 1, got {self.folds}")
+        from components.data.clips import clip_span
         from components.face.crop import clip_geometry_errors
 
         if errors := clip_geometry_errors(self.crop_size, self.clip_len, self.clip_interval):
             raise ValueError("; ".join(errors))
         if self.clips_per_video < 1:
             raise ValueError(f"clips_per_video must be >= 1, got {self.clips_per_video}")
-        span = (self.clip_len - 1) * self.clip_interval + 1
+        span = clip_span(self.clip_len, self.clip_interval)
         if self.frames < max(10, span):
             raise ValueError(f"frames must be >= 10 and hold one clip ({self.clip_len} frames at interval "
                              f"{self.clip_interval} span {span}), got {self.frames}")
@@ -193,7 +194,8 @@ def label_config(cfg: TemporalBenchmarkConfig):
     from components.labeling.config import LabelConfig
 
     return LabelConfig(backend="dlib", crop_size=cfg.crop_size, clips_per_video=cfg.clips_per_video,
-                       clip_len=cfg.clip_len, clip_interval=cfg.clip_interval, max_side=480, concurrency=cfg.label_concurrency, face_path=cfg.face_path)
+                       clip_len=cfg.clip_len, clip_interval=cfg.clip_interval, max_side=480,
+                       concurrency=cfg.label_concurrency, face_path=cfg.face_path)
 
 
 def clip_fps(cfg: TemporalBenchmarkConfig) -> float:
