@@ -70,10 +70,13 @@ def dev_pooling(checkpoint: str, shards: Path) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output folder (one sub-folder per configuration; reruns reuse)")
-    ap.add_argument("--setting", default="realistic", choices=["default", "hard", "realistic"])
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--setting", default="realistic", choices=["default", "hard", "realistic"],
+                    help="generator preset, as eulernet benchmark temporal --setting (default realistic)")
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
+                    help="configurations to compare (default all): " + "; ".join(
+                        f"{k}: {', '.join(f'{a}={b}' for a, b in v.items()) or 'today'}" for k, v in CONFIGS.items()))
     ap.add_argument("--data-from", help="an earlier benchmark folder of the same setting whose data/ to reuse")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="training seed of every configuration (default 0)")
     args = ap.parse_args(argv)
 
     from components.benchmark.temporal import TemporalBenchmarkConfig, clip_fps, label, make_data, train_row
