@@ -26,6 +26,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from components.benchmark.temporal import SETTINGS  # noqa: E402  (a constant; the work is imported in main)
+
 # name -> TemporalBenchmarkConfig overrides. Longer clips give fewer clips per video (the videos are 48 frames),
 # so those runs train twice the epochs: about as many frames seen as ``base``.
 CONFIGS: dict[str, dict] = {
@@ -37,14 +39,18 @@ CONFIGS: dict[str, dict] = {
 }
 
 
-def dev_row(name: str, over: dict, res: dict, refs: dict) -> dict:
+def dev_figures(score, label) -> dict[str, float]:
+    """AUC and ACER at the EER threshold of one set of dev video scores (higher = live)."""
     from components.metrics.rates import auc, choose_threshold, error_rates
 
-    ls = refs["learned_stats"]["dev"]
-    th = choose_threshold(ls["score"], ls["label"], "eer")  # on dev itself, as the eulernet row's dev ACER
+    th = choose_threshold(score, label, "eer")  # on dev itself, as the eulernet row's dev ACER
+    return {"auc": float(auc(score, label)), "acer": float(error_rates(score, label, th)["acer"])}
+
+
+def dev_row(name: str, over: dict, res: dict, refs: dict) -> dict:
+    ls = dev_figures(refs["learned_stats"]["dev"]["score"], refs["learned_stats"]["dev"]["label"])
     return {"config": name, "overrides": over, "eulernet_dev_acer": res["dev_acer"], "eulernet_dev_auc": res["dev_auc"],
-            "learned_stats_dev_auc": float(auc(ls["score"], ls["label"])),
-            "learned_stats_dev_acer": float(error_rates(ls["score"], ls["label"], th)["acer"]),
+            "learned_stats_dev_auc": ls["auc"], "learned_stats_dev_acer": ls["acer"],
             "train_s": res["train_s"], "best_epoch": res["best_epoch"]}
 
 
@@ -55,22 +61,35 @@ def dev_pooling(checkpoint: str, shards: Path) -> dict[str, dict[str, float]]:
     """Dev AUC and ACER (at the dev EER threshold) of each pooling rule over the same model's dev clip scores."""
     from components.inference.predictor import Predictor
     from components.metrics.evaluate import score_split
-    from components.metrics.rates import auc, choose_threshold, error_rates
 
     clips, _ = score_split(Predictor.from_checkpoint(checkpoint), shards, "dev")
     out = {}
     for rule in POOLING:
         v = clips.groupby("video_id").agg(score=("score", rule), label=("label", "first"))
-        th = choose_threshold(v["score"], v["label"], "eer")
-        out[rule] = {"auc": float(auc(v["score"], v["label"])),
-                     "acer": float(error_rates(v["score"], v["label"], th)["acer"])}
+        out[rule] = dev_figures(v["score"], v["label"])
     return out
+
+
+def linked_data(data_from: str, want: dict) -> Path:
+    """The ``data/`` folder of an earlier benchmark run, checked to hold the videos this study would generate:
+    a mismatch would make the study regenerate into (and so overwrite) the other run's folder."""
+    data = Path(data_from).resolve() / "data"
+    stamp = data / "config.json"
+    if not (stamp.is_file() and (data / "manifest.csv").is_file()):
+        raise SystemExit(f"window_study: --data-from {data_from}: no finished benchmark data there "
+                         f"(expected {stamp} and manifest.csv)")
+    have = json.loads(stamp.read_text())
+    if have != want:
+        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        raise SystemExit(f"window_study: --data-from {data_from} holds other videos (differs in {', '.join(diff)}); "
+                         "nothing was linked")
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output folder (one sub-folder per configuration; reruns reuse)")
-    ap.add_argument("--setting", default="realistic", choices=["default", "hard", "realistic"],
+    ap.add_argument("--setting", default="realistic", choices=SETTINGS,
                     help="generator preset, as eulernet benchmark temporal --setting (default realistic)")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
                     help="configurations to compare (default all): " + "; ".join(
@@ -84,15 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     from components.runtime import init_ray, tracking_uri
 
     out = Path(args.out).resolve()
+    cfgs = {name: TemporalBenchmarkConfig(setting=args.setting, rows=("eulernet",), seeds=(args.seed,),
+                                          **CONFIGS[name]) for name in args.configs}
+    # Every configuration shares the generator settings (they differ in labeling and training only).
+    source = linked_data(args.data_from, next(iter(cfgs.values())).data_dict()) if args.data_from else None
     rows = []
     init_ray()
-    for name in args.configs:
+    for name, cfg in cfgs.items():
         over = CONFIGS[name]
-        cfg = TemporalBenchmarkConfig(setting=args.setting, rows=("eulernet",), seeds=(args.seed,), **over)
         sub = out / name
         sub.mkdir(parents=True, exist_ok=True)
-        if args.data_from and not (sub / "data").exists():
-            (sub / "data").symlink_to(Path(args.data_from).resolve() / "data")
+        if source and not (sub / "data").exists():
+            (sub / "data").symlink_to(source)
         t0 = time.perf_counter()
         manifest = make_data(cfg, sub, progress=False)
         label(cfg, sub, manifest, progress=False)
