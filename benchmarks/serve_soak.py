@@ -383,7 +383,15 @@ def run_soak(minutes: float, concurrency: int = 8, replicas: int = 2, seed: int 
         fault_thread.start()
         client.run(end, t0, concurrency)
         fault_thread.join()
-        pids_end = replica_pids()
+        # A decoder killed by the last hostile upload, or the replacement replica, may still be starting when the
+        # clients stop: give the pools a bounded moment to settle so "end" means a steady state, not a respawn.
+        settle = time.time() + 60
+        while True:
+            pids_end = replica_pids()
+            if (len(pids_end) == replicas and all(len(children(p)) == cfg.decode_workers for p in pids_end.values())) \
+                    or time.time() > settle:
+                break
+            time.sleep(0.5)
         survivors = [n for n in start_rss if n in pids_end]
         end_rss = {n: rss_mb(pids_end[n]) for n in survivors}
         end_dec = {n: sum(rss_mb(c) for c in children(pids_end[n])) for n in survivors}

@@ -1,6 +1,7 @@
 """Shared fixtures: one real local Ray cluster per test session, offline-friendly environment."""
 from __future__ import annotations
 
+import collections
 import os
 
 import pytest
@@ -10,6 +11,15 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "0")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding a long test (marked ``slow``) run first. bin/test spreads files over two xdist workers in
+    collection order; started last, the `dvc repro` file alone kept one worker busy for minutes while the other
+    idled. Files with more long tests go earlier; the sort is stable, so the order within a file, which module
+    fixtures rely on, is kept."""
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 @pytest.fixture(scope="session")

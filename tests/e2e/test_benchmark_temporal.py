@@ -37,6 +37,7 @@ def bench(tmp_path_factory):
     return {"out": out, "env": env, "first": _bench(out, env)}
 
 
+@pytest.mark.slow
 def test_summary_has_every_row_with_consistent_figures(bench):
     out = bench["out"]
     summary = json.loads((out / "summary.json").read_text())

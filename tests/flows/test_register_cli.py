@@ -380,6 +380,7 @@ def _fresh_venv(root: Path, requirements: Path) -> Path:
     return venv / "bin/python"
 
 
+@pytest.mark.slow
 def test_the_registered_model_loads_in_a_fresh_venv_with_no_index(workdir, real_face_rgb, tmp_path):
     """A registered version carries the library's code (``code_paths``) and pins what it imports: a new virtual
     environment with only the model's own requirements, installed from a wheel folder with no index, loads it by

@@ -96,6 +96,7 @@ def test_train_flow_two_workers_lowers_loss_and_tracks_everything(tmp_path, shar
             "model/checkpoint.pt"} <= arts
 
 
+@pytest.mark.slow
 def test_killed_worker_restarts_and_interrupted_run_continues(tmp_path, shards, mlflow_uri):
     """Rank 0 dies hard (``tests.harness.faults`` through the loop's ``epoch_start_hook``) at the start of
     epoch 2 (one restart allowed: the new worker group goes on from epoch 1's checkpoint), then again at the

@@ -52,6 +52,7 @@ def _train_and_score(variant: str, **overrides) -> float:
     return auc(scores, y)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_default_variant_learns_a_cue_that_exists_only_over_time_and_the_single_frame_control_does_not():
     temporal = _train_and_score("eulernet")

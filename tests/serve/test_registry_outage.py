@@ -25,6 +25,7 @@ def store(tmp_path):
     mlflow.set_tracking_uri(previous)
 
 
+@pytest.mark.slow
 def test_a_replica_started_in_an_outage_serves_its_last_known_good(tmp_path, store, monkeypatch):
     from components.inference.checkpoint import build_meta, save_checkpoint
     from components.model.eulernet import create_model
