@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +181,36 @@ def _exp_rows(node, out=None) -> list[dict]:
     return out
 
 
+def _start_queue_and_wait(proj: Path, env: dict, n: int, timeout_s: float = 1200) -> None:
+    """`dvc queue start`, then poll `dvc queue status` until ``n`` tasks ended, then stop the worker.
+
+    The worker is a detached celery process that inherits the caller's pipes, so waiting on `dvc queue start`'s
+    output means waiting for the worker to exit. It exits on its own only while its monitor thread lives, and
+    that thread dies on a race in celery's file broker (a half-written control message, JSONDecodeError) that
+    load makes likely: the experiments then succeed and the worker idles for ever. Polling the queue's state and
+    stopping the worker ourselves tests what users do and leaves no process behind."""
+    import time
+
+    subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=proj, env=env, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=True)
+    deadline = time.monotonic() + timeout_s
+    status = ""
+    while time.monotonic() < deadline:
+        status = _run(["dvc", "queue", "status"], proj, env).stdout
+        if sum(status.count(word) for word in ("Success", "Failed")) >= n:
+            break
+        time.sleep(5)
+    else:
+        raise AssertionError(f"the queued experiments did not end in {timeout_s:.0f} s:\n{status}")
+    subprocess.run(["dvc", "queue", "stop"], cwd=proj, env=env, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    for pidfile in (proj / ".dvc/tmp/exps/celery").glob("*.pid"):
+        try:
+            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)  # a worker whose monitor died ignores stop
+        except (ValueError, ProcessLookupError):
+            pass
+
+
 @pytest.mark.slow
 def test_experiments_compare_through_dvc(project):
     """The DVC loop: commit, queue `dvc exp run -S train.variant=... -S train.lr=...` twice, `dvc queue start`, then
@@ -199,9 +230,9 @@ def test_experiments_compare_through_dvc(project):
     for name, (variant, lr) in runs.items():
         _run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.variant={variant}", "-S", f"train.lr={lr}",
               "evaluate"], proj, env)
-    _run(["dvc", "queue", "start", "-j", "1"], proj, env)
+    _start_queue_and_wait(proj, env, len(runs))
     for name in runs:
-        log = _run(["dvc", "queue", "logs", "--follow", name], proj, env).stdout
+        log = _run(["dvc", "queue", "logs", name], proj, env).stdout
         assert "Running stage 'evaluate'" in log and "ERROR" not in log, log[-3000:]
         assert re.search(r"\(0 labeled now, \d+ from cache\)", log), log[-3000:]  # the project's labeling cache
     status = _run(["dvc", "queue", "status"], proj, env).stdout
