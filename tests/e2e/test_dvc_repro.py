@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -189,8 +190,6 @@ def _start_queue_and_wait(proj: Path, env: dict, n: int, timeout_s: float = 1200
     that thread dies on a race in celery's file broker (a half-written control message, JSONDecodeError) that
     load makes likely: the experiments then succeed and the worker idles for ever. Polling the queue's state and
     stopping the worker ourselves tests what users do and leaves no process behind."""
-    import time
-
     subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=proj, env=env, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=True)
     deadline = time.monotonic() + timeout_s
@@ -204,10 +203,20 @@ def _start_queue_and_wait(proj: Path, env: dict, n: int, timeout_s: float = 1200
         raise AssertionError(f"the queued experiments did not end in {timeout_s:.0f} s:\n{status}")
     subprocess.run(["dvc", "queue", "stop"], cwd=proj, env=env, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    pids = []
     for pidfile in (proj / ".dvc/tmp/exps/celery").glob("*.pid"):
         try:
-            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)  # a worker whose monitor died ignores stop
-        except (ValueError, ProcessLookupError):
+            pids.append(int(pidfile.read_text().strip()))
+        except ValueError:
+            pass
+    stop_by = time.monotonic() + 15
+    while pids and time.monotonic() < stop_by:  # a healthy worker exits on `stop`
+        pids = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.5)
+    for pid in pids:  # one whose monitor thread died does not
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
 
 
