@@ -339,7 +339,8 @@ def realtime(args) -> int:
     torch.set_num_threads(args.torch_threads)
     direct_pred = Predictor.from_checkpoint(paths["after"], device=args.device, engine=engines["after"],
                                             threads=args.onnx_threads)
-    plan = ClipPlan(direct_pred.clip_len, direct_pred.clip_interval, args.max_clips)
+    plan = ClipPlan(direct_pred.clip_len, direct_pred.clip_interval, args.max_clips,
+                    direct_pred.inference.window_seconds)
 
     direct_decode: list[float] = []
 

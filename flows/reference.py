@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--face-fraction", type=float, default=d.face_fraction,
                         help=f"share of the crop the face fills (default {d.face_fraction}); less keeps more of "
                              "what surrounds the face (a screen's or a sheet's edge, the hand)")
+    parser.add_argument("--max-seconds", type=float, default=d.max_seconds,
+                        help=f"scored window: the clips are spread over each video's first MAX_SECONDS "
+                             f"(default {d.max_seconds:g}); the model carries it, so serving decodes no further")
     parser.add_argument("--steps", type=int, default=d.steps, help=f"training steps per fit (default {d.steps})")
     parser.add_argument("--features", nargs="+", default=list(d.features),
                         help=f"video head features (default {' '.join(d.features)})")
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = ReferenceConfig(crop_size=args.crop, clips_per_video=args.clips, clip_len=args.clip_len,
-                              face_fraction=args.face_fraction, steps=args.steps,
+                              face_fraction=args.face_fraction, steps=args.steps, max_seconds=args.max_seconds,
                               features=tuple(args.features), bpcer_target=args.bpcer_target, seed=args.seed,
                               backend=args.backend,
                               train_types=None if not args.train_types or args.train_types == ["all"]

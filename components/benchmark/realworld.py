@@ -94,17 +94,6 @@ def manifest_digest(data_dir: str | Path) -> str:
     return sha256_file(Path(data_dir) / "manifest.csv")
 
 
-def video_fps(path: str | Path, default: float = 30.0) -> float:
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    finally:
-        cap.release()
-    return fps if 1.0 <= fps <= 240.0 else default
-
-
 def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
                      progress: Callable[[Any], Any] | None = None,
                      log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -113,7 +102,7 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
     there (same seed, same name). A live video that cannot be read gets no still, said by name (the video itself
     is then refused by the scoring, with its reason)."""
     from components.data.held_still import HeldStillConfig, write_held_still
-    from components.data.video import VideoError, read_frames
+    from components.data.video import VideoError, read_frames, video_fps
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +144,7 @@ def score_videos(predictor, videos: pd.DataFrame, cfg: RealworldConfig,
                  progress: Callable[[Any], Any] | None = None) -> pd.DataFrame:
     """One row per video: ``score`` (model), ``one_frame_score``, the hand statistics, and ``refused`` (the
     reason, empty when scored). Errors of one video never stop the others."""
-    from components.data.video import VideoError
+    from components.data.video import VideoError, video_fps
     from components.face.clips import LabelingError
     from components.inference.tensors import clip_scores, video_score
     from components.metrics.statistics import STATISTICS, statistics_bank

@@ -99,7 +99,7 @@ def make_predictor(cfg: ReferenceConfig, model=None, threshold: float = 0.5, hea
     meta = build_meta(variant="eulernet", crop_size=cfg.crop_size, mean=MEAN, std=STD, clip_len=cfg.clip_len,
                       clip_interval=cfg.clip_interval, clips_per_video=cfg.clips_per_video, threshold=threshold,
                       landmark_backend=cfg.backend, face_path="track", max_side=cfg.max_side,
-                      face_fraction=cfg.face_fraction, video_head=head,
+                      face_fraction=cfg.face_fraction, video_head=head, window_seconds=cfg.max_seconds,
                       extra=extra)
     return Predictor.from_checkpoint(make_checkpoint(model, meta))
 
@@ -108,8 +108,7 @@ def cut_clips(predictor, videos: pd.DataFrame, max_seconds: float, progress: Cal
               stable: bool = False) -> dict[str, tuple | str]:
     """``{file: (crops (N, T, S, S, 3), maps (N, T, M, M), points (N, T, 68, 2)) | refusal reason}``, clips cut by
     ``predictor``'s own path; ``stable``: frames re-aligned on their landmarks (:func:`stabilise`)."""
-    from components.benchmark.realworld import video_fps
-    from components.data.video import VideoError
+    from components.data.video import VideoError, video_fps
     from components.face.clips import LabelingError
     from components.labeling.maps import location_map
 

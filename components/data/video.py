@@ -43,6 +43,16 @@ def fit_frame(frame: np.ndarray, side: int) -> np.ndarray:
         return frame
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
+def video_fps(path: str | Path, default: float = 30.0) -> float:
+    """The frame rate a file's header declares, or ``default`` when it declares none or a nonsense one."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+    return fps if 1.0 <= fps <= 240.0 else default
+
+
 def looks_like_video(data: bytes) -> bool:
     """True when ``data`` (the first bytes of a file or upload) starts like a known video container."""
     if len(data) > 376 and data[0] == data[188] == 0x47:  # MPEG-TS: a sync byte every 188-byte packet

@@ -5,7 +5,8 @@ Layout (``torch.load(path, weights_only=True)`` reads it without trusting pickle
     {"format": "eulernet-checkpoint/1", "variant": str, "model_config": EulerNetConfig as a dict,
      "state_dict": {...}, "preprocess": {"crop_size", "mean", "std"},
      "clip": {"length", "interval", "per_video"}, "label_type": str, "threshold": float | None,
-     "landmark": {"backend", "options", "face_fraction", "max_side"}, "extra": {...}}
+     "landmark": {"backend", "options", "face_fraction", "max_side", "face_path", "track"},
+     ["video_head": {...}], ["window_seconds": float], "extra": {...}}   # [...]: only when set
 
 Everything except ``format``, ``model_config``, ``state_dict`` and ``extra`` is :class:`InferenceConfig`.
 """

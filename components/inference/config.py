@@ -53,6 +53,10 @@ class InferenceConfig:
     track: Mapping[str, Any] = field(default_factory=dict)  # the tracker's options when face_path is track
     # How clip scores and landmarks become the video's score (.video_head); None: the mean clip score (the paper's).
     video_head: Mapping[str, Any] | None = None
+    # Seconds from a video's start over which its clips are spread; None: as far as the caller reads (serving:
+    # serve.max_seconds). The head's motion statistics grow with the span they see, so a model fitted on one window
+    # is scored on the same one everywhere (docs/model-card.md, "The scored window").
+    window_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -81,6 +85,11 @@ class InferenceConfig:
         if problems:
             raise CheckpointError("; ".join(problems))
         object.__setattr__(self, "track", dict(self.track or {}))
+        if self.window_seconds is not None:
+            w = float(self.window_seconds)
+            if not (math.isfinite(w) and w > 0):
+                raise CheckpointError(f"window_seconds must be > 0 or None, got {self.window_seconds}")
+            object.__setattr__(self, "window_seconds", w)
         if self.video_head is not None:
             try:
                 head = VideoHead.from_dict(self.video_head)
@@ -97,6 +106,12 @@ class InferenceConfig:
     def decode_side(self) -> int:
         """Longest side frames are decoded at: labeling's own when known, so inference crops like labeling."""
         return int(self.max_side or DEFAULT_MAX_SIDE)
+
+    def window_frames(self, fps: float) -> int | None:
+        """Frames of the scored window at ``fps`` (at least 1); None when the model sets no window."""
+        if self.window_seconds is None or not fps > 0:
+            return None
+        return max(1, math.ceil(self.window_seconds * fps - 1e-9))
 
     @functools.cached_property  # built once per config: result() asks for it on every answer
     def head(self) -> VideoHead | None:
@@ -139,6 +154,7 @@ class InferenceConfig:
                          "max_side": None if self.max_side is None else int(self.max_side),
                          "face_path": self.face_path, "track": dict(self.track)},
             **({} if self.video_head is None else {"video_head": dict(self.video_head)}),
+            **({} if self.window_seconds is None else {"window_seconds": self.window_seconds}),
             "extra": dict(extra or {}),
         }
 
@@ -156,7 +172,7 @@ class InferenceConfig:
                        landmark_options=dict(landmark.get("options") or {}),
                        face_fraction=float(landmark.get("face_fraction", 0.75)), max_side=landmark.get("max_side"),
                        face_path=landmark.get("face_path", "detect"), track=recorded_track(landmark.get("track")),
-                       video_head=ckpt.get("video_head"))
+                       video_head=ckpt.get("video_head"), window_seconds=ckpt.get("window_seconds"))
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"checkpoint inference settings are incomplete: {exc}") from exc
 

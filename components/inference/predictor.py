@@ -165,9 +165,13 @@ class Predictor:
         return np.stack([fit_frame(f, side) for f in frames])
 
     def read_video(self, path: str | os.PathLike, max_frames: int | None = None) -> np.ndarray:
-        """Decode a video file at labeling's decode size (``VideoError`` for unreadable files)."""
-        from components.data.video import read_frames
+        """Decode a video file at labeling's decode size (``VideoError`` for unreadable files), no further than the
+        model's scored window (``InferenceConfig.window_seconds``) or ``max_frames``, whichever ends first."""
+        from components.data.video import read_frames, video_fps
 
+        window = self.inference.window_frames(video_fps(path)) if self.inference.window_seconds else None
+        if window is not None:
+            max_frames = window if max_frames is None else min(max_frames, window)
         return read_frames(path, max_frames=max_frames, max_side=self.inference.decode_side)
 
     def extract_clips(self, frames: np.ndarray, backend: Any = None, max_clips: int | None = None):

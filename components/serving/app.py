@@ -239,7 +239,7 @@ class LivenessService:
             body = await upload.read_body(request, limit)
             p = state.predictor
             work_side = p.inference.decode_side
-            plan = ClipPlan(int(p.clip_len), int(p.clip_interval), max_clips)
+            plan = ClipPlan(int(p.clip_len), int(p.clip_interval), max_clips, p.inference.window_seconds)
             if ctype == "application/json":
                 return await self._decoder.decode_frames_json(body, self._limits, work_side, plan)
             if ctype == "multipart/form-data":

@@ -77,11 +77,13 @@ class ClipPlan:
     """Which frames the clips of one request use: the model's clip layout and the request's clip count.
 
     The service scores ``clip_starts(n, clip_len, clip_interval, max_clips)`` (clips spread over the video), so
-    once ``n`` is known only those clips' frames need pixels."""
+    once ``n`` is known only those clips' frames need pixels. ``window_seconds``: the model's scored window
+    (``InferenceConfig.window_seconds``); decoding stops there when the stream declares its frame rate."""
 
     clip_len: int
     clip_interval: int
     max_clips: int | None
+    window_seconds: float | None = None
 
     def frames_needed(self, n: int) -> list[int]:
         from components.data.clips import clip_indices, clip_span, clip_starts
@@ -92,7 +94,7 @@ class ClipPlan:
         return sorted({i for s in starts for i in clip_indices(s, self.clip_len, self.clip_interval)}) or list(range(n))
 
     def to_list(self) -> list:
-        return [self.clip_len, self.clip_interval, self.max_clips]
+        return [self.clip_len, self.clip_interval, self.max_clips, self.window_seconds]
 
 
 @dataclasses.dataclass
@@ -228,7 +230,10 @@ def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipP
         size = fit_within(w, h, work_side)
         window = limits.max_frames
         if rate:
-            window = min(window, max(1, math.ceil(limits.max_seconds * rate)))
+            seconds = limits.max_seconds
+            if plan is not None and plan.window_seconds is not None:
+                seconds = min(seconds, plan.window_seconds)
+            window = min(window, max(1, math.ceil(seconds * rate - 1e-9)))
         # The header's frame count plans which frames to keep; the stream itself has the last word.
         guess = min(int(count), window) if math.isfinite(count) and count >= 1 else window
         kept: dict[int, np.ndarray] = {}

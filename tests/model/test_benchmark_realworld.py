@@ -168,7 +168,7 @@ def test_reference_recipe_ships_a_model_that_predict_and_the_benchmark_use(tmp_p
     out = tmp_path / "ref"
     rc = main(["reference", "--data", str(data), "--out", str(out), "--work", str(tmp_path / "work"), "--crop", "32",
                "--clips", "2", "--clip-len", "5", "--face-fraction", "0.5", "--steps", "4",
-               "--no-progress"])
+               "--max-seconds", "8", "--no-progress"])
     assert rc == 0, capsys.readouterr().err
     s = json.loads((out / "loso.json").read_text())
     refused = {r["path"]: r["reason"] for r in s["refused"]}
@@ -186,6 +186,7 @@ def test_reference_recipe_ships_a_model_that_predict_and_the_benchmark_use(tmp_p
     assert pred.threshold == pytest.approx(s["threshold"]) and pred.clips_per_video == 2 and pred.crop_size == 32
     assert pred.inference.clip_len == 5 and pred.model.cfg.clip_len == 5  # the window travels with the weights
     assert pred.face_fraction == 0.5  # and so does the crop's context
+    assert pred.inference.window_seconds == 8.0  # and the span the head was fitted on
     assert pred.extra["trained_on"]["sources"] == sorted(scores["source"].unique())
     capsys.readouterr()
     assert main(["predict", str(data / "live" / "a1.mp4"), "--checkpoint", str(out / "checkpoint.pt")]) == 0

@@ -63,6 +63,29 @@ def test_round_trip_gives_identical_scores_and_maps(tmp_path):
     assert pred.model.training is False
 
 
+def test_the_scored_window_travels_in_the_checkpoint_and_bounds_every_read(tmp_path, real_face_rgb):
+    """``window_seconds`` is saved, read back and applied by ``read_video`` (predict, evaluate, the registered
+    model); checkpoints without it read as far as asked, and a bad value is refused when loading."""
+    from components.data.video import write_video
+    from tests.serve.conftest import face_frames
+
+    video = tmp_path / "v.mp4"
+    write_video(video, face_frames(real_face_rgb, 75, live=True, side=96), fps=25)  # 3 s
+    model = _trained_like()
+    plain = Predictor.from_checkpoint(save_checkpoint(tmp_path / "a.pt", model, _meta()))
+    windowed = Predictor.from_checkpoint(save_checkpoint(tmp_path / "b.pt", model, _meta(window_seconds=1.2)))
+    assert plain.inference.window_seconds is None and windowed.inference.window_seconds == 1.2
+    assert load_checkpoint(tmp_path / "b.pt")["window_seconds"] == 1.2 and "window_seconds" not in load_checkpoint(
+        tmp_path / "a.pt")
+    assert len(plain.read_video(video)) == 75
+    assert len(windowed.read_video(video)) == 30  # 1.2 s at 25 fps
+    assert len(windowed.read_video(video, max_frames=10)) == 10  # the caller's bound when it is shorter
+    assert windowed.inference.window_frames(29.97) == 36 and plain.inference.window_frames(25) is None
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(CheckpointError, match="window_seconds"):
+            _meta(window_seconds=bad)
+
+
 def test_checkpoint_is_plain_and_self_describing(tmp_path):
     path = save_checkpoint(tmp_path / "c.pt", _trained_like(), _meta())
     ckpt = torch.load(path, weights_only=True)  # no pickled classes needed

@@ -133,6 +133,25 @@ def test_only_the_clip_frames_are_decoded(selfie):
     assert clip_starts(len(arr), 4, 3, 2) == clip_starts(len(full), 4, 3, 2) == [0, 30]
 
 
+def test_the_models_window_ends_decoding_and_the_clips_spread_inside_it(selfie):
+    """A model fitted on 2-s windows (ClipPlan.window_seconds, from its checkpoint) is served on the first 2 s
+    even when the service's own limit allows 10 s: its clips are spread over 30 frames, not 90."""
+    data = selfie.read_bytes()  # 90 frames at 15 fps
+    limits = Limits(max_frames=300)
+    whole = decode_video_sparse(data, limits, 480, ClipPlan(4, 3, 2))
+    windowed = decode_video_sparse(data, limits, 480, ClipPlan(4, 3, 2, window_seconds=2.0))
+    assert whole.n == 90 and max(whole.indices) > 30
+    assert windowed.n == 30 and windowed.indices == ClipPlan(4, 3, 2).frames_needed(30)
+    assert max(windowed.indices) < 30 < max(whole.indices)
+    np.testing.assert_array_equal(windowed.pixels[:4], whole.pixels[:4])
+    # the service's limit still wins when it is the shorter one
+    assert decode_video_sparse(data, Limits(max_frames=300, max_seconds=1.0), 480,
+                               ClipPlan(4, 3, 2, window_seconds=2.0)).n == 15
+    # the plan crosses to the decoder process as a list and comes back the same
+    plan = ClipPlan(4, 3, 2, 2.0)
+    assert ClipPlan(*plan.to_list()) == plan
+
+
 def test_wrong_header_frame_count_gets_a_second_pass(tmp_path):
     """Two MPEG-TS streams back to back: the header says 10 frames, the stream has 20. The plan made from the
     header is wrong; the frames the true count needs are read in a second pass."""
