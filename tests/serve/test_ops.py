@@ -578,7 +578,7 @@ def test_the_upload_budget_bounds_the_bytes_a_replica_holds(bare):
         raise InputError(422, "not_a_video", "zeros")
 
     bare._decoder = SimpleNamespace(decode_video=decode_video)
-    state = SimpleNamespace(predictor=SimpleNamespace(inference=SimpleNamespace(decode_side=64), clip_len=4,
+    state = SimpleNamespace(predictor=SimpleNamespace(inference=SimpleNamespace(decode_side=64, window_seconds=None), clip_len=4,
                                                       clip_interval=3))
     assert bare._uploads.reserve(3100)  # other requests in flight hold 3100 of 6000
     with pytest.raises(InputError) as busy:
@@ -652,7 +652,7 @@ def test_a_multipart_upload_reserves_the_three_copies_a_body_holds_and_hands_ove
         raise InputError(422, "not_a_video", "stand-in bytes")
 
     bare._decoder = SimpleNamespace(decode_video=decode_video)
-    state = SimpleNamespace(predictor=SimpleNamespace(inference=SimpleNamespace(decode_side=64), clip_len=4,
+    state = SimpleNamespace(predictor=SimpleNamespace(inference=SimpleNamespace(decode_side=64, window_seconds=None), clip_len=4,
                                                       clip_interval=3))
     bare._uploads = UploadBudget(3 * len(body))
     with pytest.raises(InputError):
