@@ -58,7 +58,7 @@ class ReferenceConfig:
     # every source has, paired with its live videos: other types come from one or two sources each, and a clip
     # model trained on them learns which source a clip comes from.
     train_types: tuple[str, ...] | None = ("live_still",)
-    max_seconds: float = 10.0       # scored window of each video
+    max_seconds: float = 10.0       # scored window of each video; the shipped model carries it (window_seconds)
     seed: int = 0
     # The face path's detector, carried in the model. YuNet: the same held-still AUC as dlib HOG (0.99 both), BPCER
     # 4 % vs 7 %, and the served faces stage 52 vs 153 ms (docs/model-card.md, "How the defaults were chosen").
@@ -73,6 +73,8 @@ class ReferenceConfig:
             raise ValueError("clip_len must be >= 2; clip_interval, clips_per_video and steps >= 1")
         if not 0.1 <= self.face_fraction <= 1.0:
             raise ValueError(f"face_fraction must be in [0.1, 1], got {self.face_fraction}")
+        if not self.max_seconds > 0.5:
+            raise ValueError(f"max_seconds must be > 0.5 (one clip spans 0.3-0.5 s), got {self.max_seconds}")
         if not 0 < self.bpcer_target < 0.5:
             raise ValueError(f"bpcer_target must be in (0, 0.5), got {self.bpcer_target}")
         bad = [f for f in self.features if f not in FEATURES]

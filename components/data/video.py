@@ -1,6 +1,7 @@
 """Video decoding and encoding with OpenCV; every reader error names the file and the reason."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -42,6 +43,12 @@ def fit_frame(frame: np.ndarray, side: int) -> np.ndarray:
     if size == (frame.shape[1], frame.shape[0]):
         return frame
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+def frames_in(seconds: float, fps: float) -> int:
+    """Frames in the first ``seconds`` of a stream at ``fps`` (at least 1): the one rule the Predictor and the
+    serving decoder share, so a model's window ends on the same frame everywhere (10 s at 30 fps: 300)."""
+    return max(1, math.ceil(seconds * fps - 1e-9))  # - 1e-9: 2.5 s x 30.0 fps is 75 frames, not 76
+
 
 def video_fps(path: str | Path, default: float = 30.0) -> float:
     """The frame rate a file's header declares, or ``default`` when it declares none or a nonsense one."""

@@ -109,9 +109,11 @@ class InferenceConfig:
 
     def window_frames(self, fps: float) -> int | None:
         """Frames of the scored window at ``fps`` (at least 1); None when the model sets no window."""
+        from components.data.video import frames_in
+
         if self.window_seconds is None or not fps > 0:
             return None
-        return max(1, math.ceil(self.window_seconds * fps - 1e-9))
+        return frames_in(self.window_seconds, fps)
 
     @functools.cached_property  # built once per config: result() asks for it on every answer
     def head(self) -> VideoHead | None:

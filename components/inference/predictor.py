@@ -169,7 +169,7 @@ class Predictor:
         model's scored window (``InferenceConfig.window_seconds``) or ``max_frames``, whichever ends first."""
         from components.data.video import read_frames, video_fps
 
-        window = self.inference.window_frames(video_fps(path)) if self.inference.window_seconds else None
+        window = None if self.inference.window_seconds is None else self.inference.window_frames(video_fps(path))
         if window is not None:
             max_frames = window if max_frames is None else min(max_frames, window)
         return read_frames(path, max_frames=max_frames, max_side=self.inference.decode_side)

@@ -28,7 +28,7 @@ import numpy as np
 
 # Container signatures live with the decoder (one list for files and uploads): used to tell a damaged video
 # (truncated mp4) from bytes that were never a video.
-from components.data.video import fit_within, looks_like_video
+from components.data.video import fit_within, frames_in, looks_like_video
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG = b"\xff\xd8\xff"
@@ -233,7 +233,7 @@ def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipP
             seconds = limits.max_seconds
             if plan is not None and plan.window_seconds is not None:
                 seconds = min(seconds, plan.window_seconds)
-            window = min(window, max(1, math.ceil(seconds * rate - 1e-9)))
+            window = min(window, frames_in(seconds, rate))
         # The header's frame count plans which frames to keep; the stream itself has the last word.
         guess = min(int(count), window) if math.isfinite(count) and count >= 1 else window
         kept: dict[int, np.ndarray] = {}

@@ -221,5 +221,7 @@ def test_reference_errors_are_clear(tmp_path, capsys):
     assert "clip_len must be >= 2" in capsys.readouterr().err
     assert main(["reference", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--face-fraction", "2"]) == 2
     assert "face_fraction must be in [0.1, 1]" in capsys.readouterr().err
+    assert main(["reference", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--max-seconds", "0"]) == 2
+    assert "max_seconds must be > 0.5" in capsys.readouterr().err
     assert main(["reference", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "manifest.csv" in capsys.readouterr().err
