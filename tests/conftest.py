@@ -14,8 +14,8 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "0")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under xdist, files holding a long test (marked ``slow``) run first. ``EULERNET_TEST_WORKERS=2 bin/test``
-    hands files to two workers in collection order; started last, the `dvc repro` file alone kept one worker busy
+    """Under xdist, files holding a long test (marked ``slow``) run first. ``bin/test`` (two workers by default)
+    hands files to the workers in collection order; started last, the `dvc repro` file alone kept one worker busy
     for minutes while the other idled. Files with more long tests go earlier; the sort is stable, so the order
     within a file, which module fixtures rely on, is kept."""
     if not getattr(config.option, "numprocesses", None):

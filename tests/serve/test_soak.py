@@ -13,6 +13,7 @@ import pytest
 
 
 @pytest.mark.slow
+@pytest.mark.quiet  # its rates and timeouts assume the cores are its own (bin/test)
 def test_soak_with_a_killed_replica_and_a_moved_alias(tmp_path):
     out = tmp_path / "soak.json"
     proc = subprocess.run([sys.executable, "benchmarks/serve_soak.py", "--minutes", "0.5", "--json", str(out)],
