@@ -144,7 +144,7 @@ def score_videos(predictor, videos: pd.DataFrame, cfg: RealworldConfig,
                  progress: Callable[[Any], Any] | None = None) -> pd.DataFrame:
     """One row per video: ``score`` (model), ``one_frame_score``, the hand statistics, and ``refused`` (the
     reason, empty when scored). Errors of one video never stop the others."""
-    from components.data.video import VideoError, video_fps
+    from components.data.video import VideoError, frames_in, video_fps
     from components.face.clips import LabelingError
     from components.inference.tensors import clip_scores, video_score
     from components.metrics.statistics import STATISTICS, statistics_bank
@@ -157,7 +157,8 @@ def score_videos(predictor, videos: pd.DataFrame, cfg: RealworldConfig,
         t0 = time.perf_counter()
         try:
             fps = video_fps(r.file)
-            frames = predictor.read_video(r.file, max_frames=int(round(fps * cfg.max_seconds)))  # (F, H, W, 3)
+            # The serving decoder's rule (frames_in), so a window ends on the frame it ends on in production.
+            frames = predictor.read_video(r.file, max_frames=frames_in(cfg.max_seconds, fps))  # (F, H, W, 3)
             clips = predictor.extract_clips(frames)
             res = predictor.result(clips, predictor.predict_maps(clips.crops))
             row["score"] = res["score"]
