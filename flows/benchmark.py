@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--held-stills", action="store_true",
                       help="add a held still of one frame of each live video (attack type live_still): same "
                            "face and pixels, only time differs")
+    real.add_argument("--still-tilt", type=float, default=0.0, metavar="DEG",
+                      help="turn each held still's sheet out of its plane by DEG degrees RMS (pitch and yaw, "
+                           "seen in perspective), as a hand holds a print; default 0: parallel to the lens")
+    real.add_argument("--downscale", type=float, default=1.0, metavar="F",
+                      help="resize every decoded frame by F (0.1-1) before the face path reads it: the same "
+                           "videos from a lower-resolution camera or a face farther away (default 1)")
     real.add_argument("--peer-dir", help="a Silent-Face-Anti-Spoofing checkout: its own code scores the same "
                                          "videos, side by side (summary 'peer')")
     real.add_argument("--max-seconds", type=float, default=None, help="scored window per video (default 10)")
@@ -121,7 +127,9 @@ def run_realworld(args: argparse.Namespace) -> int:
             from components.runtime import reference_checkpoint
 
             args.checkpoint = reference_checkpoint()
-        cfg = RealworldConfig(held_stills=args.held_stills,
+        if args.still_tilt and not args.held_stills:
+            raise ValueError("--still-tilt turns the held stills: add --held-stills")
+        cfg = RealworldConfig(held_stills=args.held_stills, still_tilt_deg=args.still_tilt, downscale=args.downscale,
                               **({"max_seconds": args.max_seconds} if args.max_seconds else {}))
         from flows.predict import load_predictor
 

@@ -43,6 +43,11 @@ class RealworldConfig:
     max_seconds: float = 10.0  # scored window from the start of each video (long broadcasts are 30 s+)
     stats_seconds: float = 2.0  # window of the hand statistics (the issue's "over 2 s")
     held_stills: bool = False
+    # RMS out-of-plane turn of the held stills' sheet (components.data.held_still): 0 holds it parallel to the lens.
+    still_tilt_deg: float = 0.0
+    # Every decoded frame resized by this factor before the face path reads it: a lower-resolution camera or a face
+    # farther away, the same videos otherwise (1: as decoded).
+    downscale: float = 1.0
     n_boot: int = 2000
     seed: int = 0
 
@@ -53,6 +58,10 @@ class RealworldConfig:
             raise ValueError(f"stats_seconds must be within 0.3..max_seconds, got {self.stats_seconds}")
         if self.n_boot < 100:
             raise ValueError(f"n_boot must be >= 100, got {self.n_boot}")
+        if not 0.1 <= self.downscale <= 1:
+            raise ValueError(f"downscale must be within 0.1..1, got {self.downscale}")
+        if not 0 <= self.still_tilt_deg <= 30:
+            raise ValueError(f"still_tilt_deg must be within 0..30 degrees, got {self.still_tilt_deg}")
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -96,11 +105,11 @@ def manifest_digest(data_dir: str | Path) -> str:
 
 def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
                      progress: Callable[[Any], Any] | None = None,
-                     log: Callable[[str], None] = print) -> pd.DataFrame:
+                     log: Callable[[str], None] = print, tilt_deg: float = 0.0) -> pd.DataFrame:
     """A held still (``components.data.held_still``) of the middle frame of each live video, written to
     ``out_dir``; rows like ``videos``' with attack type ``<class>_still`` and label 0. Reuses files already
     there (same seed, same name). A live video that cannot be read gets no still, said by name (the video itself
-    is then refused by the scoring, with its reason)."""
+    is then refused by the scoring, with its reason). ``tilt_deg``: the sheet's RMS out-of-plane turn."""
     from components.data.held_still import HeldStillConfig, write_held_still
     from components.data.video import VideoError, read_frames, video_fps
 
@@ -109,7 +118,8 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
     rows = []
     live = videos[videos["label"] == 1].to_dict("records")
     for i, r in enumerate(progress(live) if progress else live):
-        target = out_dir / f"{Path(r['path']).stem}__still_s{seed}.mp4"
+        tilt = f"_t{tilt_deg:g}" if tilt_deg > 0 else ""
+        target = out_dir / f"{Path(r['path']).stem}__still_s{seed}{tilt}.mp4"
         if not target.is_file():
             fps = video_fps(r["file"])
             try:
@@ -118,8 +128,8 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
                 log(f"no held still of {r['path']}: {exc}")
                 continue
             # The still is made, not recorded: a frame rate that can carry the 8-12 Hz tremor, phone-like at most.
-            write_held_still(target, frames[len(frames) // 2], HeldStillConfig(fps=min(max(fps, 24.0), 60.0)),
-                             seed=seed + i)
+            write_held_still(target, frames[len(frames) // 2],
+                             HeldStillConfig(fps=min(max(fps, 24.0), 60.0), tilt_deg=tilt_deg), seed=seed + i)
         kind = f"{r['class']}_still"
         rows.append({"path": target.name, "file": str(target), "class": kind, "label": 0, "attack_type": kind,
                      "source": r["source"]})
@@ -144,6 +154,8 @@ def score_videos(predictor, videos: pd.DataFrame, cfg: RealworldConfig,
                  progress: Callable[[Any], Any] | None = None) -> pd.DataFrame:
     """One row per video: ``score`` (model), ``one_frame_score``, the hand statistics, and ``refused`` (the
     reason, empty when scored). Errors of one video never stop the others."""
+    import cv2
+
     from components.data.video import VideoError, frames_in, video_fps
     from components.face.clips import LabelingError
     from components.inference.tensors import clip_scores, video_score
@@ -159,6 +171,9 @@ def score_videos(predictor, videos: pd.DataFrame, cfg: RealworldConfig,
             fps = video_fps(r.file)
             # The serving decoder's rule (frames_in), so a window ends on the frame it ends on in production.
             frames = predictor.read_video(r.file, max_frames=frames_in(cfg.max_seconds, fps))  # (F, H, W, 3)
+            if cfg.downscale < 1:
+                frames = np.stack([cv2.resize(f, None, fx=cfg.downscale, fy=cfg.downscale,
+                                              interpolation=cv2.INTER_AREA) for f in frames])
             clips = predictor.extract_clips(frames)
             res = predictor.result(clips, predictor.predict_maps(clips.crops))
             row["score"] = res["score"]
@@ -273,7 +288,7 @@ def run_realworld(predictor, data_dir: str | Path, out_dir: str | Path, cfg: Rea
     if cfg.held_stills:
         log(f"writing held stills of {int((videos['label'] == 1).sum())} live videos -> {out / 'held_stills'}")
         videos = pd.concat([videos, make_held_stills(videos, out / "held_stills", cfg.seed, bar("held stills"),
-                                                     log)], ignore_index=True)
+                                                     log, cfg.still_tilt_deg)], ignore_index=True)
     if videos["label"].nunique() < 2:
         raise ValueError("the folder needs live and attack videos (or --held-stills with live ones)")
     log(f"scoring {len(videos)} videos ({cfg.max_seconds:g} s each at most) with {model_name}")
@@ -368,6 +383,17 @@ def _fmt(v, pct: bool = False) -> str:
     return f"{100 * v:.0f} %" if pct else f"{v:.2f}"
 
 
+def _conditions(summary: dict) -> str:
+    """What a stress run changed, said in the table so its figures are never read as the plain benchmark's."""
+    cfg = summary.get("config") or {}
+    said = []
+    if cfg.get("downscale", 1.0) < 1:
+        said.append(f"every frame downscaled x{cfg['downscale']:g} before the face path")
+    if cfg.get("held_stills") and cfg.get("still_tilt_deg", 0.0) > 0:
+        said.append(f"held stills turned {cfg['still_tilt_deg']:g} deg RMS out of their plane")
+    return f" Conditions: {'; '.join(said)}." if said else ""
+
+
 def markdown_table(summary: dict) -> str:
     """One line per (row, attack type): AUC [source interval], APCER; then BPCER and ACER (worst type)."""
     named = {"model": {"rows": summary["rows"], "acer_worst": summary["acer_worst"]},
@@ -383,7 +409,7 @@ def markdown_table(summary: dict) -> str:
     lines = warn + [f"Real-world benchmark: {summary['n_videos']} videos from {summary['n_sources']} sources "
              f"({live_n} live scored), model `{summary['model']}` at its threshold {summary['threshold']:.3f}. "
              f"AUC: live vs that type, 95 % interval resampling sources; APCER / BPCER at each row's own threshold. "
-             f"Refused: {len(summary['refused'])} videos (left out of the model's rates).", "",
+             f"Refused: {len(summary['refused'])} videos (left out of the model's rates).{_conditions(summary)}", "",
              "| row | " + " | ".join(f"{a}: AUC [95 % CI] (n)" for a in types) + " | "
              + " | ".join(f"{a}: APCER" for a in types) + " | BPCER (live n) | ACER worst |",
              "|---|" + "---:|" * (2 * len(types) + 2)]

@@ -7,6 +7,9 @@ over time is modelled and nothing else:
 * hand tremor: the physiological 8-12 Hz band, sub-pixel (a held sheet at arm's length moves a fraction of a
   pixel at phone resolutions), plus slow 1/f sway of a few pixels, both as one rigid (similarity) motion, so the
   face never deforms: no blink, no mouth, no pulse;
+* optionally (``tilt_deg`` > 0) the sheet also turns out of its plane, seen through a pinhole camera: a real hand
+  does not keep a print parallel to the lens, and the perspective of a tilting sheet moves the landmarks by more
+  than a similarity can explain (keystone), which a similarity-fit motion statistic reads as deformation;
 * sensor noise, fresh in every frame (a real capture never repeats a frame exactly; without it a still would
   be trivially detectable by "zero change", which is not what a camera sees).
 
@@ -33,6 +36,9 @@ class HeldStillConfig:
     sway_px: float = 1.5  # RMS of the slow 1/f sway
     rotation_deg: float = 0.15  # RMS of the rotation that comes with the sway (wrist roll)
     noise_sigma: float = 1.2  # sensor noise, grey levels (a well-lit phone capture)
+    # RMS out-of-plane turn (pitch and yaw, 1/f sway plus tremor) of the held sheet; 0 keeps it parallel to the lens.
+    tilt_deg: float = 0.0
+    focal: float = 1.0  # the camera's focal length in units of the image's longer side (about a 53-degree view)
 
     def __post_init__(self):
         if not (0.2 <= self.seconds <= 60):
@@ -45,7 +51,9 @@ class HeldStillConfig:
         if lo >= 0.45 * self.fps:
             raise ValueError(f"tremor_hz {self.tremor_hz} cannot be sampled at {self.fps:g} fps (low end must be "
                              f"below 0.45 x fps)")
-        for name in ("tremor_px", "sway_px", "rotation_deg", "noise_sigma"):
+        if not self.focal > 0.2:
+            raise ValueError(f"focal must be > 0.2 (image sides), got {self.focal}")
+        for name in ("tremor_px", "sway_px", "rotation_deg", "noise_sigma", "tilt_deg"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -80,14 +88,40 @@ def _pink_noise(n: int, fps: float, rng: np.random.Generator, cutoff_hz: float =
 
 
 def hand_motion(cfg: HeldStillConfig, rng: np.random.Generator) -> np.ndarray:
-    """(F, 3) per-frame (dx px, dy px, rotation deg) of the held photo, frame 0 included."""
+    """(F, 5) per-frame (dx px, dy px, roll deg, pitch deg, yaw deg) of the held photo, frame 0 included. The
+    out-of-plane turns are zero when ``tilt_deg`` is 0 (and then draw nothing from ``rng``, so a seed makes the
+    same untilted clip it always made)."""
     n = cfg.n_frames
     lo, hi = cfg.tremor_hz
     hi = min(hi, 0.45 * cfg.fps)  # a 24-fps camera aliases what is above 12 Hz: keep the band it can record
     dx = cfg.tremor_px * _band_noise(n, cfg.fps, lo, hi, rng) + cfg.sway_px * _pink_noise(n, cfg.fps, rng)
     dy = cfg.tremor_px * _band_noise(n, cfg.fps, lo, hi, rng) + cfg.sway_px * _pink_noise(n, cfg.fps, rng)
     rot = cfg.rotation_deg * _pink_noise(n, cfg.fps, rng)
-    return np.stack([dx, dy, rot], axis=1).astype(np.float64)
+    tilt = np.zeros((n, 2))
+    if cfg.tilt_deg > 0:
+        for j in range(2):  # the wrist's slow turn and its tremor, mixed 4:1 in power
+            x = 2 * _pink_noise(n, cfg.fps, rng) + _band_noise(n, cfg.fps, lo, hi, rng)
+            tilt[:, j] = cfg.tilt_deg * x / max(float(x.std()), 1e-12)
+    return np.column_stack([dx, dy, rot, tilt]).astype(np.float64)
+
+
+def sheet_homography(w: int, h: int, dx: float, dy: float, roll: float, pitch: float, yaw: float,
+                     focal: float = 1.0) -> np.ndarray:
+    """(3, 3) homography taking the still image to how it looks after the held sheet is shifted by (dx, dy) px,
+    rolled in its plane and turned by ``pitch``/``yaw`` degrees out of it about its centre, seen by a pinhole
+    camera whose focal length is ``focal`` times the image's longer side (the unturned sheet fills the frame)."""
+    f = focal * max(w, h)
+    cx, cy = w / 2.0, h / 2.0
+    a, b, c = np.deg2rad([pitch, yaw, -roll])  # roll turns as cv2.getRotationMatrix2D does
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    r = rz @ ry @ rx
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    pts3 = np.column_stack([corners[:, 0] - cx, corners[:, 1] - cy, np.zeros(4)]) @ r.T  # (4, 3) about the centre
+    z = f + pts3[:, 2]
+    proj = np.column_stack([f * pts3[:, 0] / z + cx + dx, f * pts3[:, 1] / z + cy + dy])  # (4, 2)
+    return cv2.getPerspectiveTransform(corners.astype(np.float32), proj.astype(np.float32))
 
 
 def held_still_frames(image: np.ndarray, cfg: HeldStillConfig | None = None, seed: int = 0) -> np.ndarray:
@@ -107,10 +141,14 @@ def held_still_frames(image: np.ndarray, cfg: HeldStillConfig | None = None, see
     centre = (w / 2.0, h / 2.0)
     src = image.astype(np.float32)
     out = np.empty((cfg.n_frames, h, w, 3), np.uint8)
-    for i, (dx, dy, rot) in enumerate(hand_motion(cfg, rng)):
-        m = cv2.getRotationMatrix2D(centre, float(rot), 1.0)  # (2, 3)
-        m[:, 2] += (dx, dy)
-        frame = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    for i, (dx, dy, rot, pitch, yaw) in enumerate(hand_motion(cfg, rng)):
+        if cfg.tilt_deg > 0:
+            hm = sheet_homography(w, h, dx, dy, rot, pitch, yaw, cfg.focal)
+            frame = cv2.warpPerspective(src, hm, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        else:
+            m = cv2.getRotationMatrix2D(centre, float(rot), 1.0)  # (2, 3)
+            m[:, 2] += (dx, dy)
+            frame = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         if cfg.noise_sigma > 0:
             frame = frame + rng.normal(0.0, cfg.noise_sigma, frame.shape).astype(np.float32)
         out[i] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
@@ -136,4 +174,4 @@ def write_held_still(path: str | Path, image: np.ndarray, cfg: HeldStillConfig |
     return path
 
 
-__all__ = ["HeldStillConfig", "hand_motion", "held_still_frames", "write_held_still"]
+__all__ = ["HeldStillConfig", "hand_motion", "held_still_frames", "sheet_homography", "write_held_still"]

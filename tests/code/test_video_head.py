@@ -31,6 +31,41 @@ def test_nonrigid_motion_ignores_rigid_moves_and_sees_deformation():
         nonrigid_motion(p[None])
 
 
+def test_nonplanar_motion_ignores_a_turning_sheet_that_the_similarity_fit_reads_as_deformation():
+    import cv2
+
+    from components.data.held_still import sheet_homography
+    from components.inference.video_head import homography_residual, nonplanar_motion
+
+    p = _face(np.random.default_rng(2)) * 4  # (68, 2) a face spanning ~100 px of a 200-px photo
+    turned = np.stack([cv2.perspectiveTransform(p[None].astype(np.float64),
+                                                sheet_homography(200, 200, k, -k, 0.5 * k, 3.0 * k, -2.0 * k))[0]
+                       for k in range(8)])  # (8, 68, 2): the sheet pitches and yaws up to 21 and 14 degrees
+    assert homography_residual(turned[0], turned[7]) < 1e-6
+    assert homography_residual(p, p + 1.0) < 1e-9  # a pure shift is a homography too
+    clips = turned.reshape(4, 2, 68, 2)  # (N, T, 68, 2)
+    # The keystone is deformation to a similarity fit, next to nothing to the homography of the clips' mean shapes
+    # (the mean of two views of a sheet is a view of it only to first order).
+    assert nonrigid_motion(turned) > 0.01
+    assert nonplanar_motion(clips) < 1e-4
+    # Each clip in its own crop frame (a similarity apart) changes nothing.
+    crops = np.stack([_similar(c.reshape(-1, 2), 0.1 * i, 1 + 0.1 * i, (3 * i, 0)).reshape(2, 68, 2)
+                      for i, c in enumerate(clips)])
+    assert nonplanar_motion(crops) < 1e-4
+    deformed = clips.copy()
+    deformed[2:, :, 48:68, 1] += 6.0  # the mouth opens in the last two clips: no homography of the face does that
+    assert nonplanar_motion(deformed) > 0.03
+    # Landmark jitter averages out over a clip's frames; the frame-by-frame similarity residual keeps all of it.
+    rng = np.random.default_rng(3)
+    noisy = clips[:, :1].repeat(8, axis=1) + rng.normal(0, 0.5, (4, 8, 68, 2))
+    assert nonplanar_motion(noisy) < 0.5 * nonrigid_motion(noisy.reshape(-1, 68, 2))
+    # One clip: its frames are compared instead.
+    assert nonplanar_motion(turned[None]) < 1e-4
+    assert nonplanar_motion(deformed[1:3].reshape(1, 4, 68, 2)) > 0.03
+    with pytest.raises(ValueError, match="points must be"):
+        nonplanar_motion(turned)
+
+
 def test_statistics_bank_and_head_share_one_geometry():
     from components.metrics import statistics
 
@@ -46,6 +81,7 @@ def test_video_features_shapes_and_values():
     assert f["clip_logit_mean"] == pytest.approx(np.mean(np.log([1, 9, 1 / 9])), abs=1e-6)
     assert f["clip_logit_max"] == pytest.approx(np.log(9), abs=1e-6)
     assert f["nonrigid_motion"] < 1e-6 and f["blink"] == pytest.approx(0.0, abs=1e-9)
+    assert f["nonplanar_motion"] < 1e-6
     with pytest.raises(ValueError, match="points must be"):
         video_features([0.5, 0.5], points)
 

@@ -27,8 +27,8 @@ def test_length_and_pixels_are_the_photo_s(real_face_rgb):
 
 def test_motion_is_rigid_sub_pixel_tremor_plus_slow_sway():
     cfg = HeldStillConfig(seconds=4.0, fps=30, sway_px=0.0, rotation_deg=0.0, tremor_px=0.4)
-    m = hand_motion(cfg, np.random.default_rng(0))  # (120, 3)
-    assert m.shape == (120, 3)
+    m = hand_motion(cfg, np.random.default_rng(0))  # (120, 5)
+    assert m.shape == (120, 5) and not m[:, 3:].any()  # no out-of-plane turn unless asked for
     assert np.sqrt((m[:, 0] ** 2).mean()) == pytest.approx(0.4, rel=1e-6)  # RMS as configured: sub-pixel
     power = np.abs(np.fft.rfft(m[:, 0])) ** 2
     f = np.fft.rfftfreq(120, 1 / 30)
@@ -57,6 +57,34 @@ def test_frames_follow_the_planned_shift_and_carry_no_pulse(real_face_rgb):
     assert all(np.array_equal(f, real_face_rgb) for f in still)
 
 
+def test_a_tilted_sheet_moves_by_its_perspective_and_nothing_else(real_face_rgb):
+    import cv2
+
+    from components.data.held_still import sheet_homography
+
+    h, w = real_face_rgb.shape[:2]
+    # No out-of-plane turn: the homography is the similarity the untilted path warps with.
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), 3.0, 1.0)
+    m[:, 2] += (1.5, -2.0)
+    np.testing.assert_allclose(sheet_homography(w, h, 1.5, -2.0, 3.0, 0.0, 0.0), np.vstack([m, [0, 0, 1]]),
+                               atol=1e-5)
+    # A yaw shrinks the side that turns away more than the near side grows: the keystone a similarity cannot make.
+    hm = sheet_homography(w, h, 0, 0, 0, 0, 10.0)
+    corners = cv2.perspectiveTransform(np.array([[[0, 0], [0, h], [w, 0], [w, h]]], np.float32), hm)[0]
+    left, right = corners[1, 1] - corners[0, 1], corners[3, 1] - corners[2, 1]
+    assert abs(left - right) > 0.02 * h
+    cfg = HeldStillConfig(seconds=1.0, fps=30, tilt_deg=2.0, noise_sigma=0.0)
+    plan = hand_motion(cfg, np.random.default_rng(5))  # (30, 5)
+    assert np.sqrt((plan[:, 3:] ** 2).mean(0)) == pytest.approx([2.0, 2.0], rel=1e-6)
+    frames = held_still_frames(real_face_rgb, cfg, seed=5)
+    want = cv2.warpPerspective(real_face_rgb.astype(np.float32), sheet_homography(w, h, *plan[7]), (w, h),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    np.testing.assert_array_equal(frames[7], np.clip(np.rint(want), 0, 255).astype(np.uint8))
+    # The untilted clip of a seed is the one it always was: the turn draws its noise after the rest.
+    flat = HeldStillConfig(seconds=1.0, fps=30, noise_sigma=0.0)
+    np.testing.assert_array_equal(hand_motion(flat, np.random.default_rng(5))[:, :3], plan[:, :3])
+
+
 def test_written_file_decodes_and_bad_inputs_are_refused(tmp_path, real_face_rgb):
     from components.data.video import read_frames
 
@@ -69,3 +97,7 @@ def test_written_file_decodes_and_bad_inputs_are_refused(tmp_path, real_face_rgb
         held_still_frames(real_face_rgb[:8, :8])
     with pytest.raises(ValueError, match="tremor_hz"):
         HeldStillConfig(fps=15)  # 8-12 Hz tremor cannot be sampled at 15 fps
+    with pytest.raises(ValueError, match="tilt_deg"):
+        HeldStillConfig(tilt_deg=-1)
+    with pytest.raises(ValueError, match="focal"):
+        HeldStillConfig(focal=0.0)

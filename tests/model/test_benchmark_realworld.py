@@ -152,6 +152,12 @@ def test_realworld_benchmark_errors_are_clear(tmp_path, capsys):
     assert main(["benchmark", "realworld", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
                  "--checkpoint", str(ckpt)]) == 2
     assert "label must be 1 (live) or 0 (attack)" in capsys.readouterr().err
+    assert main(["benchmark", "realworld", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
+                 "--checkpoint", str(ckpt), "--still-tilt", "3"]) == 2
+    assert "--still-tilt turns the held stills: add --held-stills" in capsys.readouterr().err
+    assert main(["benchmark", "realworld", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
+                 "--checkpoint", str(ckpt), "--held-stills", "--still-tilt", "45"]) == 2
+    assert "still_tilt_deg must be within 0..30" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -225,3 +231,34 @@ def test_reference_errors_are_clear(tmp_path, capsys):
     assert "max_seconds must be > 0.5" in capsys.readouterr().err
     assert main(["reference", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "manifest.csv" in capsys.readouterr().err
+
+
+def test_stress_conditions_make_their_own_stills_and_are_said_in_the_table(tmp_path, carphone_video_path,
+                                                                           real_face_rgb):
+    from components.benchmark.realworld import RealworldConfig, make_held_stills, markdown_table, read_manifest
+    from components.data.video import read_frames
+
+    data = _standins(tmp_path / "data", carphone_video_path, real_face_rgb)
+    videos, _ = read_manifest(data)
+    live = videos[videos["path"] == "live/a1.mp4"]
+    flat = make_held_stills(live, tmp_path / "stills", log=lambda m: None)
+    tilted = make_held_stills(live, tmp_path / "stills", log=lambda m: None, tilt_deg=4.0)
+    # A tilted still is its own file (a cache of untilted stills is never reused for it), of the same length...
+    assert flat["path"].tolist() == ["a1__still_s0.mp4"] and tilted["path"].tolist() == ["a1__still_s0_t4.mp4"]
+    a, b = read_frames(flat["file"][0]), read_frames(tilted["file"][0])  # (F, H, W, 3)
+    assert a.shape == b.shape
+    # ...with the same hand (seed) but a sheet turning out of its plane: fresh sensor noise alone would differ by
+    # about 1.4 grey levels per pixel (sigma 1.2, twice), the turn moves the picture by more.
+    diff = np.abs(a.astype(float) - b.astype(float)).mean(axis=(1, 2, 3))
+    assert diff.mean() > 3.0
+    cfg = RealworldConfig(held_stills=True, still_tilt_deg=4.0, downscale=0.5)
+    summary = {"model": "m", "threshold": 0.5, "n_videos": 2, "n_sources": 1, "refused": [], "acer_worst": 0.0,
+               "config": cfg.__dict__.copy(),
+               "rows": {"live": {"n": 1, "bpcer": 0.0}, "live_still": {"n": 1, "auc": 1.0, "auc_ci": None,
+                                                                         "apcer": 0.0}}}
+    text = markdown_table(summary)
+    assert "every frame downscaled x0.5" in text and "turned 4 deg RMS out of their plane" in text
+    summary["config"] = RealworldConfig(held_stills=True).__dict__.copy()
+    assert "Conditions" not in markdown_table(summary)
+    with pytest.raises(ValueError, match="downscale must be within 0.1..1"):
+        RealworldConfig(downscale=0.05)
