@@ -51,7 +51,10 @@ class ReferenceConfig:
     width: float = 0.125            # channel multiplier: the model stays under 1 MB
     # The landmark motion alone: adding the clip logits raised BPCER from 7 % to 26-30 % (their offset moves with the
     # source's camera and codec, so a threshold set on the other sources rejects a new source's live people).
-    features: tuple[str, ...] = ("nonrigid_motion",)
+    # nonplanar_motion over nonrigid_motion: the same held-still AUC on the open folder (0.99, within one video), and
+    # it holds where a print is turned out of its plane or the face is small (docs/model-card.md, "Held photos
+    # that turn").
+    features: tuple[str, ...] = ("nonplanar_motion",)
     head_c: float = 1.0             # inverse L2 strength of the head's logistic regression
     bpcer_target: float = 0.05      # share of live videos the threshold may reject (on out-of-source scores)
     # Attack types EulerNet trains on (None: all). The head always sees every type. Held stills are the one attack
