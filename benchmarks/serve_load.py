@@ -308,6 +308,8 @@ def realtime(args) -> int:
     from components.serving.config import ServeConfig
     from components.serving.inputs import ClipPlan, Limits, decode_video
 
+    args.decode_threads = args.decode_threads or ServeConfig().decode_threads
+
     tmp = Path(tempfile.mkdtemp(prefix="serve-rt-"))
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
@@ -327,7 +329,7 @@ def realtime(args) -> int:
     print(f"clip: 2 s, 60 frames 854x480, {size} bytes; device {args.device}; model {base.variant} crop "
           f"{base.crop_size}, decode side "
           f"{base.decode_side}, {args.max_clips} clips; torch threads {args.torch_threads}, ONNX Runtime threads "
-          f"{args.onnx_threads}; cpus {os.cpu_count()}, "
+          f"{args.onnx_threads}, decoder threads {args.decode_threads}; cpus {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
     # The direct call: the after path in this process (decode with the service's decoder and clip plan), with
@@ -347,7 +349,7 @@ def realtime(args) -> int:
     def direct() -> float:
         t = time.perf_counter()
         cv2.setNumThreads(2)
-        frames = decode_video(body, Limits(), direct_pred.inference.decode_side, plan)
+        frames = decode_video(body, Limits(), direct_pred.inference.decode_side, plan, threads=args.decode_threads)
         cv2.setNumThreads(1)
         direct_decode.append((time.perf_counter() - t) * 1000)
         direct_pred.predict_video(frames, max_clips=args.max_clips)
@@ -361,7 +363,8 @@ def realtime(args) -> int:
             # before: today's settings (the old path had no ONNX engine); after: the shipped defaults.
             cfg = ServeConfig(port=port, max_clips=args.max_clips, torch_threads=args.torch_threads,
                               onnx_threads=args.onnx_threads, engine=engines[name], route_prefix=f"/{name}",
-                              device=args.device, allow_anonymous=True, rate_limit_per_s=0.0)  # capacity, not access
+                              decode_threads=args.decode_threads, device=args.device, allow_anonymous=True,
+                              rate_limit_per_s=0.0)  # capacity, not access
             serve.run(build_app("bench", config=cfg, checkpoint=str(paths[name]),
                                 deployment_options={"max_ongoing_requests": 16,
                                                     "ray_actor_options": {"num_cpus": 1}}),
@@ -493,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--onnx-threads", type=int, default=2, help="realtime: ONNX Runtime threads of the after "
                                                                "path (params serve.onnx_threads)")
     ap.add_argument("--max-batch-size", type=int, default=8)
+    ap.add_argument("--decode-threads", type=int, default=None,
+                    help="realtime: FFmpeg threads per decode, both paths (default: params serve.decode_threads)")
     ap.add_argument("--max-clips", type=int, default=4, help="realtime: clips per request (params serve.max_clips)")
     ap.add_argument("--engine", default="onnx", choices=["torch", "onnx"],
                     help="realtime: the after engine (a local checkpoint has no registered graph: onnx exports it)")

@@ -198,9 +198,14 @@ class DecodePool:
     blocking ``run`` is the same call for threads and tests."""
 
     def __init__(self, workers: int = 2, memory_mb: int = 512, deadline_s: float = 10.0,
-                 queue_timeout_s: float | None = None, worker_module: str = WORKER_MODULE):
+                 queue_timeout_s: float | None = None, worker_module: str = WORKER_MODULE, threads: int = 1):
+        from .inputs import MAX_DECODE_THREADS
+
         if workers < 1:
             raise ValueError(f"decode workers must be >= 1, got {workers}")
+        if not 1 <= threads <= MAX_DECODE_THREADS:
+            raise ValueError(f"decode threads must be within 1..{MAX_DECODE_THREADS}, got {threads}")
+        self.threads = int(threads)
         if memory_mb < 0:
             raise ValueError(f"decode memory_mb must be >= 0 (0: no cap), got {memory_mb}")
         if not deadline_s > 0:
@@ -300,7 +305,7 @@ class DecodePool:
     def stats(self) -> dict[str, Any]:
         sandbox = next((w.sandbox for w in self._all if w.sandbox), {})
         return {"workers": self.workers, "alive": sum(w.alive() for w in self._all), "idle": self._idle.qsize(),
-                "memory_mb": self.memory_mb, "deadline_s": self.deadline_s, "sandbox": sandbox,
+                "memory_mb": self.memory_mb, "deadline_s": self.deadline_s, "threads": self.threads, "sandbox": sandbox,
                 **dataclasses.asdict(self.counters)}
 
     # ------------------------------------------------------------------ one request
@@ -374,7 +379,7 @@ class DecodePool:
                ticket: _Ticket | None = None) -> Decoded:
         """Blocking: ``op`` "video" or "frames" -> the :class:`Decoded` frames and what the upload declared."""
         header = {"op": op, "limits": dataclasses.asdict(limits), "work_side": int(work_side),
-                  "plan": plan.to_list() if plan is not None else None}
+                  "plan": plan.to_list() if plan is not None else None, "threads": self.threads}
         head, payload = self.run(header, data, ticket=ticket)
         return self._unwrap(head, (payload, limits, int(work_side)))
 

@@ -28,7 +28,8 @@ def _decode(req: dict, blob: bytes) -> tuple[dict, bytes]:
     limits = Limits(**req["limits"])
     plan = ClipPlan(*req["plan"]) if req.get("plan") else None
     fn = inputs.decode_video_sparse if req["op"] == "video" else inputs.decode_frames_json_sparse
-    d = fn(blob, limits, int(req["work_side"]), plan)
+    extra = {"threads": int(req.get("threads", 1))} if req["op"] == "video" else {}
+    d = fn(blob, limits, int(req["work_side"]), plan, **extra)
     pixels = np.ascontiguousarray(d.pixels, dtype=np.uint8)
     head = {"ok": True, "n": d.n, "height": d.height, "width": d.width, "indices": [int(i) for i in d.indices],
             "source": [int(v) for v in d.source], "fps": float(d.fps)}

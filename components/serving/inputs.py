@@ -159,17 +159,22 @@ def _to_work(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------------ video
+# FFmpeg's frame threads each hold decoded frames of their own inside the decoder's memory cap; more than a few
+# buys nothing on the machines a replica gets.
+MAX_DECODE_THREADS = 4
+
+
 class _Capture:
     """``cv2.VideoCapture`` reading the bytes from memory (OpenCV >= 4.10 reads a BufferedIOBase through FFmpeg's
     AVIOContext): no temporary file. The capture does not own its stream: OpenCV 4.14 segfaults on release when
     the BytesIO was collected first, so this keeps it alive until the capture is released."""
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, threads: int = 1):
         import cv2
 
         self.stream = io.BytesIO(data)
-        # One decoder thread: requests are the unit of parallelism, and FFmpeg's frame threads multiply memory.
-        self.cap = cv2.VideoCapture(self.stream, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+        # FFmpeg's decoding threads (serve.decode_threads): each holds frames of its own, so the count is bounded.
+        self.cap = cv2.VideoCapture(self.stream, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, int(threads)])
 
     def __enter__(self):
         return self.cap
@@ -201,9 +206,11 @@ def _read_pass(cap, limit: int, keep: set[int] | None, header: tuple[int, int], 
     return i
 
 
-def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipPlan | None = None) -> Decoded:
+def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipPlan | None = None,
+                        threads: int = 1) -> Decoded:
     """Video bytes -> the frames of its first ``max_seconds`` (at most ``max_frames``), longest side <=
-    ``work_side``; with a ``plan``, only the frames its clips use are converted and kept.
+    ``work_side``; with a ``plan``, only the frames its clips use are converted and kept. ``threads``: FFmpeg's
+    decoding threads (1-4); the frames are the same for any count.
 
     ``work_side`` is the model's own decode size (``InferenceConfig.decode_side``: labeling's), so frames are
     resized once, here, and the Predictor crops them exactly as labeling did."""
@@ -213,12 +220,14 @@ def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipP
         raise InputError(400, "empty_body", "the request carried no video bytes")
     if len(data) > limits.max_upload_bytes:
         raise InputError(413, "too_large", f"{len(data)} bytes exceeds the {limits.max_upload_bytes}-byte limit")
+    if not 1 <= int(threads) <= MAX_DECODE_THREADS:
+        raise ValueError(f"decode threads must be within 1..{MAX_DECODE_THREADS}, got {threads}")
     if not looks_like_video(data):
         # Checked before FFmpeg sees the bytes: keeping it to real container formats narrows what untrusted
         # input can reach.
         raise InputError(422, "not_a_video", "the bytes are not a known video container "
                                              "(mp4/mov, avi, mkv/webm, mpeg, ogg)")
-    with _Capture(data) as cap:
+    with _Capture(data, threads) as cap:
         if not cap.isOpened():
             raise _undecodable(data, "cannot be opened as a video")
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -245,7 +254,7 @@ def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipP
         need = plan.frames_needed(n)
         missing = set(need) - kept.keys()
         if missing:  # the header's frame count was wrong: one more pass for the frames the true count needs
-            with _Capture(data) as cap:
+            with _Capture(data, threads) as cap:
                 _read_pass(cap, max(missing) + 1, missing, (w, h), size, kept)
             if set(need) - kept.keys():
                 raise _undecodable(data, "did not decode the same way twice")
@@ -257,9 +266,10 @@ def decode_video_sparse(data: bytes, limits: Limits, work_side: int, plan: ClipP
     return Decoded(n, size[1], size[0], indices, pixels, (w, h), rate)
 
 
-def decode_video(data: bytes, limits: Limits, work_side: int, plan: ClipPlan | None = None) -> np.ndarray:
+def decode_video(data: bytes, limits: Limits, work_side: int, plan: ClipPlan | None = None,
+                 threads: int = 1) -> np.ndarray:
     """:func:`decode_video_sparse` as one (F, H, W, 3) uint8 RGB array."""
-    return decode_video_sparse(data, limits, work_side, plan).to_array()
+    return decode_video_sparse(data, limits, work_side, plan, threads).to_array()
 
 
 def _undecodable(data: bytes, why: str) -> InputError:

@@ -316,3 +316,29 @@ def test_a_decoder_has_no_network_no_capabilities_and_cannot_read_the_replica():
         replica.kill()
         replica.wait()
     assert is_dumpable()  # this test process was not touched
+
+
+def test_decoder_threads_change_the_speed_not_the_frames(worker_tmp, videos):
+    from components.data.video import encode_h264
+    from components.serving.config import ServeConfig
+
+    # H.264 with B-frames: what FFmpeg decodes with frame threads (mp4v would decode on one thread anyway).
+    frames = decode_video(videos["live"].read_bytes(), LIMITS, 480)  # (22, 192, 192, 3)
+    data = encode_h264(np.concatenate([frames, frames[::-1]]), fps=15.0, threads=1)
+    plan = ClipPlan(4, 3, 2)
+    one = decode_video(data, LIMITS, 480, plan, threads=1)
+    assert one.shape == (44, 192, 192, 3) and one.any()
+    np.testing.assert_array_equal(decode_video(data, LIMITS, 480, plan, threads=3), one)
+    p = DecodePool(workers=1, memory_mb=256, deadline_s=5.0, threads=2)
+    try:
+        assert p.stats()["threads"] == 2
+        np.testing.assert_array_equal(p.decode("video", data, LIMITS, 480, plan).to_array(), one)
+    finally:
+        p.close()
+    with pytest.raises(ValueError, match="decode threads must be within 1..4"):
+        decode_video(data, LIMITS, 480, threads=0)
+    with pytest.raises(ValueError, match="decode threads must be within 1..4"):
+        DecodePool(workers=1, threads=5)
+    with pytest.raises(ValueError, match="decode_threads must be within 1..4"):
+        ServeConfig(decode_threads=0)
+    assert ServeConfig().decode_options()["threads"] == ServeConfig().decode_threads
