@@ -51,7 +51,7 @@ class ReferenceConfig:
     width: float = 0.125            # channel multiplier: the model stays under 1 MB
     # The landmark motion alone: adding the clip logits raised BPCER from 7 % to 26-30 % (their offset moves with the
     # source's camera and codec, so a threshold set on the other sources rejects a new source's live people).
-    # nonplanar_motion over nonrigid_motion: the same held-still AUC on the open folder (0.99, within one video), and
+    # nonplanar_motion over nonrigid_motion: the same held-still AUC on the open folder (0.99 vs 0.98), and
     # it holds where a print is turned out of its plane or the face is small (docs/model-card.md, "Held photos
     # that turn").
     features: tuple[str, ...] = ("nonplanar_motion",)
@@ -113,7 +113,7 @@ def cut_clips(predictor, videos: pd.DataFrame, max_seconds: float, progress: Cal
               stable: bool = False) -> dict[str, tuple | str]:
     """``{file: (crops (N, T, S, S, 3), maps (N, T, M, M), points (N, T, 68, 2)) | refusal reason}``, clips cut by
     ``predictor``'s own path; ``stable``: frames re-aligned on their landmarks (:func:`stabilise`)."""
-    from components.data.video import VideoError, video_fps
+    from components.data.video import VideoError, frames_in, video_fps
     from components.face.clips import LabelingError
     from components.labeling.maps import location_map
 
@@ -122,7 +122,8 @@ def cut_clips(predictor, videos: pd.DataFrame, max_seconds: float, progress: Cal
     rows = list(videos.itertuples())
     for r in progress(rows) if progress else rows:
         try:
-            frames = predictor.read_video(r.file, max_frames=int(video_fps(r.file) * max_seconds))
+            # The serving decoder's rule (frames_in): the head is fitted on the frames the endpoint will read.
+            frames = predictor.read_video(r.file, max_frames=frames_in(max_seconds, video_fps(r.file)))
             c = predictor.extract_clips(frames)
             crops, points = stabilise(c.crops, c.points) if stable else (c.crops, c.points)
             inside = np.clip(points, 0, s - 1e-3)
