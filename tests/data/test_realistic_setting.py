@@ -3,7 +3,6 @@ included), replays re-display a pulse, v2 untouched, bad values refused. Small v
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import numpy as np
 import pytest
