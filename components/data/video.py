@@ -123,10 +123,10 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0) -> None
 
 def encode_h264(frames: np.ndarray, fps: float = 30.0, crf: int = 23, threads: int | None = None) -> bytes:
     """RGB uint8 frames (N, H, W, 3) as the bytes of an H.264 mp4 (PyAV, libx264, yuv420p, ``crf`` quality), the
-    codec phones record with; OpenCV's wheels only encode mp4v. Sides must be even (4:2:0 chroma). ``threads``
-    given (1 for a generator that must be deterministic) also asks x264 for its CPU-independent mode: on an
-    AVX-512 machine its default assembly gave different bytes for the same frames from one call to the next
-    (tests/data/test_realistic_setting.py caught it), and the bytes must not depend on which machine renders."""
+    codec phones record with; OpenCV's wheels only encode mp4v. Sides must be even (4:2:0 chroma). x264 runs in
+    its CPU-independent mode: on an AVX-512 machine its default assembly gave different bytes for the same frames
+    from one call to the next (tests/data/test_realistic_setting.py caught it), and a generated clip or a held
+    still must not depend on which machine renders it. ``threads=1`` also pins the encoder's threading."""
     import io
     from fractions import Fraction
 
@@ -141,8 +141,8 @@ def encode_h264(frames: np.ndarray, fps: float = 30.0, crf: int = 23, threads: i
     with av.open(buf, "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(int(crf)), "preset": "veryfast",
-                          **({"threads": str(int(threads)), "x264-params": "cpu-independent=1"} if threads else {})}
+        stream.options = {"crf": str(int(crf)), "preset": "veryfast", "x264-params": "cpu-independent=1",
+                          **({"threads": str(int(threads))} if threads else {})}
         if threads:
             stream.thread_count = int(threads)
         for f in frames:

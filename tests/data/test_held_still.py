@@ -91,6 +91,9 @@ def test_written_file_decodes_and_bad_inputs_are_refused(tmp_path, real_face_rgb
     path = write_held_still(tmp_path / "still.mp4", real_face_rgb[:101, :99], HeldStillConfig(seconds=1, fps=20))
     frames = read_frames(path)
     assert frames.shape == (20, 100, 98, 3)  # odd sides trimmed to even for the codec
+    # The same seed writes the same bytes (a benchmark's held stills do not depend on the run or the machine).
+    again = write_held_still(tmp_path / "again.mp4", real_face_rgb[:101, :99], HeldStillConfig(seconds=1, fps=20))
+    assert again.read_bytes() == path.read_bytes()
     with pytest.raises(ValueError, match="uint8"):
         held_still_frames(real_face_rgb.astype(np.float32))
     with pytest.raises(ValueError, match="too small"):
