@@ -31,7 +31,7 @@ def running(pid: int) -> bool:
     try:  # a zombie still answers kill(0): count it as gone
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped between the two looks (read gives ESRCH): gone
         return False
 
 
