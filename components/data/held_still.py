@@ -145,7 +145,7 @@ def held_still_frames(image: np.ndarray, cfg: HeldStillConfig | None = None, see
         if cfg.tilt_deg > 0:
             hm = sheet_homography(w, h, dx, dy, rot, pitch, yaw, cfg.focal)
             frame = cv2.warpPerspective(src, hm, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-        else:
+        else:  # the affine warp of the untilted sheet keeps the bytes of stills made before tilt existed
             m = cv2.getRotationMatrix2D(centre, float(rot), 1.0)  # (2, 3)
             m[:, 2] += (dx, dy)
             frame = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
