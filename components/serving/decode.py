@@ -7,6 +7,9 @@ request takes an idle worker, sends it the body and waits at most ``deadline_s``
   past the header checks fails an allocation there (413 ``decode_memory_limit``), not in the replica;
 - a worker that dies (segfault in FFmpeg, OOM kill, ``os._exit``) answers that one request with 503
   ``decoder_unavailable`` and is replaced in the background; the other workers' requests carry on;
+- a worker that dies before it has read the request (killed while idle: it still looked alive for the
+  milliseconds the kernel takes to tear it down) cost the input nothing, so the request goes to the next worker;
+  a worker says it has read the request (a one-byte receipt) before it parses a byte of it;
 - a decode over its deadline, or whose request was cancelled (client gone, proxy timeout), gets its worker
   killed (SIGKILL) and replaced: 503 ``decode_timeout``; the worker also arms ``alarm()`` for itself, so one
   orphaned by a dead replica cannot run on;
@@ -51,6 +54,7 @@ WORKER_MODULE = "components.serving.decode_worker"
 _MB = 1 << 20
 _READY_TIMEOUT_S = 60.0
 _HEADER_MAX = 1 << 20  # a reply header: a few hundred bytes (indices of at most max_frames frames)
+RECEIPT = b"+"  # a worker's first answer to a request: it has read the whole of it (decode_worker.py sends it)
 
 
 class DecoderUnavailable(InputError):
@@ -155,6 +159,10 @@ class _Worker:
             proc.wait()
         if conn is not None:
             conn.close()
+
+
+class _NotDelivered(Exception):
+    """The worker died before it read the request: the input had no part in it, another worker may take it."""
 
 
 class _Ticket:
@@ -319,6 +327,17 @@ class DecodePool:
         ticket = ticket or _Ticket()
         self.counters.requests += 1
         end = ticket.created + self.queue_timeout_s
+        # A request no worker has read is resent: bounded, since each try waits for a worker and costs a restart.
+        for _ in range(2 * self.workers):
+            w = self._take(ticket, end)
+            try:
+                return self._exchange(w, header, blob, deadline_s, ticket)
+            except _NotDelivered:
+                continue
+        raise DecoderUnavailable("decoder_unavailable", "every decoder died before it read the request")
+
+    def _take(self, ticket: _Ticket, end: float) -> _Worker:
+        """An idle, live worker, claimed for ``ticket``; DecoderUnavailable past ``end`` or once cancelled."""
         while True:
             try:
                 w = self._idle.get(timeout=max(0.0, end - time.monotonic()))
@@ -336,16 +355,31 @@ class DecodePool:
                 self._idle.put(w)
                 raise DecoderUnavailable("decoder_unavailable", "the request was cancelled")
             ticket.worker = w
+        return w
+
+    def _wait(self, w: _Worker, stop: float, deadline_s: float) -> None:
+        """Until ``w`` has something to read (or has closed); past ``stop``, kill it: a 503 decode_timeout."""
+        if not w.conn.poll(max(0.0, stop - time.monotonic())):
+            w.kill()
+            self.counters.timeouts += 1
+            raise DecoderUnavailable("decode_timeout", f"decoding took longer than {deadline_s:g} s")
+
+    def _exchange(self, w: _Worker, header: dict, blob: bytes, deadline_s: float,
+                  ticket: _Ticket) -> tuple[dict, bytes]:
+        """One request on the claimed worker ``w``; raises _NotDelivered when it died before reading it."""
         healthy = False
+        read = False  # the worker's receipt came: from here on, its death may be the input's doing
         try:
             w.busy_since = time.monotonic()
+            stop = w.busy_since + deadline_s
             try:
                 w.conn.send_bytes(json.dumps({**header, "deadline_s": deadline_s}).encode())
                 w.conn.send_bytes(blob)
-                if not w.conn.poll(deadline_s):
-                    w.kill()
-                    self.counters.timeouts += 1
-                    raise DecoderUnavailable("decode_timeout", f"decoding took longer than {deadline_s:g} s")
+                self._wait(w, stop, deadline_s)
+                if w.conn.recv_bytes(_HEADER_MAX) != RECEIPT:
+                    raise ValueError("the worker's receipt is malformed")
+                read = True
+                self._wait(w, stop, deadline_s)
                 head = json.loads(w.conn.recv_bytes(_HEADER_MAX))
                 if not isinstance(head, dict):
                     raise ValueError("reply header is not an object")
@@ -357,6 +391,10 @@ class DecodePool:
                 if w.killed:
                     raise DecoderUnavailable("decode_timeout", "the decoder was stopped") from None
                 self.counters.crashes += 1
+                if not read and not isinstance(exc, ValueError):
+                    log.warning("decoder worker %d (pid %s) was gone before it read a request: resending it",
+                                w.index, w.pid)
+                    raise _NotDelivered from None
                 code = w.proc.poll() if w.proc is not None else None
                 log.warning("decoder worker %d (pid %s) failed mid-request: %s, exit code %s",
                             w.index, w.pid, type(exc).__name__, code)

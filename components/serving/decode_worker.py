@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from .decode import RECEIPT
 from .inputs import ClipPlan, InputError, Limits
 
 _MB = 1 << 20
@@ -87,6 +88,7 @@ def worker_main(handlers: Mapping[str, Callable[[dict, bytes], tuple[dict, bytes
         try:
             req = json.loads(conn.recv_bytes())
             blob = conn.recv_bytes()
+            conn.send_bytes(RECEIPT)  # before parsing: a death from here on may be the input's doing
         except (EOFError, OSError):
             return  # the replica is gone (or closed this worker): nothing left to do
         recycle = False

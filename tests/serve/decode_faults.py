@@ -17,6 +17,21 @@ def sleep(seconds: float) -> float:
     return seconds
 
 
+def hang_up_later(delay_s: float = 0.2) -> int:
+    """After this reply, shut the worker's socket and keep the process alive a while: to the replica, a worker
+    that looks alive but is gone (what one killed from outside is for the milliseconds the kernel takes)."""
+    import socket
+    import threading
+
+    def later() -> None:
+        time.sleep(delay_s)
+        socket.socket(fileno=os.dup(int(os.environ["EULERNET_DECODE_FD"]))).shutdown(socket.SHUT_RDWR)
+        time.sleep(60)  # a non-daemon thread: the process outlives its serving loop
+
+    threading.Thread(target=later).start()
+    return os.getpid()
+
+
 def alloc(mb: int) -> int:
     """Allocate ``mb`` MiB and touch it: fails with MemoryError once past the worker's RLIMIT_AS."""
     buf = bytearray(mb << 20)

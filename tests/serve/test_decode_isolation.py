@@ -193,6 +193,22 @@ def test_idle_worker_killed_from_outside_costs_no_request(solo, videos):
     assert solo.decode("video", videos["live"].read_bytes(), LIMITS, 480).to_array().shape == (22, 192, 192, 3)
 
 
+def test_request_to_a_worker_gone_before_reading_it_goes_to_the_next(worker_tmp, videos):
+    """A worker that dies while idle can look alive for a moment (a process being torn down): a request sent to it
+    that it never read is the input's fault in no way, so it is resent, not answered 503."""
+    p = DecodePool(workers=1, memory_mb=256, deadline_s=5.0, queue_timeout_s=30.0, worker_module=FAULTS)
+    try:
+        victim = call(p, f"{FAULTS}:hang_up_later", 0.1)
+        w = p._all[0]
+        assert wait_for(lambda: w.conn.poll(0), 5)  # its socket is shut ...
+        assert w.alive() and running(victim)  # ... while the process still runs
+        assert p.decode("video", videos["live"].read_bytes(), LIMITS, 480).to_array().shape == (22, 192, 192, 3)
+        assert p.stats()["crashes"] == 1 and victim not in p.pids()
+    finally:
+        p.close()
+    assert wait_for(lambda: not running(victim), 5)
+
+
 def test_a_workers_reply_is_checked_before_use():
     ok = {"ok": True, "n": 10, "height": 4, "width": 4, "indices": [0, 3]}
     assert _decoded(ok, b"\0" * 96, LIMITS, 8).n == 10
