@@ -102,7 +102,8 @@ class _Worker:
         self.sandbox: dict[str, str] = {}  # what the process gave up (sandbox.confine), from its hello
         self.conn = None
         self.pid: int | None = None
-        self.busy_since: float | None = None
+        self.busy_since: float | None = None  # a request was sent to it
+        self.read_at: float | None = None  # ... and it said it has read all of it (its receipt)
         self.killed = False  # set by whoever kills it (deadline, cancellation), read by the waiting thread
         self._reap_lock = threading.Lock()
 
@@ -378,12 +379,14 @@ class DecodePool:
                 self._wait(w, stop, deadline_s)
                 if w.conn.recv_bytes(_HEADER_MAX) != RECEIPT:
                     raise ValueError("the worker's receipt is malformed")
-                read = True
+                read, w.read_at = True, time.monotonic()
                 self._wait(w, stop, deadline_s)
                 head = json.loads(w.conn.recv_bytes(_HEADER_MAX))
                 if not isinstance(head, dict):
                     raise ValueError("reply header is not an object")
                 payload = w.conn.recv_bytes(_payload_max(header))
+            except DecoderUnavailable:  # the deadline's (an InputError is a ValueError: not a malformed reply)
+                raise
             except (EOFError, OSError, ValueError) as exc:
                 if ticket.cancelled:
                     self.counters.cancelled += 1
@@ -401,7 +404,7 @@ class DecodePool:
                 raise DecoderUnavailable("decoder_unavailable", "the decoder process crashed on this input; "
                                                                 "it is restarting") from None
             finally:
-                w.busy_since = None
+                w.busy_since = w.read_at = None
             # A worker that answers a bug or a failed allocation exits after replying: replace it.
             healthy = head.get("ok") is True or "status" in head and head.get("code") != "decode_memory_limit"
             return head, payload
