@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--still-tilt", type=float, default=0.0, metavar="DEG",
                       help="turn each held still's sheet out of its plane by DEG degrees RMS (pitch and yaw, "
                            "seen in perspective), as a hand holds a print; default 0: parallel to the lens")
+    real.add_argument("--still-bend", type=float, default=0.0, metavar="SHARE",
+                      help="bow each held still's sheet by SHARE of its width (0-0.3; 0.05: a 10-cm print bowed "
+                           "5 mm), flexing with the hand, as a print held by its edges; default 0: flat")
     real.add_argument("--downscale", type=float, default=1.0, metavar="F",
                       help="resize every decoded frame by F (0.1-1) before the face path reads it: the same "
                            "videos from a lower-resolution camera or a face farther away (default 1)")
@@ -127,9 +130,10 @@ def run_realworld(args: argparse.Namespace) -> int:
             from components.runtime import reference_checkpoint
 
             args.checkpoint = reference_checkpoint()
-        if args.still_tilt and not args.held_stills:
-            raise ValueError("--still-tilt turns the held stills: add --held-stills")
-        cfg = RealworldConfig(held_stills=args.held_stills, still_tilt_deg=args.still_tilt, downscale=args.downscale,
+        if (args.still_tilt or args.still_bend) and not args.held_stills:
+            raise ValueError("--still-tilt and --still-bend change the held stills: add --held-stills")
+        cfg = RealworldConfig(held_stills=args.held_stills, still_tilt_deg=args.still_tilt,
+                              still_bend=args.still_bend, downscale=args.downscale,
                               **({"max_seconds": args.max_seconds} if args.max_seconds else {}))
         from flows.predict import load_predictor
 

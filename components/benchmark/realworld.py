@@ -45,6 +45,8 @@ class RealworldConfig:
     held_stills: bool = False
     # RMS out-of-plane turn of the held stills' sheet (components.data.held_still): 0 holds it parallel to the lens.
     still_tilt_deg: float = 0.0
+    # Mean bow of the held stills' sheet (share of its width; it flexes with the hand): 0 keeps it flat.
+    still_bend: float = 0.0
     # Every decoded frame resized by this factor before the face path reads it: a lower-resolution camera or a face
     # farther away, the same videos otherwise (1: as decoded).
     downscale: float = 1.0
@@ -62,6 +64,8 @@ class RealworldConfig:
             raise ValueError(f"downscale must be within 0.1..1, got {self.downscale}")
         if not 0 <= self.still_tilt_deg <= 30:
             raise ValueError(f"still_tilt_deg must be within 0..30 degrees, got {self.still_tilt_deg}")
+        if not 0 <= self.still_bend <= 0.3:
+            raise ValueError(f"still_bend must be within 0..0.3 (share of the sheet's width), got {self.still_bend}")
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -105,11 +109,13 @@ def manifest_digest(data_dir: str | Path) -> str:
 
 def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
                      progress: Callable[[Any], Any] | None = None,
-                     log: Callable[[str], None] = print, tilt_deg: float = 0.0) -> pd.DataFrame:
+                     log: Callable[[str], None] = print, tilt_deg: float = 0.0,
+                     bend: float = 0.0) -> pd.DataFrame:
     """A held still (``components.data.held_still``) of the middle frame of each live video, written to
     ``out_dir``; rows like ``videos``' with attack type ``<class>_still`` and label 0. Reuses files already
     there (same seed, same name). A live video that cannot be read gets no still, said by name (the video itself
-    is then refused by the scoring, with its reason). ``tilt_deg``: the sheet's RMS out-of-plane turn."""
+    is then refused by the scoring, with its reason). ``tilt_deg``: the sheet's RMS out-of-plane turn; ``bend``:
+    its mean bow (share of its width)."""
     from components.data.held_still import HeldStillConfig, write_held_still
     from components.data.video import VideoError, read_frames, video_fps
 
@@ -118,7 +124,7 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
     rows = []
     live = videos[videos["label"] == 1].to_dict("records")
     for i, r in enumerate(progress(live) if progress else live):
-        tilt = f"_t{tilt_deg:g}" if tilt_deg > 0 else ""
+        tilt = (f"_t{tilt_deg:g}" if tilt_deg > 0 else "") + (f"_b{bend:g}" if bend > 0 else "")
         target = out_dir / f"{Path(r['path']).stem}__still_s{seed}{tilt}.mp4"
         if not target.is_file():
             fps = video_fps(r["file"])
@@ -129,7 +135,8 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
                 continue
             # The still is made, not recorded: a frame rate that can carry the 8-12 Hz tremor, phone-like at most.
             write_held_still(target, frames[len(frames) // 2],
-                             HeldStillConfig(fps=min(max(fps, 24.0), 60.0), tilt_deg=tilt_deg), seed=seed + i)
+                             HeldStillConfig(fps=min(max(fps, 24.0), 60.0), tilt_deg=tilt_deg, bend=bend),
+                             seed=seed + i)
         kind = f"{r['class']}_still"
         rows.append({"path": target.name, "file": str(target), "class": kind, "label": 0, "attack_type": kind,
                      "source": r["source"]})
@@ -288,7 +295,8 @@ def run_realworld(predictor, data_dir: str | Path, out_dir: str | Path, cfg: Rea
     if cfg.held_stills:
         log(f"writing held stills of {int((videos['label'] == 1).sum())} live videos -> {out / 'held_stills'}")
         videos = pd.concat([videos, make_held_stills(videos, out / "held_stills", cfg.seed, bar("held stills"),
-                                                     log, cfg.still_tilt_deg)], ignore_index=True)
+                                                     log, cfg.still_tilt_deg, cfg.still_bend)],
+                           ignore_index=True)
     if videos["label"].nunique() < 2:
         raise ValueError("the folder needs live and attack videos (or --held-stills with live ones)")
     log(f"scoring {len(videos)} videos ({cfg.max_seconds:g} s each at most) with {model_name}")
@@ -391,6 +399,8 @@ def _conditions(summary: dict) -> str:
         said.append(f"every frame downscaled x{cfg['downscale']:g} before the face path")
     if cfg.get("held_stills") and cfg.get("still_tilt_deg", 0.0) > 0:
         said.append(f"held stills turned {cfg['still_tilt_deg']:g} deg RMS out of their plane")
+    if cfg.get("held_stills") and cfg.get("still_bend", 0.0) > 0:
+        said.append(f"held stills bowed {100 * cfg['still_bend']:g} % of their width, flexing with the hand")
     return f" Conditions: {'; '.join(said)}." if said else ""
 
 

@@ -10,6 +10,9 @@ over time is modelled and nothing else:
 * optionally (``tilt_deg`` > 0) the sheet also turns out of its plane, seen through a pinhole camera: a real hand
   does not keep a print parallel to the lens, and the perspective of a tilting sheet moves the landmarks by more
   than a similarity can explain (keystone), which a similarity-fit motion statistic reads as deformation;
+* optionally (``bend`` > 0) the sheet is bowed, as a print held by its edges is, and the bow flexes with the
+  hand: a curved surface moves its points in a way no homography explains, which is what a live face's depth
+  does too, so this is the held photo that a planar-motion cue finds hardest;
 * sensor noise, fresh in every frame (a real capture never repeats a frame exactly; without it a still would
   be trivially detectable by "zero change", which is not what a camera sees).
 
@@ -39,6 +42,10 @@ class HeldStillConfig:
     # RMS out-of-plane turn (pitch and yaw, 1/f sway plus tremor) of the held sheet; 0 keeps it parallel to the lens.
     tilt_deg: float = 0.0
     focal: float = 1.0  # the camera's focal length in units of the image's longer side (about a 53-degree view)
+    # Mean bow of the sheet about its vertical axis: the centre's depth in front of the edges, as a share of the
+    # sheet's width (0.05: a 10-cm print bowed by 5 mm); 0 keeps it flat.
+    bend: float = 0.0
+    bend_flex: float = 0.3  # RMS of the bow's change over the clip (the hand squeezing), relative to ``bend``
 
     def __post_init__(self):
         if not (0.2 <= self.seconds <= 60):
@@ -53,7 +60,9 @@ class HeldStillConfig:
                              f"below 0.45 x fps)")
         if not self.focal > 0.2:
             raise ValueError(f"focal must be > 0.2 (image sides), got {self.focal}")
-        for name in ("tremor_px", "sway_px", "rotation_deg", "noise_sigma", "tilt_deg"):
+        if not 0 <= self.bend <= 0.3:
+            raise ValueError(f"bend must be within 0..0.3 (share of the sheet's width), got {self.bend}")
+        for name in ("tremor_px", "sway_px", "rotation_deg", "noise_sigma", "tilt_deg", "bend_flex"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -105,6 +114,63 @@ def hand_motion(cfg: HeldStillConfig, rng: np.random.Generator) -> np.ndarray:
     return np.column_stack([dx, dy, rot, tilt]).astype(np.float64)
 
 
+def bow(cfg: HeldStillConfig, rng: np.random.Generator) -> np.ndarray:
+    """(F,) the sheet's bow per frame (share of its width, >= 0): ``bend`` flexing by ``bend_flex`` RMS with
+    the hand's slow sway. Zero (drawing nothing from ``rng``) when ``bend`` is 0."""
+    n = cfg.n_frames
+    if cfg.bend <= 0:
+        return np.zeros(n)
+    x = _pink_noise(n, cfg.fps, rng)
+    x = x / max(float(x.std()), 1e-12)
+    return np.clip(cfg.bend * (1.0 + cfg.bend_flex * x), 0.0, None)
+
+
+def _rotation(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    a, b, c = np.deg2rad([pitch, yaw, -roll])  # roll turns as cv2.getRotationMatrix2D does
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def sheet_points(points: np.ndarray, w: int, h: int, dx: float, dy: float, roll: float, pitch: float, yaw: float,
+                 focal: float = 1.0, bow_share: float = 0.0) -> np.ndarray:
+    """(N, 2) where the sheet's pixels ``points`` (N, 2: x, y in the still) land in the frame: the sheet bowed
+    about its vertical axis (a parabola whose centre stands ``bow_share`` x width in front of its left and right
+    edges), shifted, rolled and turned about its centre as in :func:`sheet_homography`, seen by the same pinhole
+    camera. With ``bow_share`` 0 this is that homography applied to the points."""
+    f = focal * max(w, h)
+    cx, cy = w / 2.0, h / 2.0
+    u, v = points[:, 0] - cx, points[:, 1] - cy
+    z = -bow_share * w * (1.0 - (2.0 * u / w) ** 2)  # (N,) toward the camera (z grows away from it)
+    pts3 = np.column_stack([u, v, z]) @ _rotation(roll, pitch, yaw).T  # (N, 3)
+    depth = f + pts3[:, 2]
+    return np.column_stack([f * pts3[:, 0] / depth + cx + dx, f * pts3[:, 1] / depth + cy + dy])
+
+
+_NODE_STEP = 8  # px between the nodes a bowed sheet's map is solved on (interpolation error under 0.02 px)
+
+
+def _bent_maps(w: int, h: int, motion: np.ndarray, focal: float, bow_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap maps (each (H, W) float32: the still's x and y that every frame pixel shows) for a bowed sheet.
+    The forward projection has no closed-form inverse: start from the flat sheet's (the homography's inverse) and
+    correct by the residual; the map is near the identity, so a few steps converge to well under 0.01 px. The map
+    is smooth, so it is solved on nodes every ``_NODE_STEP`` px and interpolated (bilinear) to every pixel."""
+    dx, dy, roll, pitch, yaw = (float(m) for m in motion)
+    step = _NODE_STEP
+    ny, nx = -(-(h - 1) // step) + 1, -(-(w - 1) // step) + 1
+    ys, xs = np.mgrid[0:ny, 0:nx].astype(np.float64) * step
+    target = np.column_stack([xs.ravel(), ys.ravel()])  # (ny*nx, 2)
+    flat = sheet_homography(w, h, dx, dy, roll, pitch, yaw, focal)
+    src = cv2.perspectiveTransform(target[None], np.linalg.inv(flat))[0]  # (ny*nx, 2)
+    for _ in range(6):
+        src += target - sheet_points(src, w, h, dx, dy, roll, pitch, yaw, focal, bow_share)
+    node_x, node_y = np.meshgrid(np.arange(w, dtype=np.float32) / step, np.arange(h, dtype=np.float32) / step)
+    mx, my = (cv2.remap(src[:, k].reshape(ny, nx).astype(np.float32), node_x, node_y, cv2.INTER_LINEAR)
+              for k in (0, 1))
+    return mx, my
+
+
 def sheet_homography(w: int, h: int, dx: float, dy: float, roll: float, pitch: float, yaw: float,
                      focal: float = 1.0) -> np.ndarray:
     """(3, 3) homography taking the still image to how it looks after the held sheet is shifted by (dx, dy) px,
@@ -112,11 +178,7 @@ def sheet_homography(w: int, h: int, dx: float, dy: float, roll: float, pitch: f
     camera whose focal length is ``focal`` times the image's longer side (the unturned sheet fills the frame)."""
     f = focal * max(w, h)
     cx, cy = w / 2.0, h / 2.0
-    a, b, c = np.deg2rad([pitch, yaw, -roll])  # roll turns as cv2.getRotationMatrix2D does
-    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
-    r = rz @ ry @ rx
+    r = _rotation(roll, pitch, yaw)
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
     pts3 = np.column_stack([corners[:, 0] - cx, corners[:, 1] - cy, np.zeros(4)]) @ r.T  # (4, 3) about the centre
     z = f + pts3[:, 2]
@@ -141,8 +203,13 @@ def held_still_frames(image: np.ndarray, cfg: HeldStillConfig | None = None, see
     centre = (w / 2.0, h / 2.0)
     src = image.astype(np.float32)
     out = np.empty((cfg.n_frames, h, w, 3), np.uint8)
-    for i, (dx, dy, rot, pitch, yaw) in enumerate(hand_motion(cfg, rng)):
-        if cfg.tilt_deg > 0:
+    motion = hand_motion(cfg, rng)  # (F, 5)
+    bows = bow(cfg, rng)  # (F,): drawn after the motion, so a flat sheet's seed makes the clip it always made
+    for i, (dx, dy, rot, pitch, yaw) in enumerate(motion):
+        if cfg.bend > 0:
+            mx, my = _bent_maps(w, h, motion[i], cfg.focal, float(bows[i]))
+            frame = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        elif cfg.tilt_deg > 0:
             hm = sheet_homography(w, h, dx, dy, rot, pitch, yaw, cfg.focal)
             frame = cv2.warpPerspective(src, hm, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         else:  # the affine warp of the untilted sheet keeps the bytes of stills made before tilt existed
@@ -174,4 +241,5 @@ def write_held_still(path: str | Path, image: np.ndarray, cfg: HeldStillConfig |
     return path
 
 
-__all__ = ["HeldStillConfig", "hand_motion", "held_still_frames", "sheet_homography", "write_held_still"]
+__all__ = ["HeldStillConfig", "bow", "hand_motion", "held_still_frames", "sheet_homography", "sheet_points",
+           "write_held_still"]

@@ -85,6 +85,48 @@ def test_a_tilted_sheet_moves_by_its_perspective_and_nothing_else(real_face_rgb)
     np.testing.assert_array_equal(hand_motion(flat, np.random.default_rng(5))[:, :3], plan[:, :3])
 
 
+def test_a_bowed_sheet_flexes_as_no_homography_can_and_its_frames_follow_the_geometry(real_face_rgb):
+    from components.data.held_still import _bent_maps, bow, sheet_homography, sheet_points
+    from components.inference.video_head import homography_residual
+
+    h, w = real_face_rgb.shape[:2]
+    grid = np.stack(np.meshgrid(np.linspace(0.2 * w, 0.8 * w, 7), np.linspace(0.2 * h, 0.8 * h, 7)), -1).reshape(-1, 2)
+    motion = (2.0, -1.0, 0.5, 3.0, -4.0)
+    # Flat: exactly the homography's points.
+    flat = cv2_points(grid, sheet_homography(w, h, *motion))
+    np.testing.assert_allclose(sheet_points(grid, w, h, *motion), flat, atol=1e-6)
+    # Bowed, the centre comes toward the camera and is magnified: wider than the flat sheet's middle.
+    bent = sheet_points(grid, w, h, *motion, bow_share=0.05)
+    assert np.ptp(bent[21:28, 0]) > np.ptp(flat[21:28, 0])  # the middle row of the 7x7 grid
+    # A bow that changes between two frames moves the points by more than any homography explains; a flat
+    # sheet turning between the same two poses by nothing.
+    later = (2.5, -1.5, 0.3, 1.0, 2.0)
+    assert homography_residual(flat, cv2_points(grid, sheet_homography(w, h, *later))) < 1e-6
+    assert homography_residual(bent, sheet_points(grid, w, h, *later, bow_share=0.08)) > 0.05
+    # The frame's map inverts the projection: each mapped pixel projects back onto itself (well under 0.1 px).
+    mx, my = _bent_maps(w, h, np.array(motion), 1.0, 0.05)
+    ys, xs = np.mgrid[0:h:9, 0:w:9]
+    back = sheet_points(np.column_stack([mx[ys, xs].ravel(), my[ys, xs].ravel()]).astype(np.float64), w, h, *motion,
+                        bow_share=0.05)
+    assert np.abs(back - np.column_stack([xs.ravel(), ys.ravel()])).max() < 0.1
+    # The bow flexes around its mean, never inverts, and a flat sheet draws nothing (its seed's clip is unchanged).
+    cfg = HeldStillConfig(seconds=2.0, fps=30, bend=0.05, bend_flex=0.3)
+    b = bow(cfg, np.random.default_rng(1))
+    assert b.min() >= 0 and b.mean() == pytest.approx(0.05, rel=0.2) and 0.005 < b.std() < 0.03
+    rng = np.random.default_rng(3)
+    assert not bow(HeldStillConfig(), rng).any() and rng.random() == np.random.default_rng(3).random()
+    frames = held_still_frames(real_face_rgb, HeldStillConfig(seconds=1.0, fps=30, bend=0.05, noise_sigma=0.0), 3)
+    assert frames.shape == (30, h, w, 3) and not np.array_equal(frames[0], frames[-1])
+    with pytest.raises(ValueError, match="bend"):
+        HeldStillConfig(bend=0.5)
+
+
+def cv2_points(points: np.ndarray, hm: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.perspectiveTransform(points[None].astype(np.float64), hm)[0]
+
+
 def test_written_file_decodes_and_bad_inputs_are_refused(tmp_path, real_face_rgb):
     from components.data.video import read_frames
 
