@@ -30,14 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def opencv_walk(data: bytes, frames: int, threads: int) -> int:
-    import cv2
+    from components.serving.inputs import _Capture  # the serving decoder's own capture, from memory
 
-    stream = io.BytesIO(data)  # kept alive until the capture is released (OpenCV 4.14 crashes otherwise)
-    cap = cv2.VideoCapture(stream, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
     n = 0
-    while n < frames and cap.grab():
-        n += 1
-    cap.release()
+    with _Capture(data, threads) as cap:
+        while n < frames and cap.grab():
+            n += 1
     return n
 
 

@@ -124,8 +124,8 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
     rows = []
     live = videos[videos["label"] == 1].to_dict("records")
     for i, r in enumerate(progress(live) if progress else live):
-        tilt = (f"_t{tilt_deg:g}" if tilt_deg > 0 else "") + (f"_b{bend:g}" if bend > 0 else "")
-        target = out_dir / f"{Path(r['path']).stem}__still_s{seed}{tilt}.mp4"
+        stress = (f"_t{tilt_deg:g}" if tilt_deg > 0 else "") + (f"_b{bend:g}" if bend > 0 else "")
+        target = out_dir / f"{Path(r['path']).stem}__still_s{seed}{stress}.mp4"
         if not target.is_file():
             fps = video_fps(r["file"])
             try:

@@ -138,7 +138,7 @@ def sheet_points(points: np.ndarray, w: int, h: int, dx: float, dy: float, roll:
     """(N, 2) where the sheet's pixels ``points`` (N, 2: x, y in the still) land in the frame: the sheet bowed
     about its vertical axis (a parabola whose centre stands ``bow_share`` x width in front of its left and right
     edges), shifted, rolled and turned about its centre as in :func:`sheet_homography`, seen by the same pinhole
-    camera. With ``bow_share`` 0 this is that homography applied to the points."""
+    camera. With ``bow_share`` 0 this is that homography applied to the points (which it is built from)."""
     f = focal * max(w, h)
     cx, cy = w / 2.0, h / 2.0
     u, v = points[:, 0] - cx, points[:, 1] - cy
@@ -176,13 +176,8 @@ def sheet_homography(w: int, h: int, dx: float, dy: float, roll: float, pitch: f
     """(3, 3) homography taking the still image to how it looks after the held sheet is shifted by (dx, dy) px,
     rolled in its plane and turned by ``pitch``/``yaw`` degrees out of it about its centre, seen by a pinhole
     camera whose focal length is ``focal`` times the image's longer side (the unturned sheet fills the frame)."""
-    f = focal * max(w, h)
-    cx, cy = w / 2.0, h / 2.0
-    r = _rotation(roll, pitch, yaw)
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
-    pts3 = np.column_stack([corners[:, 0] - cx, corners[:, 1] - cy, np.zeros(4)]) @ r.T  # (4, 3) about the centre
-    z = f + pts3[:, 2]
-    proj = np.column_stack([f * pts3[:, 0] / z + cx + dx, f * pts3[:, 1] / z + cy + dy])  # (4, 2)
+    proj = sheet_points(corners, w, h, dx, dy, roll, pitch, yaw, focal)  # (4, 2): a flat sheet's corners
     return cv2.getPerspectiveTransform(corners.astype(np.float32), proj.astype(np.float32))
 
 

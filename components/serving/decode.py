@@ -369,7 +369,6 @@ class DecodePool:
                   ticket: _Ticket) -> tuple[dict, bytes]:
         """One request on the claimed worker ``w``; raises _NotDelivered when it died before reading it."""
         healthy = False
-        read = False  # the worker's receipt came: from here on, its death may be the input's doing
         try:
             w.busy_since = time.monotonic()
             stop = w.busy_since + deadline_s
@@ -379,7 +378,7 @@ class DecodePool:
                 self._wait(w, stop, deadline_s)
                 if w.conn.recv_bytes(_HEADER_MAX) != RECEIPT:
                     raise ValueError("the worker's receipt is malformed")
-                read, w.read_at = True, time.monotonic()
+                w.read_at = time.monotonic()  # from here on, the worker's death may be the input's doing
                 self._wait(w, stop, deadline_s)
                 head = json.loads(w.conn.recv_bytes(_HEADER_MAX))
                 if not isinstance(head, dict):
@@ -394,7 +393,7 @@ class DecodePool:
                 if w.killed:
                     raise DecoderUnavailable("decode_timeout", "the decoder was stopped") from None
                 self.counters.crashes += 1
-                if not read and not isinstance(exc, ValueError):
+                if w.read_at is None and not isinstance(exc, ValueError):
                     log.warning("decoder worker %d (pid %s) was gone before it read a request: resending it",
                                 w.index, w.pid)
                     raise _NotDelivered from None
