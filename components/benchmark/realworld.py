@@ -47,6 +47,10 @@ class RealworldConfig:
     still_tilt_deg: float = 0.0
     # Mean bow of the held stills' sheet (share of its width; it flexes with the hand): 0 keeps it flat.
     still_bend: float = 0.0
+    # Length of each held still. 2.5 s is how long a phone's liveness check records; a live video is scored over up
+    # to max_seconds, and a statistic that grows with the span (motion percentiles, spectral peaks) then compares
+    # unequal lengths: still_seconds = max_seconds makes the comparison length-fair.
+    still_seconds: float = 2.5
     # Every decoded frame resized by this factor before the face path reads it: a lower-resolution camera or a face
     # farther away, the same videos otherwise (1: as decoded).
     downscale: float = 1.0
@@ -66,6 +70,8 @@ class RealworldConfig:
             raise ValueError(f"still_tilt_deg must be within 0..30 degrees, got {self.still_tilt_deg}")
         if not 0 <= self.still_bend <= 0.3:
             raise ValueError(f"still_bend must be within 0..0.3 (share of the sheet's width), got {self.still_bend}")
+        if not 1 <= self.still_seconds <= 60:
+            raise ValueError(f"still_seconds must be within 1..60, got {self.still_seconds}")
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -110,12 +116,12 @@ def manifest_digest(data_dir: str | Path) -> str:
 def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
                      progress: Callable[[Any], Any] | None = None,
                      log: Callable[[str], None] = print, tilt_deg: float = 0.0,
-                     bend: float = 0.0) -> pd.DataFrame:
+                     bend: float = 0.0, seconds: float = 2.5) -> pd.DataFrame:
     """A held still (``components.data.held_still``) of the middle frame of each live video, written to
     ``out_dir``; rows like ``videos``' with attack type ``<class>_still`` and label 0. Reuses files already
     there (same seed, same name). A live video that cannot be read gets no still, said by name (the video itself
     is then refused by the scoring, with its reason). ``tilt_deg``: the sheet's RMS out-of-plane turn; ``bend``:
-    its mean bow (share of its width)."""
+    its mean bow (share of its width); ``seconds``: its length."""
     from components.data.held_still import HeldStillConfig, write_held_still
     from components.data.video import VideoError, read_frames, video_fps
 
@@ -124,7 +130,8 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
     rows = []
     live = videos[videos["label"] == 1].to_dict("records")
     for i, r in enumerate(progress(live) if progress else live):
-        stress = (f"_t{tilt_deg:g}" if tilt_deg > 0 else "") + (f"_b{bend:g}" if bend > 0 else "")
+        stress = ((f"_t{tilt_deg:g}" if tilt_deg > 0 else "") + (f"_b{bend:g}" if bend > 0 else "")
+                  + (f"_d{seconds:g}" if seconds != 2.5 else ""))
         target = out_dir / f"{Path(r['path']).stem}__still_s{seed}{stress}.mp4"
         if not target.is_file():
             fps = video_fps(r["file"])
@@ -135,7 +142,8 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
                 continue
             # The still is made, not recorded: a frame rate that can carry the 8-12 Hz tremor, phone-like at most.
             write_held_still(target, frames[len(frames) // 2],
-                             HeldStillConfig(fps=min(max(fps, 24.0), 60.0), tilt_deg=tilt_deg, bend=bend),
+                             HeldStillConfig(seconds=seconds, fps=min(max(fps, 24.0), 60.0), tilt_deg=tilt_deg,
+                                             bend=bend),
                              seed=seed + i)
         kind = f"{r['class']}_still"
         rows.append({"path": target.name, "file": str(target), "class": kind, "label": 0, "attack_type": kind,
@@ -295,7 +303,8 @@ def run_realworld(predictor, data_dir: str | Path, out_dir: str | Path, cfg: Rea
     if cfg.held_stills:
         log(f"writing held stills of {int((videos['label'] == 1).sum())} live videos -> {out / 'held_stills'}")
         videos = pd.concat([videos, make_held_stills(videos, out / "held_stills", cfg.seed, bar("held stills"),
-                                                     log, cfg.still_tilt_deg, cfg.still_bend)],
+                                                     log, cfg.still_tilt_deg, cfg.still_bend,
+                                                     cfg.still_seconds)],
                            ignore_index=True)
     if videos["label"].nunique() < 2:
         raise ValueError("the folder needs live and attack videos (or --held-stills with live ones)")
@@ -401,6 +410,8 @@ def _conditions(summary: dict) -> str:
         said.append(f"held stills turned {cfg['still_tilt_deg']:g} deg RMS out of their plane")
     if cfg.get("held_stills") and cfg.get("still_bend", 0.0) > 0:
         said.append(f"held stills bowed {100 * cfg['still_bend']:g} % of their width, flexing with the hand")
+    if cfg.get("held_stills") and cfg.get("still_seconds", 2.5) != 2.5:
+        said.append(f"held stills {cfg['still_seconds']:g} s long")
     return f" Conditions: {'; '.join(said)}." if said else ""
 
 

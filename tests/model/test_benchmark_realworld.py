@@ -154,7 +154,7 @@ def test_realworld_benchmark_errors_are_clear(tmp_path, capsys):
     assert "label must be 1 (live) or 0 (attack)" in capsys.readouterr().err
     assert main(["benchmark", "realworld", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
                  "--checkpoint", str(ckpt), "--still-tilt", "3"]) == 2
-    assert "--still-tilt and --still-bend change the held stills: add --held-stills" in capsys.readouterr().err
+    assert "--still-tilt, --still-bend and --still-seconds change the held stills: add " in capsys.readouterr().err
     assert main(["benchmark", "realworld", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
                  "--checkpoint", str(ckpt), "--held-stills", "--still-tilt", "45"]) == 2
     assert "still_tilt_deg must be within 0..30" in capsys.readouterr().err
@@ -253,17 +253,24 @@ def test_stress_conditions_make_their_own_stills_and_are_said_in_the_table(tmp_p
     assert diff.mean() > 3.0
     bent = make_held_stills(live, tmp_path / "stills", log=lambda m: None, bend=0.05)
     assert bent["path"].tolist() == ["a1__still_s0_b0.05.mp4"] and read_frames(bent["file"][0]).shape == a.shape
-    cfg = RealworldConfig(held_stills=True, still_tilt_deg=4.0, still_bend=0.05, downscale=0.5)
+    # A longer still is its own file with the frames of its length (the same hand, the same frame rate).
+    longer = make_held_stills(live, tmp_path / "stills", log=lambda m: None, seconds=4.0)
+    assert longer["path"].tolist() == ["a1__still_s0_d4.mp4"]
+    c = read_frames(longer["file"][0])
+    assert len(c) == round(len(a) * 4.0 / 2.5) and c.shape[1:] == a.shape[1:]
+    cfg = RealworldConfig(held_stills=True, still_tilt_deg=4.0, still_bend=0.05, still_seconds=10.0, downscale=0.5)
     summary = {"model": "m", "threshold": 0.5, "n_videos": 2, "n_sources": 1, "refused": [], "acer_worst": 0.0,
                "config": cfg.__dict__.copy(),
                "rows": {"live": {"n": 1, "bpcer": 0.0}, "live_still": {"n": 1, "auc": 1.0, "auc_ci": None,
                                                                          "apcer": 0.0}}}
     text = markdown_table(summary)
     assert "every frame downscaled x0.5" in text and "turned 4 deg RMS out of their plane" in text
-    assert "bowed 5 % of their width" in text
+    assert "bowed 5 % of their width" in text and "held stills 10 s long" in text
     summary["config"] = RealworldConfig(held_stills=True).__dict__.copy()
     assert "Conditions" not in markdown_table(summary)
     with pytest.raises(ValueError, match="downscale must be within 0.1..1"):
         RealworldConfig(downscale=0.05)
     with pytest.raises(ValueError, match="still_bend must be within 0..0.3"):
         RealworldConfig(still_bend=0.4)
+    with pytest.raises(ValueError, match="still_seconds must be within 1..60"):
+        RealworldConfig(still_seconds=0.5)
