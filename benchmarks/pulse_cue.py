@@ -159,9 +159,8 @@ def main(argv=None) -> int:
     label = load_params(REPO / "params.yaml")["label"]
     try:
         videos, _ = read_manifest(args.data)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a folder without a usable manifest.csv: said like any bad argument, exit 2
+        ap.error(str(exc))
     out = Path(args.out)
     t0 = time.perf_counter()
     lengths = sorted(set(args.lengths))

@@ -222,6 +222,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.steps < 1:
+        ap.error(f"--steps must be >= 1, got {args.steps}")
 
     import cv2
     import torch
@@ -233,12 +235,11 @@ def main(argv=None) -> int:
 
     cv2.setNumThreads(1)
     torch.set_num_threads(2)
-    label = load_params(REPO / "params.yaml")["label"]
     try:
         videos, _ = read_manifest(args.data)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a folder without a usable manifest.csv: said like any bad argument, exit 2
+        ap.error(str(exc))
+    label = load_params(REPO / "params.yaml")["label"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -2,22 +2,12 @@
 with non-reference frames skipped still every clip frame (its ``got`` column would otherwise be a guess)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from components.data.video import encode_h264
 
-
-@pytest.fixture(scope="module")
-def floor():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "decode_floor.py"
-    spec = importlib.util.spec_from_file_location("decode_floor", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+BENCHMARK = "decode_floor"  # the script the bench fixture loads (tests/code/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +18,17 @@ def clip() -> bytes:
     return encode_h264(frames, fps=30.0)
 
 
-def test_walkers_count_the_window(floor, clip):
-    assert floor.opencv_walk(clip, 60, 2) == 60
-    assert floor.opencv_walk(clip, 1000, 1) == 90  # the stream ends first
-    out, got, keys = floor.pyav_walk(clip, 60, 2, None)
+def test_walkers_count_the_window(bench, clip):
+    assert bench.opencv_walk(clip, 60, 2) == 60
+    assert bench.opencv_walk(clip, 1000, 1) == 90  # the stream ends first
+    out, got, keys = bench.pyav_walk(clip, 60, 2, None)
     assert (out, got) == (60, 0) and keys >= 1
 
 
-def test_skipping_non_reference_frames_keeps_the_clip_frames(floor, clip):
+def test_skipping_non_reference_frames_keeps_the_clip_frames(bench, clip):
     from components.serving.inputs import ClipPlan
 
     keep = set(ClipPlan(4, 3, 4).frames_needed(90))
-    out, got, _ = floor.pyav_walk(clip, 90, 1, keep)
+    out, got, _ = bench.pyav_walk(clip, 90, 1, keep)
     assert got == len(keep) == 16
     assert out < 90  # some frames were skipped: the lever was pulled, not a plain walk
