@@ -277,7 +277,8 @@ def leave_source_out_decisions(rows: pd.DataFrame, cfg: ReferenceConfig, score_c
 
 # Head feature sets compared on the same out-of-source scores (the open folder is the dev set the choice is made
 # on; a held-back folder, scored with `eulernet benchmark realworld`, is the test).
-FEATURE_SETS = (("clip_logit_mean",), ("nonrigid_motion",), ("nonplanar_motion",), ("clip_logit_mean", "nonrigid_motion"),
+FEATURE_SETS = (("clip_logit_mean",), ("nonrigid_motion",), ("nonplanar_motion",), ("nonquadratic_motion",),
+                ("clip_logit_mean", "nonrigid_motion"),
                 ("clip_logit_mean", "nonrigid_motion", "blink"),
                 ("clip_logit_mean", "clip_logit_max", "clip_logit_min", "nonrigid_motion"))
 

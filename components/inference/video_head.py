@@ -70,6 +70,21 @@ def homography_residual(src: np.ndarray, dst: np.ndarray) -> float:
     return float(np.sqrt(((xy1[:, :2] / w - dst) ** 2).sum(1).mean()))
 
 
+def quadratic_residual(src: np.ndarray, dst: np.ndarray) -> float:
+    """RMS residual of the least-squares 2-D quadratic warp (x, y -> polynomials of degree 2: 12 parameters) mapping
+    ``src`` (K >= 6, 2) onto ``dst`` (K, 2). A sheet that bows about one axis and turns in perspective moves its
+    points by a smooth warp that such a polynomial follows in good part (the bow's depth is quadratic across the
+    sheet, a small turn's keystone bilinear; perspective adds higher orders it leaves); a blink or a word moves a
+    few points against their neighbours, which it cannot. A cubic follows the bow further, but also more of a
+    face's own deformation (in a trial on the open folder it separated flat held stills less well)."""
+    mu = src.mean(0)
+    scale = max(float(np.sqrt(((src - mu) ** 2).sum(1)).mean()), 1e-9)
+    x, y = ((src - mu) / scale).T  # conditioned: unit mean distance from the centroid
+    a = np.column_stack([np.ones_like(x), x, y, x * x, x * y, y * y])  # (K, 6)
+    coef = np.linalg.lstsq(a, dst, rcond=None)[0]  # (6, 2)
+    return float(np.sqrt(((a @ coef - dst) ** 2).sum(1).mean()))
+
+
 def eye_distance(points: np.ndarray) -> float:
     """Distance between the eye centres of one frame's 68 points: the face's own length unit."""
     return float(np.linalg.norm(points[_LEFT_EYE].mean(0) - points[_RIGHT_EYE].mean(0)))
@@ -117,6 +132,22 @@ def nonplanar_motion(points: np.ndarray) -> float:
     return float(np.percentile(residual, 90))
 
 
+def nonquadratic_motion(points: np.ndarray) -> float:
+    """:func:`nonplanar_motion` with a quadratic warp in place of the homography: what a bowed sheet, turned or not,
+    cannot do. ``points`` (N, T, 68, 2) as there. A print held by its edges bows and flexes with the hand, and a
+    homography leaves that bow in the residual, where it reads as a face deforming (docs/model-card.md, "Paper
+    that bows")."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 4 or pts.shape[2:] != (68, 2) or pts.shape[0] * pts.shape[1] < 2:
+        raise ValueError(f"points must be (N, T, 68, 2) with N * T >= 2, got {pts.shape}")
+    if len(pts) < 2:
+        pts = pts.reshape(-1, 1, 68, 2)  # (T, 1, 68, 2)
+    means = pts.mean(1)  # (N, 68, 2)
+    eye = max(eye_distance(means[0]), 1.0)
+    residual = np.array([quadratic_residual(m, means[0]) for m in means[1:]]) / eye  # (N-1,)
+    return float(np.percentile(residual, 90))
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-4, 1 - 1e-4)
     return np.log(p / (1 - p))
@@ -140,14 +171,16 @@ def video_features(clip_scores: Sequence[float] | np.ndarray, points: np.ndarray
         "clip_logit_min": float(logits.min()),
         "nonrigid_motion": nonrigid_motion(flat),
         "nonplanar_motion": nonplanar_motion(pts),
+        "nonquadratic_motion": nonquadratic_motion(pts),
         "blink": float(1.0 - ears.min() / max(float(np.median(ears)), 1e-6)),
     }
 
 
-FEATURES = ("clip_logit_mean", "clip_logit_max", "clip_logit_min", "nonrigid_motion", "nonplanar_motion", "blink")
+FEATURES = ("clip_logit_mean", "clip_logit_max", "clip_logit_min", "nonrigid_motion", "nonplanar_motion",
+            "nonquadratic_motion", "blink")
 # Motion statistics are non-negative and span decades between a still and a talking face: a log keeps one extreme
 # video from setting the scale. Clip logits are already on a log scale.
-LOG_FEATURES = frozenset({"nonrigid_motion", "nonplanar_motion", "blink"})
+LOG_FEATURES = frozenset({"nonrigid_motion", "nonplanar_motion", "nonquadratic_motion", "blink"})
 
 
 # ------------------------------------------------------------------------------------------------ the head

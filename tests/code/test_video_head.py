@@ -66,6 +66,28 @@ def test_nonplanar_motion_ignores_a_turning_sheet_that_the_similarity_fit_reads_
         nonplanar_motion(turned)
 
 
+def test_nonquadratic_motion_takes_out_much_of_a_bowing_sheet_that_the_homography_leaves():
+    from components.data.held_still import sheet_points
+    from components.inference.video_head import nonplanar_motion, nonquadratic_motion, quadratic_residual
+
+    p = _face(np.random.default_rng(4)) * 4 + 20  # (68, 2) a face spanning ~100 px of a 200-px print
+    # The print bows by 4-16 % of its width (flexing with the hand) while it turns up to 7 degrees: (8, 68, 2).
+    views = np.stack([sheet_points(p, 200, 200, k, -k, 0.5 * k, k, -0.7 * k, bow_share=0.04 + 0.015 * k)
+                      for k in range(8)])
+    clips = views.reshape(4, 2, 68, 2)  # (N, T, 68, 2)
+    # The changing bow is deformation to a homography; a quadratic warp follows the bow's curvature (what stays is
+    # perspective's higher orders): 0.0039 against 0.0072 eye distances here.
+    assert nonplanar_motion(clips) > 0.006
+    assert nonquadratic_motion(clips) < 0.65 * nonplanar_motion(clips)
+    assert quadratic_residual(p, p * 1.1 + 3.0) < 1e-9  # a similarity is a quadratic warp too
+    # A face deforms locally: the mouth opening in the last two clips stays in the residual.
+    deformed = clips.copy()
+    deformed[2:, :, 48:68, 1] += 6.0
+    assert nonquadratic_motion(deformed) > 0.03
+    with pytest.raises(ValueError, match="points must be"):
+        nonquadratic_motion(views)
+
+
 def test_statistics_bank_and_head_share_one_geometry():
     from components.metrics import statistics
 
