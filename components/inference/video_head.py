@@ -113,6 +113,20 @@ def nonrigid_motion(points: np.ndarray) -> float:
     return float(np.percentile(residual, 90))
 
 
+def _between_clips(points: np.ndarray, residual_of) -> float:
+    """90th percentile, per eye distance, of ``residual_of(clip mean, first clip mean)`` over the clips of
+    ``points`` (N, T, 68, 2); one clip's frames stand in for clips."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 4 or pts.shape[2:] != (68, 2) or pts.shape[0] * pts.shape[1] < 2:
+        raise ValueError(f"points must be (N, T, 68, 2) with N * T >= 2, got {pts.shape}")
+    if len(pts) < 2:
+        pts = pts.reshape(-1, 1, 68, 2)  # (T, 1, 68, 2)
+    means = pts.mean(1)  # (N, 68, 2)
+    eye = max(eye_distance(means[0]), 1.0)
+    residual = np.array([residual_of(m, means[0]) for m in means[1:]]) / eye  # (N-1,)
+    return float(np.percentile(residual, 90))
+
+
 def nonplanar_motion(points: np.ndarray) -> float:
     """How far the face deforms between clips beyond what a flat sheet could do: each clip's mean landmarks are
     fitted by a homography to the first clip's, and the 90th percentile of the residuals, per eye distance, is the
@@ -121,15 +135,7 @@ def nonplanar_motion(points: np.ndarray) -> float:
     (docs/model-card.md): the mean over a clip's frames averages the landmark jitter that dominates a small or
     blurred face, and the homography takes out the keystone of a print or phone turned out of its plane. A video
     of one clip has no second clip to compare: its frames stand in for the clips (N = T, T = 1)."""
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 4 or pts.shape[2:] != (68, 2) or pts.shape[0] * pts.shape[1] < 2:
-        raise ValueError(f"points must be (N, T, 68, 2) with N * T >= 2, got {pts.shape}")
-    if len(pts) < 2:
-        pts = pts.reshape(-1, 1, 68, 2)  # (T, 1, 68, 2)
-    means = pts.mean(1)  # (N, 68, 2)
-    eye = max(eye_distance(means[0]), 1.0)
-    residual = np.array([homography_residual(m, means[0]) for m in means[1:]]) / eye  # (N-1,)
-    return float(np.percentile(residual, 90))
+    return _between_clips(points, homography_residual)
 
 
 def nonquadratic_motion(points: np.ndarray) -> float:
@@ -137,15 +143,7 @@ def nonquadratic_motion(points: np.ndarray) -> float:
     cannot do. ``points`` (N, T, 68, 2) as there. A print held by its edges bows and flexes with the hand, and a
     homography leaves that bow in the residual, where it reads as a face deforming (docs/model-card.md, "Paper
     that bows")."""
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 4 or pts.shape[2:] != (68, 2) or pts.shape[0] * pts.shape[1] < 2:
-        raise ValueError(f"points must be (N, T, 68, 2) with N * T >= 2, got {pts.shape}")
-    if len(pts) < 2:
-        pts = pts.reshape(-1, 1, 68, 2)  # (T, 1, 68, 2)
-    means = pts.mean(1)  # (N, 68, 2)
-    eye = max(eye_distance(means[0]), 1.0)
-    residual = np.array([quadratic_residual(m, means[0]) for m in means[1:]]) / eye  # (N-1,)
-    return float(np.percentile(residual, 90))
+    return _between_clips(points, quadratic_residual)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
