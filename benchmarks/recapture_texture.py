@@ -97,7 +97,8 @@ def display(img: np.ndarray, rng) -> np.ndarray:
     return np.clip(x * 255, 0, 255).astype(np.uint8)
 
 
-def recapture(img: np.ndarray, rng, variant: str) -> np.ndarray:
+def recapture(img: np.ndarray, rng) -> np.ndarray:
+    """A screen showing ``img`` filmed by a second camera (both variants)."""
     return camera(display(img, rng), rng)
 
 
@@ -141,7 +142,7 @@ def batch(data: dict, paths: list[str], rng, n: int, attack: bool, variant: str)
         k = rng.integers(len(data[p]["frames"]))
         c = crop(data[p]["frames"][k], data[p]["boxes"][k], scale=rng.uniform(1.3, 1.7),
                  dx=rng.uniform(-0.1, 0.1), dy=rng.uniform(-0.1, 0.1))
-        c = recapture(c, rng, variant) if attack else live_view(c, rng, variant)
+        c = recapture(c, rng) if attack else live_view(c, rng, variant)
         c = jpeg(c, rng.uniform(40, 90))
         out.append(c[:, ::-1].copy() if rng.random() < 0.5 else c)
     return to_tensor(out)
@@ -257,14 +258,16 @@ def main(argv=None) -> int:
         rows = []
         for source in sorted(meta["source"].unique()):
             train_live = [p for p in data if meta.loc[p, "label"] == 1 and meta.loc[p, "source"] != source]
-            net, _ = train(data, train_live, args.steps, variant, args.seed)
+            net, loss = train(data, train_live, args.steps, variant, args.seed)
             threshold = float(np.quantile([video_score(net, data[p]) for p in train_live], 0.05))
             for p in data:
                 if meta.loc[p, "source"] == source:
                     rows.append({"path": p, "source": source, "attack_type": meta.loc[p, "attack_type"],
                                  "label": int(meta.loc[p, "label"]), "score": video_score(net, data[p]),
                                  "threshold": threshold})
-            print(f"{variant}: fold {source} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+            # The last batch's loss: how well it tells its own simulations apart (near 0: perfectly).
+            print(f"{variant}: fold {source} done, last training loss {loss:.3f} ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
         scores = pd.DataFrame(rows)
         scores.to_csv(out / f"scores_{variant}.csv", index=False)
         f = figures(scores, args.n_boot)

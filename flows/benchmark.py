@@ -21,6 +21,7 @@ HELP = ("held-out temporal benchmark (generate, label, train, evaluate) or the r
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from components.benchmark.realworld import STILL_SECONDS
     from components.benchmark.temporal import MODEL_ROWS, SETTINGS, TemporalBenchmarkConfig
 
     d = TemporalBenchmarkConfig()
@@ -44,9 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--still-bend", type=float, default=0.0, metavar="SHARE",
                       help="bow each held still's sheet by SHARE of its width (0-0.3; 0.05: a 10-cm print bowed "
                            "5 mm), flexing with the hand, as a print held by its edges; default 0: flat")
-    real.add_argument("--still-seconds", type=float, default=2.5, metavar="S",
-                      help="length of each held still (1-60 s; default 2.5, a phone's liveness check); set it to "
-                           "--max-seconds to compare stills and live videos over the same span")
+    real.add_argument("--still-seconds", type=float, default=STILL_SECONDS, metavar="S",
+                      help=f"length of each held still (1-60 s; default {STILL_SECONDS:g}, a phone's liveness check); "
+                           "set it to --max-seconds to compare stills and live videos over the same span")
     real.add_argument("--downscale", type=float, default=1.0, metavar="F",
                       help="resize every decoded frame by F (0.1-1) before the face path reads it: the same "
                            "videos from a lower-resolution camera or a face farther away (default 1)")
@@ -122,7 +123,7 @@ def run_realworld(args: argparse.Namespace) -> int:
 
     from mlflow.exceptions import MlflowException
 
-    from components.benchmark.realworld import RealworldConfig, run_realworld
+    from components.benchmark.realworld import STILL_SECONDS, RealworldConfig, run_realworld
     from components.inference.config import CheckpointError
     from components.registry.versions import RegistryError
 
@@ -133,7 +134,7 @@ def run_realworld(args: argparse.Namespace) -> int:
             from components.runtime import reference_checkpoint
 
             args.checkpoint = reference_checkpoint()
-        if (args.still_tilt or args.still_bend or args.still_seconds != 2.5) and not args.held_stills:
+        if (args.still_tilt or args.still_bend or args.still_seconds != STILL_SECONDS) and not args.held_stills:
             raise ValueError("--still-tilt, --still-bend and --still-seconds change the held stills: add "
                              "--held-stills")
         cfg = RealworldConfig(held_stills=args.held_stills, still_tilt_deg=args.still_tilt,

@@ -36,6 +36,9 @@ import pandas as pd
 REQUIRED = ("path", "label", "attack_type", "source")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".heic", ".tif", ".tiff")
 ROWS = ("model", "one_frame", "learned_stats")
+# A held still's default length: how long a phone's liveness check records. File names and the table say a
+# still's length only when it differs from this.
+STILL_SECONDS = 2.5
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,10 @@ class RealworldConfig:
     still_tilt_deg: float = 0.0
     # Mean bow of the held stills' sheet (share of its width; it flexes with the hand): 0 keeps it flat.
     still_bend: float = 0.0
-    # Length of each held still. 2.5 s is how long a phone's liveness check records; a live video is scored over up
-    # to max_seconds, and a statistic that grows with the span (motion percentiles, spectral peaks) then compares
-    # unequal lengths: still_seconds = max_seconds makes the comparison length-fair.
-    still_seconds: float = 2.5
+    # Length of each held still. A live video is scored over up to max_seconds, and a statistic that grows with the
+    # span (motion percentiles, spectral peaks) then compares unequal lengths: still_seconds = max_seconds makes the
+    # comparison length-fair.
+    still_seconds: float = STILL_SECONDS
     # Every decoded frame resized by this factor before the face path reads it: a lower-resolution camera or a face
     # farther away, the same videos otherwise (1: as decoded).
     downscale: float = 1.0
@@ -116,7 +119,7 @@ def manifest_digest(data_dir: str | Path) -> str:
 def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
                      progress: Callable[[Any], Any] | None = None,
                      log: Callable[[str], None] = print, tilt_deg: float = 0.0,
-                     bend: float = 0.0, seconds: float = 2.5) -> pd.DataFrame:
+                     bend: float = 0.0, seconds: float = STILL_SECONDS) -> pd.DataFrame:
     """A held still (``components.data.held_still``) of the middle frame of each live video, written to
     ``out_dir``; rows like ``videos``' with attack type ``<class>_still`` and label 0. Reuses files already
     there (same seed, same name). A live video that cannot be read gets no still, said by name (the video itself
@@ -131,7 +134,7 @@ def make_held_stills(videos: pd.DataFrame, out_dir: str | Path, seed: int = 0,
     live = videos[videos["label"] == 1].to_dict("records")
     for i, r in enumerate(progress(live) if progress else live):
         stress = ((f"_t{tilt_deg:g}" if tilt_deg > 0 else "") + (f"_b{bend:g}" if bend > 0 else "")
-                  + (f"_d{seconds:g}" if seconds != 2.5 else ""))
+                  + (f"_d{seconds:g}" if seconds != STILL_SECONDS else ""))
         target = out_dir / f"{Path(r['path']).stem}__still_s{seed}{stress}.mp4"
         if not target.is_file():
             fps = video_fps(r["file"])
@@ -410,7 +413,7 @@ def _conditions(summary: dict) -> str:
         said.append(f"held stills turned {cfg['still_tilt_deg']:g} deg RMS out of their plane")
     if cfg.get("held_stills") and cfg.get("still_bend", 0.0) > 0:
         said.append(f"held stills bowed {100 * cfg['still_bend']:g} % of their width, flexing with the hand")
-    if cfg.get("held_stills") and cfg.get("still_seconds", 2.5) != 2.5:
+    if cfg.get("held_stills") and cfg.get("still_seconds", STILL_SECONDS) != STILL_SECONDS:
         said.append(f"held stills {cfg['still_seconds']:g} s long")
     return f" Conditions: {'; '.join(said)}." if said else ""
 
