@@ -188,7 +188,7 @@ def test_reference_recipe_ships_a_model_that_predict_and_the_benchmark_use(tmp_p
     assert scores.groupby("source")["threshold"].nunique().max() == 1
 
     pred = Predictor.from_checkpoint(out / "checkpoint.pt")
-    assert pred.video_head is not None and pred.video_head.features == ("nonplanar_motion",)
+    assert pred.video_head is not None and pred.video_head.features == ("nonplanar_motion", "nonquadratic_motion")
     assert pred.threshold == pytest.approx(s["threshold"]) and pred.clips_per_video == 2 and pred.crop_size == 32
     assert pred.inference.clip_len == 5 and pred.model.cfg.clip_len == 5  # the window travels with the weights
     assert pred.face_fraction == 0.5  # and so does the crop's context
