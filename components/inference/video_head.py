@@ -266,5 +266,5 @@ class VideoHead:
 
 
 __all__ = ["FEATURES", "LOG_FEATURES", "VideoHead", "video_features", "nonrigid_motion", "nonplanar_motion",
-           "similarity_residual", "homography_residual",
+           "nonquadratic_motion", "similarity_residual", "homography_residual", "quadratic_residual",
            "eye_distance", "eye_aspect_ratio"]
